@@ -68,9 +68,9 @@ fn oversized_prefix_is_refused_without_allocating() {
     forged.extend_from_slice(&bytes[scores_at + 1..]);
     reset();
     let e = ScoreReport::from_bytes(&forged);
-    let largest = largest();
+    let peak = largest();
     assert!(e.is_err());
-    assert!(largest < 64 * 1024, "allocated {largest} bytes for a refused prefix");
+    assert!(peak < 64 * 1024, "allocated {peak} bytes for a refused prefix");
 
     // a prefix over the field's cap but within the input is refused as well
     let mut over: Vec<u8> = Compact(100u32).encode();
