@@ -34,8 +34,14 @@ fn read_len<I: Input>(
 }
 
 /// A `Vec<T>` of at most `N` elements, decoded without allocating for an oversized prefix.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BoundedVec<T, const N: usize>(Vec<T>);
+
+impl<T, const N: usize> Default for BoundedVec<T, N> {
+    fn default() -> Self {
+        BoundedVec(Vec::new())
+    }
+}
 
 impl<T, const N: usize> BoundedVec<T, N> {
     /// Wraps `v`, refusing more than `N` elements.
