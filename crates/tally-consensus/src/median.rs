@@ -40,35 +40,52 @@ pub struct ValidatorScores<'a> {
     pub scores: &'a [(MinerIdx, Score)],
 }
 
-const NONE: u32 = u32::MAX;
-const SMALL: usize = 24;
+/// Below this many entries the median is found by sorting.
+const SMALL: usize = 32;
+/// Largest sample of the bracketing step (16 below 128 entries).
+const SAMPLE: usize = 32;
 
-/// The largest score `s` with `stake(score >= s) >= need`, for `1 <= need <= sum of stakes`.
-/// Reorders `v`.
-fn select(mut v: &mut [(u32, u64)], mut need: u128) -> u32 {
+#[inline]
+fn score_of(k: u64) -> u32 {
+    (k >> 32) as u32
+}
+#[inline]
+fn stake_of(k: u64, stakes: &[u64]) -> u64 {
+    stakes.get(k as u32 as usize).copied().unwrap_or(0)
+}
+
+/// The first score, in descending order, at which the running stake reaches `need`, starting
+/// from `acc`; `keys` must already be sorted ascending (they are walked from the top).
+fn scan_desc(keys: &[u64], stakes: &[u64], mut acc: u64, need: u64) -> Option<u32> {
+    for &k in keys.iter().rev() {
+        acc += stake_of(k, stakes);
+        if acc >= need {
+            return Some(score_of(k));
+        }
+    }
+    None
+}
+
+/// Weighted quickselect over packed keys: the largest score `s` with
+/// `stake(score >= s) >= need`, for `1 <= need <= sum of stakes`. Reorders `v`.
+fn quickselect(mut v: &mut [u64], stakes: &[u64], mut need: u64) -> u32 {
     loop {
         if v.len() <= SMALL {
-            v.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-            let mut cum = 0u128;
-            for &(s, w) in v.iter() {
-                cum += w as u128;
-                if cum >= need {
-                    return s;
-                }
-            }
-            // need <= sum holds by construction; the lowest score is the safe answer otherwise.
-            return v.last().map(|x| x.0).unwrap_or(0);
+            v.sort_unstable();
+            // need <= the slice's stake by construction; the lowest score is the fallback
+            let low = v.first().map(|&k| score_of(k)).unwrap_or(0);
+            return scan_desc(v, stakes, 0, need).unwrap_or(low);
         }
         let n = v.len();
-        let (a, b, c) = (v[0].0, v[n / 2].0, v[n - 1].0);
+        let (a, b, c) = (score_of(v[0]), score_of(v[n / 2]), score_of(v[n - 1]));
         let pivot = a.max(b.min(c)).min(b.max(c)); // median of three
         // three-way partition: [> pivot][== pivot][< pivot], summing stakes as we go
         let (mut lt, mut i, mut gt) = (0usize, 0usize, n);
-        let (mut w_gt, mut w_eq) = (0u128, 0u128);
+        let (mut w_gt, mut w_eq) = (0u64, 0u64);
         while i < gt {
-            let s = v[i].0;
+            let s = score_of(v[i]);
             if s > pivot {
-                w_gt += v[i].1 as u128;
+                w_gt += stake_of(v[i], stakes);
                 v.swap(lt, i);
                 lt += 1;
                 i += 1;
@@ -76,7 +93,7 @@ fn select(mut v: &mut [(u32, u64)], mut need: u128) -> u32 {
                 gt -= 1;
                 v.swap(i, gt);
             } else {
-                w_eq += v[i].1 as u128;
+                w_eq += stake_of(v[i], stakes);
                 i += 1;
             }
         }
@@ -91,42 +108,128 @@ fn select(mut v: &mut [(u32, u64)], mut need: u128) -> u32 {
     }
 }
 
-/// The kappa-weighted median of `(score, stake)` pairs, or `None` when their stake is zero.
-pub fn weighted_median(entries: &mut [(u32, u64)], kappa: Fraction) -> Option<Score> {
-    let total: u128 = entries.iter().map(|e| e.1 as u128).sum();
+/// The largest score `s` with `stake(score >= s) >= need` over packed keys
+/// `(score << 32) | stake index`, for `1 <= need <= total = sum of stakes`.
+///
+/// Floyd–Rivest style: a sorted sample estimates where the answer lies, one branch-free pass
+/// sums the stake above a bracket around the estimate and gathers the keys inside it, and only
+/// those few are sorted. The estimate only has to be good, not exact: when it misses, a weighted
+/// quickselect finishes on the side where the answer lies, so the result is always exact.
+/// Reorders `keys`; `mid` is scratch.
+fn select(keys: &mut [u64], stakes: &[u64], need: u64, total: u64, mid: &mut Vec<u64>) -> u32 {
+    let n = keys.len();
+    if n <= SMALL {
+        return quickselect(keys, stakes, need);
+    }
+    // sample size and the sample positions on each side of the estimate that bound the
+    // bracket: about two standard errors of the estimated stake share
+    let (lo, hi) = if n < 128 {
+        bracket::<16>(keys, stakes, need, total, 3)
+    } else {
+        bracket::<SAMPLE>(keys, stakes, need, total, 4)
+    };
+    mid.clear();
+    mid.resize(n, 0);
+    let (mut nm, mut w_above, mut w_mid) = (0usize, 0u64, 0u64);
+    for &k in keys.iter() {
+        let s = score_of(k);
+        let w = stake_of(k, stakes);
+        let above = s > hi;
+        let inside = (s >= lo) & !above;
+        w_above += w & 0u64.wrapping_sub(above as u64);
+        w_mid += w & 0u64.wrapping_sub(inside as u64);
+        if let Some(slot) = mid.get_mut(nm) {
+            *slot = k;
+        }
+        nm += inside as usize;
+    }
+    if w_above < need && need <= w_above + w_mid {
+        let m = &mut mid[..nm];
+        m.sort_unstable();
+        if let Some(s) = scan_desc(m, stakes, w_above, need) {
+            return s;
+        }
+    }
+    // the estimate missed: the answer lies strictly above `hi` or strictly below `lo`, so
+    // finish on that side only
+    if need <= w_above {
+        let k = partition_in_place(keys, |s| s > hi);
+        quickselect(&mut keys[..k], stakes, need)
+    } else if need > w_above + w_mid && lo > 0 {
+        let k = partition_in_place(keys, |s| s < lo);
+        quickselect(&mut keys[..k], stakes, need - w_above - w_mid)
+    } else {
+        quickselect(keys, stakes, need)
+    }
+}
+
+/// Estimates the answer from an evenly spaced sample of `S` keys and returns a bracket
+/// `(lo, hi)` of scores `spread` sample positions either side of the estimate.
+fn bracket<const S: usize>(
+    keys: &[u64],
+    stakes: &[u64],
+    need: u64,
+    total: u64,
+    spread: usize,
+) -> (u32, u32) {
+    let n = keys.len();
+    let mut sample = [0u64; S];
+    for (i, s) in sample.iter_mut().enumerate() {
+        *s = keys.get(i * n / S).copied().unwrap_or(0);
+    }
+    sample.sort_unstable();
+    // an estimate only: floating point is fine here, the caller verifies the bracket exactly
+    let total_s: f64 = sample.iter().map(|&k| stake_of(k, stakes) as f64).sum();
+    let need_s = need as f64 / total.max(1) as f64 * total_s;
+    let mut cum = 0.0;
+    let mut j = 0; // position from the top
+    for (i, &k) in sample.iter().rev().enumerate() {
+        cum += stake_of(k, stakes) as f64;
+        j = i;
+        if cum >= need_s {
+            break;
+        }
+    }
+    let at = |pos: usize| score_of(sample[S - 1 - pos]);
+    let hi = if j >= spread { at(j - spread) } else { u32::MAX };
+    let lo = if j + spread < S { at(j + spread) } else { 0 };
+    (lo, hi)
+}
+
+/// Moves the keys whose score satisfies `keep` to the front; returns how many there are.
+fn partition_in_place(keys: &mut [u64], keep: impl Fn(u32) -> bool) -> usize {
+    let mut k = 0;
+    for i in 0..keys.len() {
+        if keep(score_of(keys[i])) {
+            keys.swap(k, i);
+            k += 1;
+        }
+    }
+    k
+}
+
+/// The kappa-weighted median of `(score, stake)` pairs, or `None` when their stake is zero or
+/// sums past `u64::MAX`.
+pub fn weighted_median(entries: &[(u32, u64)], kappa: Fraction) -> Option<Score> {
+    let total = entries.iter().try_fold(0u64, |a, e| a.checked_add(e.1))?;
     if total == 0 {
         return None;
     }
-    let need = kappa.ceil_share_of(total).max(1);
-    Score::from_units(select(entries, need)).ok()
+    let stakes: Vec<u64> = entries.iter().map(|e| e.1).collect();
+    let mut keys: Vec<u64> =
+        entries.iter().enumerate().map(|(i, e)| ((e.0 as u64) << 32) | i as u64).collect();
+    let need = kappa.ceil_share_of(total as u128).max(1) as u64;
+    Score::from_units(select(&mut keys, &stakes, need, total, &mut Vec::new())).ok()
 }
 
-/// The per-miner rule: coverage, the missing policy, then the weighted median.
-fn miner_score(
-    scratch: &mut Vec<(u32, u64)>,
-    scored: u128,
-    participating: u128,
-    kappa: Fraction,
-    missing: MissingPolicy,
-) -> Option<Score> {
-    if participating == 0 || scored * 2 < participating {
-        return None;
+fn check_inputs(reports: &[ValidatorScores<'_>], n_miners: usize) -> Result<u64, ConsensusError> {
+    if reports.len() >= u32::MAX as usize {
+        return Err(ConsensusError::InvalidParam { name: "reports", reason: "too many".into() });
     }
-    if missing == MissingPolicy::Zero && participating > scored {
-        // the absent stake fits in u64 pieces; split if the sum exceeds one u64
-        let mut rest = participating - scored;
-        while rest > 0 {
-            let part = rest.min(u64::MAX as u128);
-            scratch.push((0, part as u64));
-            rest -= part;
-        }
-    }
-    weighted_median(scratch, kappa)
-}
-
-fn check_inputs(reports: &[ValidatorScores<'_>], n_miners: usize) -> Result<(), ConsensusError> {
     for (v, r) in reports.iter().enumerate() {
-        if r.scores.windows(2).any(|w| w[0].0 >= w[1].0) {
+        // branch-free so it vectorizes; the lists are long and almost always valid
+        let sorted = r.scores.windows(2).fold(true, |ok, w| ok & (w[0].0 < w[1].0));
+        if !sorted {
             return Err(ConsensusError::UnsortedScores { validator: v });
         }
         if let Some(&(m, _)) = r.scores.last() {
@@ -135,51 +238,95 @@ fn check_inputs(reports: &[ValidatorScores<'_>], n_miners: usize) -> Result<(), 
             }
         }
     }
-    Ok(())
+    reports.iter().try_fold(0u64, |a, r| a.checked_add(r.stake)).ok_or_else(|| {
+        ConsensusError::InvalidParam {
+            name: "stake",
+            reason: "participating stake sums past u64::MAX".into(),
+        }
+    })
 }
 
+/// Least work (score entries) worth a thread of its own.
+const MIN_ENTRIES_PER_THREAD: usize = 64 * 1024;
+
 /// Miners per tile of the transpose: a tile is `TILE x validators` scores.
-const TILE: usize = 64;
+const TILE: usize = 32;
 
 /// Consensus scores for miners `[lo, lo + out.len())`.
+///
+/// Works a tile of `TILE` miners at a time: each validator's entries for the tile are appended
+/// to the rows of their miners (packed as `(score << 32) | validator`), so each row ends up
+/// holding exactly the keys the median needs, contiguous and in cache.
 fn range_scores(
     reports: &[ValidatorScores<'_>],
     lo: usize,
     out: &mut [Option<Score>],
-    participating: u128,
+    participating: u64,
     kappa: Fraction,
     missing: MissingPolicy,
 ) {
     let nv = reports.len();
+    let width = nv + 1; // one spare slot per row for the absent stake under `zero`
     let mut cursors: Vec<usize> =
         reports.iter().map(|r| r.scores.partition_point(|e| (e.0 as usize) < lo)).collect();
-    let mut tile = vec![NONE; TILE * nv];
-    let mut scratch: Vec<(u32, u64)> = Vec::with_capacity(nv + 1);
+    // validators' stakes, plus one slot for the absent stake under the `zero` policy
+    let mut stakes: Vec<u64> = reports.iter().map(|r| r.stake).collect();
+    stakes.push(0);
+    let mut tile = vec![0u64; TILE * width];
+    let mut mid = Vec::with_capacity(width);
+    let need_all = kappa.ceil_share_of(participating as u128).max(1) as u64;
     let hi = lo + out.len();
     let mut m0 = lo;
     while m0 < hi {
         let m1 = (m0 + TILE).min(hi);
-        tile.fill(NONE);
+        let mut count = [0usize; TILE];
+        let mut scored = [0u64; TILE];
         for (v, r) in reports.iter().enumerate() {
             let list = r.scores;
             let mut c = cursors[v];
-            while c < list.len() && (list[c].0 as usize) < m1 {
-                tile[(list[c].0 as usize - m0) * nv + v] = list[c].1.units();
+            while let Some(&(m, score)) = list.get(c) {
+                if m as usize >= m1 {
+                    break;
+                }
+                let row = m as usize - m0;
+                // rows hold at most one entry per validator: the lists were checked to be
+                // strictly ascending, so `count[row] < nv` here
+                if let Some(slot) = tile.get_mut(row * width + count[row]) {
+                    *slot = ((score.units() as u64) << 32) | v as u64;
+                }
+                count[row] += 1;
+                scored[row] += r.stake;
                 c += 1;
             }
             cursors[v] = c;
         }
-        for m in m0..m1 {
-            let row = &tile[(m - m0) * nv..(m - m0 + 1) * nv];
-            scratch.clear();
-            let mut scored = 0u128;
-            for (v, &s) in row.iter().enumerate() {
-                if s != NONE {
-                    scratch.push((s, reports[v].stake));
-                    scored += reports[v].stake as u128;
-                }
-            }
-            out[m - lo] = miner_score(&mut scratch, scored, participating, kappa, missing);
+        for row in 0..m1 - m0 {
+            let (mut n, scored) = (count[row].min(nv), scored[row]);
+            let keys = &mut tile[row * width..(row + 1) * width];
+            out[m0 - lo + row] =
+                if participating == 0 || (scored as u128) * 2 < participating as u128 {
+                    None
+                } else {
+                    let (total, need) = match missing {
+                        MissingPolicy::Abstain => {
+                            (scored, kappa.ceil_share_of(scored as u128).max(1) as u64)
+                        }
+                        MissingPolicy::Zero => {
+                            if participating > scored {
+                                stakes[nv] = participating - scored;
+                                keys[n] = nv as u64; // score 0, the absent stake
+                                n += 1;
+                            }
+                            (participating, need_all)
+                        }
+                    };
+                    if total == 0 {
+                        None
+                    } else {
+                        let s = select(&mut keys[..n], &stakes, need, total, &mut mid);
+                        Score::from_units(s).ok()
+                    }
+                };
         }
         m0 = m1;
     }
@@ -202,19 +349,27 @@ pub fn consensus_scores(
             reason: "must be above 0 and at most 1".into(),
         });
     }
-    check_inputs(reports, n_miners)?;
-    let participating: u128 = reports.iter().map(|r| r.stake as u128).sum();
+    let participating = check_inputs(reports, n_miners)?;
     let mut out = vec![None; n_miners];
+    // a helper thread costs tens of microseconds to start: below this much work one is faster
+    let entries: usize = reports.iter().map(|r| r.scores.len()).sum();
+    let threads = if entries < MIN_ENTRIES_PER_THREAD * 2 { 1 } else { threads };
     let threads = threads.clamp(1, 64).min(n_miners.div_ceil(TILE).max(1));
     if threads == 1 {
         range_scores(reports, 0, &mut out, participating, kappa, missing);
     } else {
         let chunk = n_miners.div_ceil(threads).div_ceil(TILE) * TILE;
         std::thread::scope(|s| {
-            for (i, part) in out.chunks_mut(chunk).enumerate() {
+            let mut parts = out.chunks_mut(chunk).enumerate();
+            // the first range runs on this thread, the rest on helpers
+            let first = parts.next();
+            for (i, part) in parts {
                 s.spawn(move || {
                     range_scores(reports, i * chunk, part, participating, kappa, missing)
                 });
+            }
+            if let Some((_, part)) = first {
+                range_scores(reports, 0, part, participating, kappa, missing);
             }
         });
     }
@@ -232,8 +387,8 @@ mod tests {
         Score::from_f64(x).unwrap()
     }
     fn med(pairs: &[(f64, u64)], kappa: f64) -> Option<f64> {
-        let mut v: Vec<(u32, u64)> = pairs.iter().map(|&(x, w)| (s(x).units(), w)).collect();
-        weighted_median(&mut v, f(kappa)).map(|x| x.to_f64())
+        let v: Vec<(u32, u64)> = pairs.iter().map(|&(x, w)| (s(x).units(), w)).collect();
+        weighted_median(&v, f(kappa)).map(|x| x.to_f64())
     }
 
     #[test]

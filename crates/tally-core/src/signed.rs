@@ -117,3 +117,38 @@ impl<T: Signable> Signed<T> {
         Ok(s)
     }
 }
+
+/// Decodes and verifies many wire-form values, spread over `threads` threads (1 = on the
+/// caller's). The results are in input order.
+pub fn decode_verify_many<T: Signable + Send>(
+    items: &[&[u8]],
+    threads: usize,
+) -> Vec<Result<Signed<T>, CoreError>> {
+    let threads = threads.clamp(1, 64).min(items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(|b| Signed::decode_verified(b)).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut out: Vec<Result<Signed<T>, CoreError>> = Vec::with_capacity(items.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let h = s.spawn(move || {
+                    c.iter().map(|b| Signed::<T>::decode_verified(b)).collect::<Vec<_>>()
+                });
+                (c.len(), h)
+            })
+            .collect();
+        for (n, h) in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // keep results aligned with inputs even if a worker died
+                Err(_) => out.extend((0..n).map(|_| {
+                    Err(CoreError::Decode("verification worker panicked".into()))
+                })),
+            }
+        }
+    });
+    out
+}

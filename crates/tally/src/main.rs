@@ -1,1 +1,80 @@
-fn main() {}
+//! `tally`: the command line of Tally, decentralized and auditable validation for AI incentive
+//! networks.
+//!
+//! Subcommands: `key` (sr25519 hotkeys compatible with Bittensor), `consensus` (aggregate score
+//! reports given as JSON) and `bench` (in-process benchmarks). Exit codes: 0 success, 1 a
+//! negative answer or failure (for instance a signature that does not verify), 2 unusable input
+//! or arguments.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod consensus_cmd;
+mod key_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Decentralized, auditable validation for AI incentive networks (Bittensor- and
+/// Hypertensor-style subnets): validators measure miners first-hand, commit before they reveal,
+/// and set weights from a stake-weighted median that a dishonest minority cannot move.
+#[derive(Parser)]
+#[command(name = "tally", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, show, sign with and verify sr25519 hotkeys (Bittensor-compatible).
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
+    /// Aggregate validators' score reports (JSON) into consensus scores, a winner and weights.
+    Consensus(consensus_cmd::ConsensusArgs),
+    /// Run in-process benchmarks; `--json` makes the last line machine-readable.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// An error that carries its exit code: 2 for unusable input, 1 otherwise.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Unusable input or arguments (exit 2).
+    pub fn input(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: 2, error: error.into() }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 1, error: e.into() }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(c) => key_cmd::run(c),
+        Command::Consensus(a) => consensus_cmd::run(a),
+        Command::Bench(b) => bench::run(b),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

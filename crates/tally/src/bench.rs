@@ -1,0 +1,200 @@
+//! `tally bench …`: in-process benchmarks. Each prints a human summary and, with `--json`, a
+//! last line that scripts and `BENCHMARKS.md` read. Timings are medians of repeated runs after a
+//! warm-up, on data from a fixed seed.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Subcommand;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tally_consensus::{consensus_scores, MissingPolicy, ValidatorScores};
+use tally_core::signed::decode_verify_many;
+use tally_core::{FamilyId, Fraction, Hotkey, Keypair, ReportBody, Score, Signed};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Aggregation: per-validator sorted score lists to the consensus vector.
+    Consensus {
+        /// Validators (reports).
+        #[arg(long, default_value_t = 256)]
+        validators: usize,
+        /// Miners.
+        #[arg(long, default_value_t = 4096)]
+        miners: usize,
+        /// Threads for the median (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print `{"validators":V,"miners":M,"median_ns":N}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decoding and verifying signed score reports from their wire bytes.
+    Verify {
+        /// Reports.
+        #[arg(long, default_value_t = 256)]
+        reports: usize,
+        /// Scores per report.
+        #[arg(long, default_value_t = 4096)]
+        miners: usize,
+        /// Threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print `{"reports":R,"miners":M,"median_ns":N}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Runs `f` after a warm-up until `min_iters` runs and `min_time` have passed (capped at
+/// `max_iters`), returning the median duration.
+fn median_of(mut f: impl FnMut(), min_iters: usize, max_iters: usize, min_time: Duration) -> Duration {
+    for _ in 0..3 {
+        f();
+    }
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < max_iters && (samples.len() < min_iters || start.elapsed() < min_time) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
+    if a == 0 || b == 0 || a > 100_000 || b > 100_000 || a * b > 50_000_000 {
+        return Err(Failure::input(anyhow!(
+            "sizes must be 1..=100000 each with a product of at most 50,000,000"
+        )));
+    }
+    Ok(())
+}
+
+pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
+    match cmd {
+        BenchCommand::Consensus { validators, miners, threads, json } => {
+            check_sizes(validators, miners)?;
+            let threads = threads.unwrap_or_else(cores).max(1);
+            let mut rng = ChaCha8Rng::seed_from_u64(42);
+            // every validator scores ~98% of miners, scores near a per-miner quality
+            let quality: Vec<u32> = (0..miners).map(|_| rng.gen_range(0..=1_000_000_000)).collect();
+            let lists: Vec<Vec<(u32, Score)>> = (0..validators)
+                .map(|_| {
+                    let mut l = Vec::with_capacity(miners);
+                    for m in 0..miners as u32 {
+                        if rng.gen_bool(0.98) {
+                            let q = quality[m as usize] as i64
+                                + rng.gen_range(-20_000_000..=20_000_000);
+                            let s = Score::from_units(q.clamp(0, 1_000_000_000) as u32);
+                            l.push((m, s.unwrap_or(Score::ZERO)));
+                        }
+                    }
+                    l
+                })
+                .collect();
+            let stakes: Vec<u64> = (0..validators).map(|_| rng.gen_range(1..1_000_000_000_000)).collect();
+            let reports: Vec<ValidatorScores> = lists
+                .iter()
+                .zip(&stakes)
+                .map(|(l, s)| ValidatorScores { stake: *s, scores: l })
+                .collect();
+            let kappa = Fraction::from_units(500_000_000)?;
+            let mut scored = 0;
+            let mut measure = |t: usize| {
+                median_of(
+                    || {
+                        let out = consensus_scores(&reports, miners, kappa, MissingPolicy::Abstain, t)
+                            .unwrap_or_default();
+                        scored = out.iter().filter(|s| s.is_some()).count();
+                        std::hint::black_box(out);
+                    },
+                    21,
+                    100_000,
+                    Duration::from_secs(2),
+                )
+            };
+            let single = measure(1);
+            let multi = measure(threads);
+            eprintln!(
+                "consensus {validators} validators x {miners} miners: median {:.3} ms on {threads} threads, \
+                 {:.3} ms on 1 thread ({scored} miners scored)",
+                multi.as_secs_f64() * 1e3,
+                single.as_secs_f64() * 1e3
+            );
+            if json {
+                println!(
+                    "{}",
+                    json!({"validators": validators, "miners": miners, "median_ns": multi.as_nanos() as u64,
+                           "single_thread_median_ns": single.as_nanos() as u64, "threads": threads})
+                );
+            }
+            Ok(0)
+        }
+        BenchCommand::Verify { reports, miners, threads, json } => {
+            check_sizes(reports, miners)?;
+            if miners > tally_core::MAX_REPORT_SCORES {
+                return Err(Failure::input(anyhow!(
+                    "--miners is over the report cap of {}",
+                    tally_core::MAX_REPORT_SCORES
+                )));
+            }
+            let threads = threads.unwrap_or_else(cores).max(1);
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let family = FamilyId::new("inference")?;
+            let miner_keys: Vec<Hotkey> = (0..miners).map(|_| Hotkey(rng.gen())).collect();
+            eprintln!("signing {reports} reports of {miners} scores…");
+            let wire: Vec<Vec<u8>> = (0..reports)
+                .map(|_| {
+                    let kp = Keypair::from_seed(&rng.gen());
+                    let scores = miner_keys
+                        .iter()
+                        .map(|k| (*k, Score::from_units(rng.gen_range(0..=1_000_000_000)).unwrap_or(Score::ZERO)))
+                        .collect();
+                    let body = ReportBody::new(1, 9, family.clone(), kp.hotkey(), scores)?;
+                    Ok(Signed::sign(body, &kp)?.to_bytes())
+                })
+                .collect::<Result<_, tally_core::CoreError>>()?;
+            let refs: Vec<&[u8]> = wire.iter().map(|w| w.as_slice()).collect();
+            let mut ok = 0;
+            let mut measure = |t: usize| {
+                median_of(
+                    || {
+                        let r = decode_verify_many::<ReportBody>(&refs, t);
+                        ok = r.iter().filter(|x| x.is_ok()).count();
+                        std::hint::black_box(r);
+                    },
+                    11,
+                    10_000,
+                    Duration::from_secs(3),
+                )
+            };
+            let single = measure(1);
+            let multi = measure(threads);
+            if ok != reports {
+                return Err(anyhow!("only {ok} of {reports} reports verified").into());
+            }
+            let mb = wire.iter().map(|w| w.len()).sum::<usize>() as f64 / 1e6;
+            eprintln!(
+                "decode+verify {reports} reports x {miners} scores ({mb:.1} MB): median {:.3} ms on {threads} threads, \
+                 {:.3} ms on 1 thread",
+                multi.as_secs_f64() * 1e3,
+                single.as_secs_f64() * 1e3
+            );
+            if json {
+                println!(
+                    "{}",
+                    json!({"reports": reports, "miners": miners, "median_ns": multi.as_nanos() as u64,
+                           "single_thread_median_ns": single.as_nanos() as u64, "threads": threads})
+                );
+            }
+            Ok(0)
+        }
+    }
+}
