@@ -157,7 +157,10 @@ impl DivergenceTracker {
                 reason: format!("must be 1..={MAX_WINDOW} runs"),
             });
         }
-        Ok(DivergenceTracker { capacity: capacity as u32, entries: BoundedVec::default() })
+        Ok(DivergenceTracker {
+            capacity: capacity as u32,
+            entries: BoundedVec::default(),
+        })
     }
 
     /// Records `entry`, replacing any entry of the same run and dropping the oldest runs past
@@ -189,7 +192,11 @@ impl DivergenceTracker {
         let n = self.entries.len();
         let agree = self.entries.iter().filter(|e| e.top1_agree).count();
         let sp: Vec<i32> = self.entries.iter().filter_map(|e| e.spearman_ppb).collect();
-        let overlap: u128 = self.entries.iter().map(|e| e.topk_overlap.units() as u128).sum();
+        let overlap: u128 = self
+            .entries
+            .iter()
+            .map(|e| e.topk_overlap.units() as u128)
+            .sum();
         DivergenceSummary {
             runs: n,
             top1_agreement_rate: Fraction::ratio(agree as u128, n as u128)
@@ -213,12 +220,16 @@ impl DivergenceTracker {
         let t: DivergenceTracker = decode_bounded(bytes, cap, "divergence tracker")
             .map_err(|e| ConsensusError::Corrupt(e.to_string()))?;
         if t.capacity == 0 || t.capacity as usize > MAX_WINDOW {
-            return Err(ConsensusError::Corrupt("window capacity out of range".into()));
+            return Err(ConsensusError::Corrupt(
+                "window capacity out of range".into(),
+            ));
         }
         if t.entries.len() > t.capacity as usize
             || t.entries.windows(2).any(|w| w[0].run >= w[1].run)
         {
-            return Err(ConsensusError::Corrupt("entries over capacity or not one per run".into()));
+            return Err(ConsensusError::Corrupt(
+                "entries over capacity or not one per run".into(),
+            ));
         }
         Ok(t)
     }
@@ -230,7 +241,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn v(x: &[(u8, u32)]) -> Vec<(u8, Score)> {
-        x.iter().map(|&(k, s)| (k, Score::from_units(s).unwrap())).collect()
+        x.iter()
+            .map(|&(k, s)| (k, Score::from_units(s).unwrap()))
+            .collect()
     }
 
     #[test]
@@ -265,7 +278,12 @@ mod tests {
     }
 
     fn entry(run: u64, agree: bool) -> DivergenceEntry {
-        DivergenceEntry { run, top1_agree: agree, spearman_ppb: Some(500_000_000), topk_overlap: Fraction::ONE }
+        DivergenceEntry {
+            run,
+            top1_agree: agree,
+            spearman_ppb: Some(500_000_000),
+            topk_overlap: Fraction::ONE,
+        }
     }
 
     #[test]
@@ -274,7 +292,10 @@ mod tests {
         for r in [5, 1, 3, 4] {
             t.record(entry(r, r % 2 == 1));
         }
-        assert_eq!(t.entries().iter().map(|e| e.run).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            t.entries().iter().map(|e| e.run).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         t.record(entry(4, true)); // replaces run 4
         assert_eq!(t.entries().len(), 3);
         assert_eq!(t.summary().top1_agreement_rate, Fraction::ONE);

@@ -75,23 +75,33 @@ impl Equivocation {
         let parse = |b: &[u8]| {
             Signed::<ReportBody>::from_bytes(b).map_err(|e| ConsensusError::Corrupt(e.to_string()))
         };
-        let e = Equivocation { first: parse(&w.first)?, second: parse(&w.second)? };
+        let e = Equivocation {
+            first: parse(&w.first)?,
+            second: parse(&w.second)?,
+        };
         e.verify()?;
         Ok(e)
     }
 }
 
+/// `(validator, netuid, run, family)`: where one validator may sign one report.
+type RunSlot = (Hotkey, u16, u64, Vec<u8>);
+
 /// One proof per equivocating `(validator, netuid, run, family)` among `reports`.
 pub fn find_equivocations(reports: &[Signed<ReportBody>]) -> Vec<Equivocation> {
-    let mut groups: BTreeMap<(Hotkey, u16, u64, Vec<u8>), Vec<&Signed<ReportBody>>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<RunSlot, Vec<&Signed<ReportBody>>> = BTreeMap::new();
     for r in reports {
         if r.verify().is_err() {
             continue;
         }
         let b = r.body();
         groups
-            .entry((b.validator, b.netuid, b.run, b.family_id.as_str().as_bytes().to_vec()))
+            .entry((
+                b.validator,
+                b.netuid,
+                b.run,
+                b.family_id.as_str().as_bytes().to_vec(),
+            ))
             .or_default()
             .push(r);
     }
@@ -100,7 +110,10 @@ pub fn find_equivocations(reports: &[Signed<ReportBody>]) -> Vec<Equivocation> {
         g.sort_by(|a, b| a.body_bytes().cmp(b.body_bytes()));
         g.dedup_by(|a, b| a.body_bytes() == b.body_bytes());
         if g.len() >= 2 {
-            out.push(Equivocation { first: g[0].clone(), second: g[1].clone() });
+            out.push(Equivocation {
+                first: g[0].clone(),
+                second: g[1].clone(),
+            });
         }
     }
     out
@@ -151,7 +164,10 @@ mod tests {
         let fake_body = rep(&a, 5, 99).body().clone();
         let forged = Signed::from_parts(fake_body, other.sign(b"whatever"));
         assert!(find_equivocations(&[real.clone(), forged.clone()]).is_empty());
-        let e = Equivocation { first: real, second: forged };
+        let e = Equivocation {
+            first: real,
+            second: forged,
+        };
         assert!(e.verify().is_err());
         assert!(Equivocation::from_bytes(&e.to_bytes()).is_err());
     }

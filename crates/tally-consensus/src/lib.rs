@@ -36,8 +36,14 @@ pub enum ConsensusError {
     #[error("scores of validator #{validator} are not sorted by miner or repeat a miner")]
     UnsortedScores { validator: usize },
     /// A miner index at or beyond the number of miners.
-    #[error("validator #{validator} scores miner index {miner}, but there are only {n_miners} miners")]
-    MinerOutOfRange { validator: usize, miner: u32, n_miners: usize },
+    #[error(
+        "validator #{validator} scores miner index {miner}, but there are only {n_miners} miners"
+    )]
+    MinerOutOfRange {
+        validator: usize,
+        miner: u32,
+        n_miners: usize,
+    },
     /// A parameter outside its range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParam { name: &'static str, reason: String },

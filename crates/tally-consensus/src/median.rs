@@ -79,7 +79,7 @@ fn quickselect(mut v: &mut [u64], stakes: &[u64], mut need: u64) -> u32 {
         let n = v.len();
         let (a, b, c) = (score_of(v[0]), score_of(v[n / 2]), score_of(v[n - 1]));
         let pivot = a.max(b.min(c)).min(b.max(c)); // median of three
-        // three-way partition: [> pivot][== pivot][< pivot], summing stakes as we go
+                                                   // three-way partition: [> pivot][== pivot][< pivot], summing stakes as we go
         let (mut lt, mut i, mut gt) = (0usize, 0usize, n);
         let (mut w_gt, mut w_eq) = (0u64, 0u64);
         while i < gt {
@@ -128,21 +128,10 @@ fn select(keys: &mut [u64], stakes: &[u64], need: u64, total: u64, mid: &mut Vec
     } else {
         bracket::<SAMPLE>(keys, stakes, need, total, 4)
     };
-    mid.clear();
-    mid.resize(n, 0);
-    let (mut nm, mut w_above, mut w_mid) = (0usize, 0u64, 0u64);
-    for &k in keys.iter() {
-        let s = score_of(k);
-        let w = stake_of(k, stakes);
-        let above = s > hi;
-        let inside = (s >= lo) & !above;
-        w_above += w & 0u64.wrapping_sub(above as u64);
-        w_mid += w & 0u64.wrapping_sub(inside as u64);
-        if let Some(slot) = mid.get_mut(nm) {
-            *slot = k;
-        }
-        nm += inside as usize;
+    if mid.len() < n {
+        mid.resize(n, 0); // only the first `nm` slots, written by `classify`, are read
     }
+    let (nm, w_above, w_mid) = classify(keys, stakes, lo, hi, mid);
     if w_above < need && need <= w_above + w_mid {
         let m = &mut mid[..nm];
         m.sort_unstable();
@@ -163,8 +152,30 @@ fn select(keys: &mut [u64], stakes: &[u64], need: u64, total: u64, mid: &mut Vec
     }
 }
 
+/// One branch-free pass: the stake strictly above `hi`, the stake within `[lo, hi]`, and the
+/// keys within `[lo, hi]` copied to the front of `mid` (as many as returned first). Kept out
+/// of line so its loop has the registers to itself.
+#[inline(never)]
+fn classify(keys: &[u64], stakes: &[u64], lo: u32, hi: u32, mid: &mut [u64]) -> (usize, u64, u64) {
+    let (mut nm, mut w_above, mut w_mid) = (0usize, 0u64, 0u64);
+    for &k in keys {
+        let s = score_of(k);
+        let w = stake_of(k, stakes);
+        let above = s > hi;
+        let inside = (s >= lo) & !above;
+        w_above += w & 0u64.wrapping_sub(above as u64);
+        w_mid += w & 0u64.wrapping_sub(inside as u64);
+        if let Some(slot) = mid.get_mut(nm) {
+            *slot = k;
+        }
+        nm += inside as usize;
+    }
+    (nm, w_above, w_mid)
+}
+
 /// Estimates the answer from an evenly spaced sample of `S` keys and returns a bracket
 /// `(lo, hi)` of scores `spread` sample positions either side of the estimate.
+#[inline(never)]
 fn bracket<const S: usize>(
     keys: &[u64],
     stakes: &[u64],
@@ -191,7 +202,11 @@ fn bracket<const S: usize>(
         }
     }
     let at = |pos: usize| score_of(sample[S - 1 - pos]);
-    let hi = if j >= spread { at(j - spread) } else { u32::MAX };
+    let hi = if j >= spread {
+        at(j - spread)
+    } else {
+        u32::MAX
+    };
     let lo = if j + spread < S { at(j + spread) } else { 0 };
     (lo, hi)
 }
@@ -216,34 +231,48 @@ pub fn weighted_median(entries: &[(u32, u64)], kappa: Fraction) -> Option<Score>
         return None;
     }
     let stakes: Vec<u64> = entries.iter().map(|e| e.1).collect();
-    let mut keys: Vec<u64> =
-        entries.iter().enumerate().map(|(i, e)| ((e.0 as u64) << 32) | i as u64).collect();
+    let mut keys: Vec<u64> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((e.0 as u64) << 32) | i as u64)
+        .collect();
     let need = kappa.ceil_share_of(total as u128).max(1) as u64;
     Score::from_units(select(&mut keys, &stakes, need, total, &mut Vec::new())).ok()
 }
 
 fn check_inputs(reports: &[ValidatorScores<'_>], n_miners: usize) -> Result<u64, ConsensusError> {
     if reports.len() >= u32::MAX as usize {
-        return Err(ConsensusError::InvalidParam { name: "reports", reason: "too many".into() });
+        return Err(ConsensusError::InvalidParam {
+            name: "reports",
+            reason: "too many".into(),
+        });
     }
     for (v, r) in reports.iter().enumerate() {
         // branch-free so it vectorizes; the lists are long and almost always valid
-        let sorted = r.scores.windows(2).fold(true, |ok, w| ok & (w[0].0 < w[1].0));
+        let sorted = r
+            .scores
+            .windows(2)
+            .fold(true, |ok, w| ok & (w[0].0 < w[1].0));
         if !sorted {
             return Err(ConsensusError::UnsortedScores { validator: v });
         }
         if let Some(&(m, _)) = r.scores.last() {
             if m as usize >= n_miners {
-                return Err(ConsensusError::MinerOutOfRange { validator: v, miner: m, n_miners });
+                return Err(ConsensusError::MinerOutOfRange {
+                    validator: v,
+                    miner: m,
+                    n_miners,
+                });
             }
         }
     }
-    reports.iter().try_fold(0u64, |a, r| a.checked_add(r.stake)).ok_or_else(|| {
-        ConsensusError::InvalidParam {
+    reports
+        .iter()
+        .try_fold(0u64, |a, r| a.checked_add(r.stake))
+        .ok_or_else(|| ConsensusError::InvalidParam {
             name: "stake",
             reason: "participating stake sums past u64::MAX".into(),
-        }
-    })
+        })
 }
 
 /// Least work (score entries) worth a thread of its own.
@@ -267,8 +296,10 @@ fn range_scores(
 ) {
     let nv = reports.len();
     let width = nv + 1; // one spare slot per row for the absent stake under `zero`
-    let mut cursors: Vec<usize> =
-        reports.iter().map(|r| r.scores.partition_point(|e| (e.0 as usize) < lo)).collect();
+    let mut cursors: Vec<usize> = reports
+        .iter()
+        .map(|r| r.scores.partition_point(|e| (e.0 as usize) < lo))
+        .collect();
     // validators' stakes, plus one slot for the absent stake under the `zero` policy
     let mut stakes: Vec<u64> = reports.iter().map(|r| r.stake).collect();
     stakes.push(0);
@@ -353,7 +384,11 @@ pub fn consensus_scores(
     let mut out = vec![None; n_miners];
     // a helper thread costs tens of microseconds to start: below this much work one is faster
     let entries: usize = reports.iter().map(|r| r.scores.len()).sum();
-    let threads = if entries < MIN_ENTRIES_PER_THREAD * 2 { 1 } else { threads };
+    let threads = if entries < MIN_ENTRIES_PER_THREAD * 2 {
+        1
+    } else {
+        threads
+    };
     let threads = threads.clamp(1, 64).min(n_miners.div_ceil(TILE).max(1));
     if threads == 1 {
         range_scores(reports, 0, &mut out, participating, kappa, missing);
@@ -414,13 +449,22 @@ mod tests {
         assert_eq!(med(&v, 0.000000001), Some(0.9));
     }
 
-    fn by_index(lists: &[(u64, Vec<(u32, f64)>)], n: usize, missing: MissingPolicy) -> Vec<Option<f64>> {
-        let owned: Vec<Vec<(u32, Score)>> =
-            lists.iter().map(|(_, l)| l.iter().map(|&(m, x)| (m, s(x))).collect()).collect();
+    fn by_index(
+        lists: &[(u64, Vec<(u32, f64)>)],
+        n: usize,
+        missing: MissingPolicy,
+    ) -> Vec<Option<f64>> {
+        let owned: Vec<Vec<(u32, Score)>> = lists
+            .iter()
+            .map(|(_, l)| l.iter().map(|&(m, x)| (m, s(x))).collect())
+            .collect();
         let reports: Vec<ValidatorScores> = lists
             .iter()
             .zip(&owned)
-            .map(|((st, _), l)| ValidatorScores { stake: *st, scores: l })
+            .map(|((st, _), l)| ValidatorScores {
+                stake: *st,
+                scores: l,
+            })
             .collect();
         consensus_scores(&reports, n, f(0.5), missing, 1)
             .unwrap()
@@ -434,18 +478,34 @@ mod tests {
         // A (60) scores miners 0 and 1, B (40) scores miner 0 only.
         let lists = vec![(60, vec![(0, 0.7), (1, 0.9)]), (40, vec![(0, 0.2)])];
         // abstain: miner 1 is scored by 60% of the stake, median over A alone
-        assert_eq!(by_index(&lists, 3, MissingPolicy::Abstain), vec![Some(0.7), Some(0.9), None]);
+        assert_eq!(
+            by_index(&lists, 3, MissingPolicy::Abstain),
+            vec![Some(0.7), Some(0.9), None]
+        );
         // zero: B counts as 0 for miner 1 with 40; stake(>= 0.9) = 60 >= 50
-        assert_eq!(by_index(&lists, 3, MissingPolicy::Zero), vec![Some(0.7), Some(0.9), None]);
+        assert_eq!(
+            by_index(&lists, 3, MissingPolicy::Zero),
+            vec![Some(0.7), Some(0.9), None]
+        );
         // B heavier: miner 1 is scored by 40% only, unscored under both
         let lists = vec![(40, vec![(0, 0.7), (1, 0.9)]), (60, vec![(0, 0.2)])];
-        assert_eq!(by_index(&lists, 2, MissingPolicy::Abstain), vec![Some(0.2), None]);
-        assert_eq!(by_index(&lists, 2, MissingPolicy::Zero), vec![Some(0.2), None]);
+        assert_eq!(
+            by_index(&lists, 2, MissingPolicy::Abstain),
+            vec![Some(0.2), None]
+        );
+        assert_eq!(
+            by_index(&lists, 2, MissingPolicy::Zero),
+            vec![Some(0.2), None]
+        );
         // exactly half coverage is enough; zero then pulls the median down
         let lists = vec![(50, vec![(0, 0.7), (1, 0.9)]), (50, vec![(0, 0.2)])];
         assert_eq!(by_index(&lists, 2, MissingPolicy::Abstain)[1], Some(0.9));
         assert_eq!(by_index(&lists, 2, MissingPolicy::Zero)[1], Some(0.9));
-        let lists = vec![(50, vec![(1, 0.9)]), (30, vec![(0, 0.2)]), (20, vec![(0, 0.3), (1, 0.1)])];
+        let lists = vec![
+            (50, vec![(1, 0.9)]),
+            (30, vec![(0, 0.2)]),
+            (20, vec![(0, 0.3), (1, 0.1)]),
+        ];
         assert_eq!(by_index(&lists, 2, MissingPolicy::Abstain)[1], Some(0.9));
         // zero: scores 0.9 (50), 0.1 (20), 0 (30): stake(>=0.9) = 50 >= 50
         assert_eq!(by_index(&lists, 2, MissingPolicy::Zero)[1], Some(0.9));
@@ -454,13 +514,19 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors() {
         let l = [(1u32, Score::ZERO), (1, Score::ONE)];
-        let r = [ValidatorScores { stake: 1, scores: &l }];
+        let r = [ValidatorScores {
+            stake: 1,
+            scores: &l,
+        }];
         assert_eq!(
             consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 1),
             Err(ConsensusError::UnsortedScores { validator: 0 })
         );
         let l = [(4u32, Score::ZERO)];
-        let r = [ValidatorScores { stake: 1, scores: &l }];
+        let r = [ValidatorScores {
+            stake: 1,
+            scores: &l,
+        }];
         assert!(matches!(
             consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 1),
             Err(ConsensusError::MinerOutOfRange { miner: 4, .. })

@@ -28,7 +28,9 @@ impl std::str::FromStr for WeightMode {
             "owner" => Ok(WeightMode::Owner),
             "shadow" => Ok(WeightMode::Shadow),
             "decentralized" => Ok(WeightMode::Decentralized),
-            _ => Err(format!("unknown weight mode {s:?}: use owner, shadow or decentralized")),
+            _ => Err(format!(
+                "unknown weight mode {s:?}: use owner, shadow or decentralized"
+            )),
         }
     }
 }
@@ -53,11 +55,18 @@ pub fn decide_weights<K: Clone>(
         None => Weights::Hold,
     };
     match mode {
-        WeightMode::Owner => ModeDecision { set: owner(), track_divergence: false },
-        WeightMode::Shadow => ModeDecision { set: owner(), track_divergence: true },
-        WeightMode::Decentralized => {
-            ModeDecision { set: outcome.weights.clone(), track_divergence: false }
-        }
+        WeightMode::Owner => ModeDecision {
+            set: owner(),
+            track_divergence: false,
+        },
+        WeightMode::Shadow => ModeDecision {
+            set: owner(),
+            track_divergence: true,
+        },
+        WeightMode::Decentralized => ModeDecision {
+            set: outcome.weights.clone(),
+            track_divergence: false,
+        },
     }
 }
 
@@ -81,7 +90,10 @@ mod tests {
         let d = decide_weights(WeightMode::Shadow, Some(&"b"), &o);
         assert_eq!(d.set, Weights::Set(vec![("b", Fraction::ONE)]));
         assert!(d.track_divergence);
-        assert_eq!(decide_weights(WeightMode::Shadow, None, &o).set, Weights::Hold);
+        assert_eq!(
+            decide_weights(WeightMode::Shadow, None, &o).set,
+            Weights::Hold
+        );
         let d = decide_weights(WeightMode::Decentralized, Some(&"b"), &o);
         assert_eq!(d.set, Weights::Set(vec![("a", Fraction::ONE)]));
         assert!("bogus".parse::<WeightMode>().is_err());

@@ -112,7 +112,10 @@ pub fn winner_take_all<K: Ord + Clone>(
         best
     };
     let inc = incumbent.and_then(|k| {
-        consensus.binary_search_by(|e| e.0.cmp(k)).ok().map(|i| &consensus[i])
+        consensus
+            .binary_search_by(|e| e.0.cmp(k))
+            .ok()
+            .map(|i| &consensus[i])
     });
     match inc {
         None => top(None).map(|e| e.0.clone()),
@@ -178,7 +181,10 @@ pub fn decide_run<K: Ord + Clone>(
         .reports
         .iter()
         .zip(&indexed)
-        .map(|((stake, _), l)| ValidatorScores { stake: *stake, scores: l })
+        .map(|((stake, _), l)| ValidatorScores {
+            stake: *stake,
+            scores: l,
+        })
         .collect();
     let scores = consensus_scores(&reports, keys.len(), params.kappa, params.missing, threads)?;
     let consensus: Vec<(K, Score)> = keys
@@ -213,7 +219,13 @@ pub fn decide_run<K: Ord + Clone>(
             (w, proportional(&consensus))
         }
     };
-    Ok(RunOutcome { quorum_met, participating, consensus, winner, weights })
+    Ok(RunOutcome {
+        quorum_met,
+        participating,
+        consensus,
+        winner,
+        weights,
+    })
 }
 
 #[cfg(test)]
@@ -231,13 +243,19 @@ mod tests {
     fn hysteresis_margin_is_inclusive() {
         let m = s(0.05);
         // challenger exactly at incumbent + margin takes the crown
-        assert_eq!(winner_take_all(&c(&[("a", 0.60), ("b", 0.65)]), Some(&"a"), m), Some("b"));
+        assert_eq!(
+            winner_take_all(&c(&[("a", 0.60), ("b", 0.65)]), Some(&"a"), m),
+            Some("b")
+        );
         // one unit short keeps the incumbent
         let mut v = c(&[("a", 0.60), ("b", 0.65)]);
         v[1].1 = Score::from_units(649_999_999).unwrap();
         assert_eq!(winner_take_all(&v, Some(&"a"), m), Some("a"));
         // an incumbent near 1.0 cannot be overtaken at all (no saturation shortcut)
-        assert_eq!(winner_take_all(&c(&[("a", 0.97), ("b", 1.0)]), Some(&"a"), m), Some("a"));
+        assert_eq!(
+            winner_take_all(&c(&[("a", 0.97), ("b", 1.0)]), Some(&"a"), m),
+            Some("a")
+        );
     }
 
     #[test]
@@ -249,10 +267,17 @@ mod tests {
         let empty: Vec<(&str, Score)> = vec![];
         assert_eq!(winner_take_all(&empty, Some(&"a"), m), None);
         // zero margin: a tie with the incumbent is enough for the smaller challenger
-        assert_eq!(winner_take_all(&c(&[("a", 0.9), ("b", 0.9)]), Some(&"b"), Score::ZERO), Some("a"));
+        assert_eq!(
+            winner_take_all(&c(&[("a", 0.9), ("b", 0.9)]), Some(&"b"), Score::ZERO),
+            Some("a")
+        );
     }
 
-    fn input(reports: Vec<(u64, Vec<(&'static str, f64)>)>, eligible: u128, inc: Option<&'static str>) -> RunInput<&'static str> {
+    fn input(
+        reports: Vec<(u64, Vec<(&'static str, f64)>)>,
+        eligible: u128,
+        inc: Option<&'static str>,
+    ) -> RunInput<&'static str> {
         RunInput {
             eligible_stake: eligible,
             reports: reports.into_iter().map(|(st, l)| (st, c(&l))).collect(),
@@ -289,11 +314,19 @@ mod tests {
         assert_eq!(o.consensus, c(&[("a", 0.52), ("b", 0.69), ("c", 0.0)]));
         assert_eq!(o.winner, Some("b")); // .69 >= .52 + .05
         assert_eq!(o.weights, Weights::Set(vec![("b", Fraction::ONE)]));
-        let p = Params { policy: WeightPolicy::Proportional, ..Params::default() };
+        let p = Params {
+            policy: WeightPolicy::Proportional,
+            ..Params::default()
+        };
         let o = decide_run(&i, &p, 1).unwrap();
-        let Weights::Set(w) = o.weights else { panic!("expected weights") };
+        let Weights::Set(w) = o.weights else {
+            panic!("expected weights")
+        };
         assert_eq!(w.len(), 2);
-        assert_eq!(w[0].1.units(), (520_000_000u128 * 1_000_000_000 / 1_210_000_000) as u32);
+        assert_eq!(
+            w[0].1.units(),
+            (520_000_000u128 * 1_000_000_000 / 1_210_000_000) as u32
+        );
     }
 
     #[test]
@@ -302,7 +335,10 @@ mod tests {
         let o = decide_run(&i, &Params::default(), 1).unwrap();
         assert_eq!(o.weights, Weights::Burn);
         assert_eq!(o.winner, None);
-        let p = Params { policy: WeightPolicy::Proportional, ..Params::default() };
+        let p = Params {
+            policy: WeightPolicy::Proportional,
+            ..Params::default()
+        };
         let i = input(vec![(100, vec![("a", 0.0)])], 100, None);
         assert_eq!(decide_run(&i, &p, 1).unwrap().weights, Weights::Burn);
     }

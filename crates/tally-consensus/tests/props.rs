@@ -28,12 +28,20 @@ fn to_lists(rows: &[Row]) -> Vec<Vec<(u32, Score)>> {
         .collect()
 }
 
-fn run(rows: &[Row], kappa: Fraction, missing: MissingPolicy, threads: usize) -> Vec<Option<Score>> {
+fn run(
+    rows: &[Row],
+    kappa: Fraction,
+    missing: MissingPolicy,
+    threads: usize,
+) -> Vec<Option<Score>> {
     let lists = to_lists(rows);
     let reports: Vec<ValidatorScores> = rows
         .iter()
         .zip(&lists)
-        .map(|((st, _), l)| ValidatorScores { stake: *st, scores: l })
+        .map(|((st, _), l)| ValidatorScores {
+            stake: *st,
+            scores: l,
+        })
         .collect();
     consensus_scores(&reports, N_MINERS, kappa, missing, threads).unwrap()
 }
@@ -43,11 +51,17 @@ fn score() -> impl Strategy<Value = u32> {
 }
 
 fn honest_row() -> impl Strategy<Value = Row> {
-    (1u64..1_000_000, proptest::collection::vec(score().prop_map(Some), N_MINERS))
+    (
+        1u64..1_000_000,
+        proptest::collection::vec(score().prop_map(Some), N_MINERS),
+    )
 }
 
 fn any_row() -> impl Strategy<Value = Row> {
-    (0u64..1_000_000, proptest::collection::vec(proptest::option::weighted(0.8, score()), N_MINERS))
+    (
+        0u64..1_000_000,
+        proptest::collection::vec(proptest::option::weighted(0.8, score()), N_MINERS),
+    )
 }
 
 fn missing() -> impl Strategy<Value = MissingPolicy> {
@@ -121,23 +135,36 @@ proptest! {
 
 #[test]
 fn large_thread_split_matches_single_thread() {
-    // 300 miners so several tiles and threads are used
-    let n = 300usize;
-    let rows: Vec<(u64, Vec<(u32, Score)>)> = (0..17u64)
+    // 4,000 miners x 40 validators: enough work that the miners are split across threads
+    let n = 4000usize;
+    let rows: Vec<(u64, Vec<(u32, Score)>)> = (0..40u64)
         .map(|v| {
             let l = (0..n as u32)
-                .filter(|m| (m + v as u32) % 7 != 0)
-                .map(|m| (m, Score::from_units((m * 7919 + v as u32 * 104_729) % 1_000_000_001).unwrap()))
+                .filter(|m| !(m + v as u32).is_multiple_of(7))
+                .map(|m| {
+                    (
+                        m,
+                        Score::from_units((m * 7919 + v as u32 * 104_729) % 1_000_000_001).unwrap(),
+                    )
+                })
                 .collect();
             (v * 13 + 1, l)
         })
         .collect();
-    let reports: Vec<ValidatorScores> =
-        rows.iter().map(|(s, l)| ValidatorScores { stake: *s, scores: l }).collect();
+    let reports: Vec<ValidatorScores> = rows
+        .iter()
+        .map(|(s, l)| ValidatorScores {
+            stake: *s,
+            scores: l,
+        })
+        .collect();
     let k = Fraction::from_units(500_000_000).unwrap();
     let one = consensus_scores(&reports, n, k, MissingPolicy::Abstain, 1).unwrap();
     for t in [2, 3, 8] {
-        assert_eq!(consensus_scores(&reports, n, k, MissingPolicy::Abstain, t).unwrap(), one);
+        assert_eq!(
+            consensus_scores(&reports, n, k, MissingPolicy::Abstain, t).unwrap(),
+            one
+        );
     }
     assert!(one.iter().all(|s| s.is_some()));
 }

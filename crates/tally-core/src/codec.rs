@@ -47,7 +47,10 @@ impl<T, const N: usize> BoundedVec<T, N> {
     /// Wraps `v`, refusing more than `N` elements.
     pub fn new(v: Vec<T>) -> Result<Self, CoreError> {
         if v.len() > N {
-            return Err(CoreError::LengthOverCap { len: v.len() as u64, cap: N });
+            return Err(CoreError::LengthOverCap {
+                len: v.len() as u64,
+                cap: N,
+            });
         }
         Ok(BoundedVec(v))
     }
@@ -98,7 +101,10 @@ impl<const N: usize> BoundedBytes<N> {
     pub fn new(v: impl Into<Vec<u8>>) -> Result<Self, CoreError> {
         let v = v.into();
         if v.len() > N {
-            return Err(CoreError::LengthOverCap { len: v.len() as u64, cap: N });
+            return Err(CoreError::LengthOverCap {
+                len: v.len() as u64,
+                cap: N,
+            });
         }
         Ok(BoundedBytes(v))
     }
@@ -141,7 +147,11 @@ pub fn decode_bounded<T: Decode>(
     what: &'static str,
 ) -> Result<T, CoreError> {
     if bytes.len() > cap {
-        return Err(CoreError::TooLarge { what, len: bytes.len(), cap });
+        return Err(CoreError::TooLarge {
+            what,
+            len: bytes.len(),
+            cap,
+        });
     }
     let mut input = bytes;
     let v = T::decode(&mut input)?;

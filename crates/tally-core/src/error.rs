@@ -23,7 +23,11 @@ pub enum CoreError {
     Keyfile(String),
     /// Input longer than the cap for its kind; nothing was allocated for it.
     #[error("{what} is {len} bytes, over the cap of {cap}")]
-    TooLarge { what: &'static str, len: usize, cap: usize },
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        cap: usize,
+    },
     /// A length prefix above the cap for that field; nothing was allocated for it.
     #[error("length {len} over the cap of {cap}")]
     LengthOverCap { len: u64, cap: usize },

@@ -157,8 +157,10 @@ pub fn parse_hex_array<const N: usize>(s: &str, what: &'static str) -> Result<[u
         });
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|e| CoreError::InvalidHex { what, reason: e.to_string() })?;
+    hex::decode_to_slice(s, &mut out).map_err(|e| CoreError::InvalidHex {
+        what,
+        reason: e.to_string(),
+    })?;
     Ok(out)
 }
 
@@ -249,9 +251,8 @@ impl Keypair {
                 )));
             }
         }
-        let v: serde_json::Value = serde_json::from_slice(trimmed).map_err(|e| {
-            CoreError::Keyfile(format!("not a Bittensor JSON keyfile ({e})"))
-        })?;
+        let v: serde_json::Value = serde_json::from_slice(trimmed)
+            .map_err(|e| CoreError::Keyfile(format!("not a Bittensor JSON keyfile ({e})")))?;
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
         let kp = if let Some(seed) = field("secretSeed") {
             Keypair::from_seed_hex(seed)
@@ -266,7 +267,10 @@ impl Keypair {
             let secret = SecretKey::from_bytes(&sk[..])
                 .or_else(|_| SecretKey::from_ed25519_bytes(&sk[..]))
                 .map_err(|e| CoreError::Keyfile(format!("privateKey: {e}")))?;
-            Keypair { inner: secret.to_keypair(), seed: None }
+            Keypair {
+                inner: secret.to_keypair(),
+                seed: None,
+            }
         } else {
             return Err(CoreError::Keyfile(
                 "no secretSeed or privateKey: this is a public-only keyfile; sign with the \
@@ -276,13 +280,19 @@ impl Keypair {
         };
         if let Some(pk) = field("publicKey") {
             if Hotkey::from_hex(pk).ok() != Some(kp.hotkey()) {
-                return Err(CoreError::Keyfile("publicKey does not match the secret".into()));
+                return Err(CoreError::Keyfile(
+                    "publicKey does not match the secret".into(),
+                ));
             }
         }
         if let Some(addr) = field("ss58Address") {
             match Hotkey::decode_ss58(addr) {
                 Ok((k, _)) if k == kp.hotkey() => {}
-                _ => return Err(CoreError::Keyfile("ss58Address does not match the secret".into())),
+                _ => {
+                    return Err(CoreError::Keyfile(
+                        "ss58Address does not match the secret".into(),
+                    ))
+                }
             }
         }
         Ok(kp)
@@ -333,22 +343,31 @@ mod tests {
         assert!(String::from_utf8(bad).unwrap().parse::<Hotkey>().is_err());
         for prefix in [0u16, 2, 63, 64, 255, 1000, 16383] {
             let a = hk.to_ss58_with_prefix(prefix);
-            assert_eq!(Hotkey::decode_ss58(&a).unwrap(), (hk, prefix), "prefix {prefix}");
+            assert_eq!(
+                Hotkey::decode_ss58(&a).unwrap(),
+                (hk, prefix),
+                "prefix {prefix}"
+            );
         }
         assert!(matches!(
             Hotkey::from_ss58_with_prefix(&hk.to_ss58_with_prefix(0), 42),
-            Err(CoreError::WrongSs58Prefix { found: 0, expected: 42 })
+            Err(CoreError::WrongSs58Prefix {
+                found: 0,
+                expected: 42
+            })
         ));
     }
 
     #[test]
     fn known_alice_address() {
         // //Alice's well-known public key and its generic-substrate address.
-        let alice = Hotkey::from_hex(
-            "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d",
-        )
-        .unwrap();
-        assert_eq!(alice.to_ss58(), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+        let alice =
+            Hotkey::from_hex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+                .unwrap();
+        assert_eq!(
+            alice.to_ss58(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        );
     }
 
     #[test]

@@ -32,7 +32,10 @@ impl FamilyId {
     }
     fn check(&self) -> Result<(), CoreError> {
         let ok = !self.0.is_empty()
-            && self.0.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+            && self
+                .0
+                .iter()
+                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
         if ok {
             Ok(())
         } else {
@@ -73,7 +76,7 @@ impl ReportBody {
         validator: Hotkey,
         mut scores: Vec<(Hotkey, Score)>,
     ) -> Result<Self, CoreError> {
-        scores.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        scores.sort_unstable_by_key(|a| a.0);
         let body = ReportBody {
             netuid,
             run,
@@ -117,7 +120,10 @@ pub struct ScoreReport {
 impl ScoreReport {
     /// Signs `body` with `key` and attaches `salt`.
     pub fn sign(body: ReportBody, salt: [u8; 32], key: &Keypair) -> Result<Self, CoreError> {
-        Ok(ScoreReport { signed: Signed::sign(body, key)?, salt })
+        Ok(ScoreReport {
+            signed: Signed::sign(body, key)?,
+            salt,
+        })
     }
 
     /// The body.
@@ -140,7 +146,9 @@ impl ScoreReport {
     /// Decodes the wire form (bounded; structure checked; signature not checked).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CoreError> {
         if bytes.len() < 32 {
-            return Err(CoreError::Decode("score report shorter than its salt".into()));
+            return Err(CoreError::Decode(
+                "score report shorter than its salt".into(),
+            ));
         }
         let (signed, salt) = bytes.split_at(bytes.len() - 32);
         let signed = Signed::from_bytes(signed)?;

@@ -84,9 +84,17 @@ impl SignedRoster {
         family: &FamilyId,
     ) -> Result<(), CoreError> {
         let b = self.body();
-        let bad = |reason: String| Err(CoreError::Invalid { what: "roster", reason });
+        let bad = |reason: String| {
+            Err(CoreError::Invalid {
+                what: "roster",
+                reason,
+            })
+        };
         if b.owner != *owner {
-            return bad(format!("signed by {}, the pinned owner is {owner}", b.owner));
+            return bad(format!(
+                "signed by {}, the pinned owner is {owner}",
+                b.owner
+            ));
         }
         if b.netuid != netuid || b.run != run {
             return bad(format!(
@@ -107,6 +115,8 @@ impl SignedRoster {
     /// The member entry for `miner`.
     pub fn member(&self, miner: &Hotkey) -> Option<&RosterMember> {
         let m = &self.body().members;
-        m.binary_search_by(|x| x.miner.cmp(miner)).ok().map(|i| &m[i])
+        m.binary_search_by(|x| x.miner.cmp(miner))
+            .ok()
+            .map(|i| &m[i])
     }
 }

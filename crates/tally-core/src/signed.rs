@@ -40,7 +40,11 @@ impl<T: Signable> Signed<T> {
         if *body.signer() != key.hotkey() {
             return Err(CoreError::Invalid {
                 what: T::WHAT,
-                reason: format!("body names signer {}, key is {}", body.signer(), key.hotkey()),
+                reason: format!(
+                    "body names signer {}, key is {}",
+                    body.signer(),
+                    key.hotkey()
+                ),
             });
         }
         let body_bytes = body.encode();
@@ -52,14 +56,22 @@ impl<T: Signable> Signed<T> {
             });
         }
         let signature = key.sign(&signing_payload(T::TAG, &body_bytes));
-        Ok(Signed { body, body_bytes, signature })
+        Ok(Signed {
+            body,
+            body_bytes,
+            signature,
+        })
     }
 
     /// Assembles a signed value from parts (for instance a forged one in a test); nothing is
     /// checked until [`Signed::verify`].
     pub fn from_parts(body: T, signature: Signature) -> Self {
         let body_bytes = body.encode();
-        Signed { body, body_bytes, signature }
+        Signed {
+            body,
+            body_bytes,
+            signature,
+        }
     }
 
     /// Checks the signature against the body's signer.
@@ -68,7 +80,10 @@ impl<T: Signable> Signed<T> {
         if self.body.signer().verify(&payload, &self.signature) {
             Ok(())
         } else {
-            Err(CoreError::BadSignature { what: T::WHAT, signer: self.body.signer().to_ss58() })
+            Err(CoreError::BadSignature {
+                what: T::WHAT,
+                signer: self.body.signer().to_ss58(),
+            })
         }
     }
 
@@ -97,17 +112,28 @@ impl<T: Signable> Signed<T> {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CoreError> {
         let cap = T::MAX_BODY_BYTES + 64;
         if bytes.len() > cap {
-            return Err(CoreError::TooLarge { what: T::WHAT, len: bytes.len(), cap });
+            return Err(CoreError::TooLarge {
+                what: T::WHAT,
+                len: bytes.len(),
+                cap,
+            });
         }
         if bytes.len() < 64 {
-            return Err(CoreError::Decode(format!("{} shorter than a signature", T::WHAT)));
+            return Err(CoreError::Decode(format!(
+                "{} shorter than a signature",
+                T::WHAT
+            )));
         }
         let (body_bytes, sig) = bytes.split_at(bytes.len() - 64);
         let body: T = decode_bounded(body_bytes, T::MAX_BODY_BYTES, T::WHAT)?;
         body.check()?;
         let mut s = [0u8; 64];
         s.copy_from_slice(sig);
-        Ok(Signed { body, body_bytes: body_bytes.to_vec(), signature: Signature(s) })
+        Ok(Signed {
+            body,
+            body_bytes: body_bytes.to_vec(),
+            signature: Signature(s),
+        })
     }
 
     /// Decodes the wire form and verifies the signature.
@@ -135,7 +161,9 @@ pub fn decode_verify_many<T: Signable + Send>(
             .chunks(chunk)
             .map(|c| {
                 let h = s.spawn(move || {
-                    c.iter().map(|b| Signed::<T>::decode_verified(b)).collect::<Vec<_>>()
+                    c.iter()
+                        .map(|b| Signed::<T>::decode_verified(b))
+                        .collect::<Vec<_>>()
                 });
                 (c.len(), h)
             })
@@ -144,9 +172,9 @@ pub fn decode_verify_many<T: Signable + Send>(
             match h.join() {
                 Ok(v) => out.extend(v),
                 // keep results aligned with inputs even if a worker died
-                Err(_) => out.extend((0..n).map(|_| {
-                    Err(CoreError::Decode("verification worker panicked".into()))
-                })),
+                Err(_) => out.extend(
+                    (0..n).map(|_| Err(CoreError::Decode("verification worker panicked".into()))),
+                ),
             }
         }
     });

@@ -48,7 +48,10 @@ fn bittensor_hotkey_file_loads() {
     assert_eq!(ours["privateKey"], v["privateKey"]);
     assert_eq!(ours["secretSeed"], v["secretSeed"]);
     // a signature by the file's key verifies against the fixture made by bittensor for it
-    let c = cases().into_iter().find(|c| c["seed_hex"].is_null()).unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c["seed_hex"].is_null())
+        .unwrap();
     let sig = Signature::from_hex(c["signature_hex"].as_str().unwrap()).unwrap();
     assert!(kp.hotkey().verify(b"tally keyfile", &sig));
 }
@@ -82,7 +85,9 @@ fn our_signatures_verify_in_bittensor_wallet() {
     let mut cases = Vec::new();
     for i in 0..8u8 {
         let kp = Keypair::from_seed(&[i.wrapping_mul(37).wrapping_add(5); 32]);
-        let msg: Vec<u8> = (0..(i as usize * 97)).map(|j| (j * 31 + i as usize) as u8).collect();
+        let msg: Vec<u8> = (0..(i as usize * 97))
+            .map(|j| (j * 31 + i as usize) as u8)
+            .collect();
         let sig = kp.sign(&msg);
         cases.push(serde_json::json!({
             "ss58": kp.hotkey().to_ss58(),
@@ -92,7 +97,10 @@ fn our_signatures_verify_in_bittensor_wallet() {
         }));
     }
     // one deliberately bad case must be caught by the script, proving it really checks
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/bittensor_crosscheck.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tools/bittensor_crosscheck.py"
+    );
     let run = |cases: &Vec<serde_json::Value>| {
         let mut child = Command::new("python3")
             .args([script, "verify"])
@@ -109,7 +117,11 @@ fn our_signatures_verify_in_bittensor_wallet() {
         child.wait_with_output().unwrap()
     };
     let out = run(&cases);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let mut bad = cases.clone();
     bad[3]["message_hex"] = serde_json::json!("ff");
     let out = run(&bad);

@@ -51,8 +51,22 @@ fn key(i: u32) -> Hotkey {
 
 fn report(n: u32, run: u64, seed: u8) -> ScoreReport {
     let kp = Keypair::from_seed(&[seed; 32]);
-    let scores = (0..n).map(|i| (key(i * 7919 % 100_003), Score::from_units(i * 13 % 1_000_000_001).unwrap())).collect();
-    let body = ReportBody::new(1, run, FamilyId::new("inference").unwrap(), kp.hotkey(), scores).unwrap();
+    let scores = (0..n)
+        .map(|i| {
+            (
+                key(i * 7919 % 100_003),
+                Score::from_units(i * 13 % 1_000_000_001).unwrap(),
+            )
+        })
+        .collect();
+    let body = ReportBody::new(
+        1,
+        run,
+        FamilyId::new("inference").unwrap(),
+        kp.hotkey(),
+        scores,
+    )
+    .unwrap();
     ScoreReport::sign(body, [seed; 32], &kp).unwrap()
 }
 
@@ -70,7 +84,10 @@ fn oversized_prefix_is_refused_without_allocating() {
     let e = ScoreReport::from_bytes(&forged);
     let peak = largest();
     assert!(e.is_err());
-    assert!(peak < 64 * 1024, "allocated {peak} bytes for a refused prefix");
+    assert!(
+        peak < 64 * 1024,
+        "allocated {peak} bytes for a refused prefix"
+    );
 
     // a prefix over the field's cap but within the input is refused as well
     let mut over: Vec<u8> = Compact(100u32).encode();
@@ -87,7 +104,10 @@ fn signed_report_round_trip_and_commitment() {
     let back = ScoreReport::from_bytes(&r.to_bytes()).unwrap();
     assert_eq!(back, r);
     back.verify().unwrap();
-    assert_eq!(back.commitment(), commitment_of(r.signed.body_bytes(), &r.salt));
+    assert_eq!(
+        back.commitment(),
+        commitment_of(r.signed.body_bytes(), &r.salt)
+    );
     let mut other_salt = r.clone();
     other_salt.salt[0] ^= 1;
     assert_ne!(other_salt.commitment(), r.commitment());
@@ -139,7 +159,12 @@ fn signature_domain_separation() {
 }
 
 fn arb_member() -> impl Strategy<Value = RosterMember> {
-    (any::<[u8; 32]>(), "[a-z0-9]{1,16}", any::<[u8; 32]>(), proptest::collection::vec(any::<u8>(), 0..64))
+    (
+        any::<[u8; 32]>(),
+        "[a-z0-9]{1,16}",
+        any::<[u8; 32]>(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
         .prop_map(|(m, id, h, man)| RosterMember {
             miner: Hotkey(m),
             submission_id: BoundedBytes::new(id.into_bytes()).unwrap(),
@@ -170,7 +195,7 @@ proptest! {
     fn roster_round_trips(members in proptest::collection::vec(arb_member(), 0..12), run in any::<u64>()) {
         let kp = Keypair::from_seed(&[8; 32]);
         let mut members = members;
-        members.sort_by(|a, b| a.miner.cmp(&b.miner));
+        members.sort_by_key(|a| a.miner);
         members.dedup_by(|a, b| a.miner == b.miner);
         let body = RosterBody { netuid: 3, run, family_id: FamilyId::new("inference").unwrap(),
                                 owner: kp.hotkey(), members: BoundedVec::new(members).unwrap() };

@@ -48,12 +48,19 @@ pub enum BenchCommand {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Runs `f` after a warm-up until `min_iters` runs and `min_time` have passed (capped at
 /// `max_iters`), returning the median duration.
-fn median_of(mut f: impl FnMut(), min_iters: usize, max_iters: usize, min_time: Duration) -> Duration {
+fn median_of(
+    mut f: impl FnMut(),
+    min_iters: usize,
+    max_iters: usize,
+    min_time: Duration,
+) -> Duration {
     for _ in 0..3 {
         f();
     }
@@ -79,12 +86,19 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
-        BenchCommand::Consensus { validators, miners, threads, json } => {
+        BenchCommand::Consensus {
+            validators,
+            miners,
+            threads,
+            json,
+        } => {
             check_sizes(validators, miners)?;
             let threads = threads.unwrap_or_else(cores).max(1);
             let mut rng = ChaCha8Rng::seed_from_u64(42);
             // every validator scores ~98% of miners, scores near a per-miner quality
-            let quality: Vec<u32> = (0..miners).map(|_| rng.gen_range(0..=1_000_000_000)).collect();
+            let quality: Vec<u32> = (0..miners)
+                .map(|_| rng.gen_range(0..=1_000_000_000))
+                .collect();
             let lists: Vec<Vec<(u32, Score)>> = (0..validators)
                 .map(|_| {
                     let mut l = Vec::with_capacity(miners);
@@ -99,19 +113,25 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
                     l
                 })
                 .collect();
-            let stakes: Vec<u64> = (0..validators).map(|_| rng.gen_range(1..1_000_000_000_000)).collect();
+            let stakes: Vec<u64> = (0..validators)
+                .map(|_| rng.gen_range(1..1_000_000_000_000))
+                .collect();
             let reports: Vec<ValidatorScores> = lists
                 .iter()
                 .zip(&stakes)
-                .map(|(l, s)| ValidatorScores { stake: *s, scores: l })
+                .map(|(l, s)| ValidatorScores {
+                    stake: *s,
+                    scores: l,
+                })
                 .collect();
             let kappa = Fraction::from_units(500_000_000)?;
             let mut scored = 0;
             let mut measure = |t: usize| {
                 median_of(
                     || {
-                        let out = consensus_scores(&reports, miners, kappa, MissingPolicy::Abstain, t)
-                            .unwrap_or_default();
+                        let out =
+                            consensus_scores(&reports, miners, kappa, MissingPolicy::Abstain, t)
+                                .unwrap_or_default();
                         scored = out.iter().filter(|s| s.is_some()).count();
                         std::hint::black_box(out);
                     },
@@ -137,7 +157,12 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        BenchCommand::Verify { reports, miners, threads, json } => {
+        BenchCommand::Verify {
+            reports,
+            miners,
+            threads,
+            json,
+        } => {
             check_sizes(reports, miners)?;
             if miners > tally_core::MAX_REPORT_SCORES {
                 return Err(Failure::input(anyhow!(
@@ -155,7 +180,13 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
                     let kp = Keypair::from_seed(&rng.gen());
                     let scores = miner_keys
                         .iter()
-                        .map(|k| (*k, Score::from_units(rng.gen_range(0..=1_000_000_000)).unwrap_or(Score::ZERO)))
+                        .map(|k| {
+                            (
+                                *k,
+                                Score::from_units(rng.gen_range(0..=1_000_000_000))
+                                    .unwrap_or(Score::ZERO),
+                            )
+                        })
                         .collect();
                     let body = ReportBody::new(1, 9, family.clone(), kp.hotkey(), scores)?;
                     Ok(Signed::sign(body, &kp)?.to_bytes())

@@ -16,7 +16,9 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 use std::io::Read;
 use std::path::PathBuf;
-use tally_consensus::{decide_run, MissingPolicy, Params, RunInput, RunOutcome, WeightPolicy, Weights};
+use tally_consensus::{
+    decide_run, MissingPolicy, Params, RunInput, RunOutcome, WeightPolicy, Weights,
+};
 use tally_core::{Fraction, Score};
 
 /// Cap on the input size.
@@ -51,7 +53,7 @@ fn bad(field: &str, why: impl std::fmt::Display) -> Failure {
 
 fn unit_interval(v: &Value, field: &str, allow_zero: bool) -> Result<f64, Failure> {
     let x = v.as_f64().ok_or_else(|| bad(field, "must be a number"))?;
-    if !x.is_finite() || x > 1.0 || x < 0.0 || (!allow_zero && x == 0.0) {
+    if !x.is_finite() || !(0.0..=1.0).contains(&x) || (!allow_zero && x == 0.0) {
         let range = if allow_zero { "[0, 1]" } else { "(0, 1]" };
         return Err(bad(field, format!("{x} is outside {range}")));
     }
@@ -67,13 +69,40 @@ pub struct Input {
 
 /// Parses and validates the JSON input.
 pub fn parse(text: &str) -> Result<Input, Failure> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Failure::input(anyhow!("input is not valid JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| bad("(top level)", "must be a JSON object"))?;
-    const KNOWN: [&str; 9] =
-        ["stakes", "scores", "kappa", "missing", "quorum", "margin", "incumbent", "policy", "burn"];
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        let at = offset_of(text, e.line(), e.column());
+        let hint = if ["NaN", "Infinity", "-Infinity"]
+            .iter()
+            .any(|t| text[at..].starts_with(t))
+        {
+            ": NaN and infinities are not numbers (scores are in [0, 1], stakes finite)"
+        } else {
+            ""
+        };
+        match json_path_at(text, at) {
+            Some(path) => bad(&path, format!("not valid JSON ({e}){hint}")),
+            None => Failure::input(anyhow!("input is not valid JSON: {e}{hint}")),
+        }
+    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("(top level)", "must be a JSON object"))?;
+    const KNOWN: [&str; 9] = [
+        "stakes",
+        "scores",
+        "kappa",
+        "missing",
+        "quorum",
+        "margin",
+        "incumbent",
+        "policy",
+        "burn",
+    ];
     if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(bad(k, format!("unknown field (known: {})", KNOWN.join(", "))));
+        return Err(bad(
+            k,
+            format!("unknown field (known: {})", KNOWN.join(", ")),
+        ));
     }
     let stakes = obj
         .get("stakes")
@@ -118,9 +147,12 @@ pub fn parse(text: &str) -> Result<Input, Failure> {
         let stake = *stake_of
             .get(val)
             .ok_or_else(|| bad(&format!("scores.{val}"), "validator is missing from stakes"))?;
-        let list = list
-            .as_object()
-            .ok_or_else(|| bad(&format!("scores.{val}"), "must be an object of miner -> score"))?;
+        let list = list.as_object().ok_or_else(|| {
+            bad(
+                &format!("scores.{val}"),
+                "must be an object of miner -> score",
+            )
+        })?;
         let mut l = Vec::with_capacity(list.len());
         for (miner, s) in list {
             let f = format!("scores.{val}.{miner}");
@@ -132,15 +164,15 @@ pub fn parse(text: &str) -> Result<Input, Failure> {
 
     let mut params = Params::default();
     if let Some(k) = obj.get("kappa") {
-        params.kappa = Fraction::from_f64(unit_interval(k, "kappa", false)?)
-            .map_err(|e| bad("kappa", e))?;
+        params.kappa =
+            Fraction::from_f64(unit_interval(k, "kappa", false)?).map_err(|e| bad("kappa", e))?;
         if params.kappa == Fraction::ZERO {
             return Err(bad("kappa", "rounds to 0"));
         }
     }
     if let Some(q) = obj.get("quorum") {
-        params.quorum = Fraction::from_f64(unit_interval(q, "quorum", false)?)
-            .map_err(|e| bad("quorum", e))?;
+        params.quorum =
+            Fraction::from_f64(unit_interval(q, "quorum", false)?).map_err(|e| bad("quorum", e))?;
         if params.quorum == Fraction::ZERO {
             return Err(bad("quorum", "rounds to 0"));
         }
@@ -169,7 +201,81 @@ pub fn parse(text: &str) -> Result<Input, Failure> {
     };
     let incumbent = opt_str("incumbent")?;
     let burn = opt_str("burn")?;
-    Ok(Input { run: RunInput { eligible_stake: eligible, reports, incumbent }, params, burn })
+    Ok(Input {
+        run: RunInput {
+            eligible_stake: eligible,
+            reports,
+            incumbent,
+        },
+        params,
+        burn,
+    })
+}
+
+/// The byte offset of a 1-based (line, column) position, clamped to the text and to a char
+/// boundary.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            off += column.saturating_sub(1).min(l.len());
+            break;
+        }
+        off += l.len();
+    }
+    let mut off = off.min(text.len());
+    while !text.is_char_boundary(off) {
+        off -= 1;
+    }
+    off
+}
+
+/// The dotted path of object keys (for instance `scores.val-a.miner-b`) enclosing byte `at` of
+/// a JSON text that may be malformed there, so a parse error can name its field.
+fn json_path_at(text: &str, at: usize) -> Option<String> {
+    let mut stack: Vec<Option<String>> = Vec::new(); // current key per open object, None in arrays
+    let mut last = String::new();
+    let mut chars = text[..at].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                last.clear();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ if last.len() < 256 => last.push(c),
+                        _ => {}
+                    }
+                }
+            }
+            '{' => stack.push(Some(String::new())),
+            '[' => stack.push(None),
+            '}' | ']' => {
+                stack.pop();
+            }
+            ':' => {
+                if let Some(Some(k)) = stack.last_mut() {
+                    *k = last.clone();
+                }
+            }
+            ',' => {
+                if let Some(Some(k)) = stack.last_mut() {
+                    k.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+    let path: Vec<&str> = stack
+        .iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .map(|k| k.as_str())
+        .collect();
+    (!path.is_empty()).then(|| path.join("."))
 }
 
 fn num(x: f64) -> Value {
@@ -179,12 +285,21 @@ fn num(x: f64) -> Value {
 
 /// Renders an outcome as the output JSON.
 pub fn render(o: &RunOutcome<String>, incumbent: Option<&String>, burn: Option<&String>) -> Value {
-    let consensus: Map<String, Value> =
-        o.consensus.iter().map(|(k, s)| (k.clone(), num(s.to_f64()))).collect();
+    let consensus: Map<String, Value> = o
+        .consensus
+        .iter()
+        .map(|(k, s)| (k.clone(), num(s.to_f64())))
+        .collect();
     let weights: Map<String, Value> = match &o.weights {
-        Weights::Set(w) => w.iter().map(|(k, f)| (k.clone(), num(f.to_f64()))).collect(),
+        Weights::Set(w) => w
+            .iter()
+            .map(|(k, f)| (k.clone(), num(f.to_f64())))
+            .collect(),
         Weights::Burn => burn.map(|b| (b.clone(), json!(1.0))).into_iter().collect(),
-        Weights::Hold => incumbent.map(|i| (i.clone(), json!(1.0))).into_iter().collect(),
+        Weights::Hold => incumbent
+            .map(|i| (i.clone(), json!(1.0)))
+            .into_iter()
+            .collect(),
     };
     json!({
         "quorum_met": o.quorum_met,
@@ -210,10 +325,14 @@ pub fn run(args: ConsensusArgs) -> Result<u8, Failure> {
             .map_err(Failure::input)?;
     }
     if text.len() as u64 > MAX_INPUT {
-        return Err(Failure::input(anyhow!("input is over the {MAX_INPUT}-byte cap")));
+        return Err(Failure::input(anyhow!(
+            "input is over the {MAX_INPUT}-byte cap"
+        )));
     }
     let input = parse(&text)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let outcome = decide_run(&input.run, &input.params, threads).map_err(Failure::input)?;
     let out = render(&outcome, input.run.incumbent.as_ref(), input.burn.as_ref());
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -66,7 +66,9 @@ impl KeySource {
                 .map_err(Failure::input);
         }
         let seed = self.seed.as_deref().unwrap_or_default();
-        Keypair::from_seed_hex(seed).context("--seed").map_err(Failure::input)
+        Keypair::from_seed_hex(seed)
+            .context("--seed")
+            .map_err(Failure::input)
     }
 }
 
@@ -86,7 +88,10 @@ fn write_keyfile(path: &PathBuf, contents: &str) -> anyhow::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).with_context(|| {
-        format!("cannot create {} (an existing keyfile is never overwritten)", path.display())
+        format!(
+            "cannot create {} (an existing keyfile is never overwritten)",
+            path.display()
+        )
     })?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
@@ -114,10 +119,18 @@ pub fn run(cmd: KeyCommand) -> Result<u8, Failure> {
             println!("{}", kp.sign(&msg).to_hex());
             Ok(0)
         }
-        KeyCommand::Verify { ss58, message_hex, signature } => {
-            let (hk, _) = Hotkey::decode_ss58(&ss58).context("--ss58").map_err(Failure::input)?;
+        KeyCommand::Verify {
+            ss58,
+            message_hex,
+            signature,
+        } => {
+            let (hk, _) = Hotkey::decode_ss58(&ss58)
+                .context("--ss58")
+                .map_err(Failure::input)?;
             let msg = parse_hex(&message_hex, "--message-hex")?;
-            let sig = Signature::from_hex(&signature).context("--signature").map_err(Failure::input)?;
+            let sig = Signature::from_hex(&signature)
+                .context("--signature")
+                .map_err(Failure::input)?;
             if hk.verify(&msg, &sig) {
                 println!("valid");
                 Ok(0)

@@ -1,0 +1,279 @@
+//! End-to-end tests of the `tally` binary: keys, consensus JSON, exit codes and bench output.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tally");
+const FIX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tally-core/tests/fixtures/bittensor"
+);
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/consensus.json");
+
+fn tally(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn tally_stdin(args: &[&str], input: &str) -> Output {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn key_new_show_sign_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hk.json");
+    let p = path.to_str().unwrap();
+    let o = tally(&["key", "new", "--out", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ss58 = stdout(&o).trim().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // never overwrites
+    let again = tally(&["key", "new", "--out", p]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("never overwritten"));
+
+    let show = stdout(&tally(&["key", "show", "--key", p]));
+    assert!(show.contains(&format!("ss58: {ss58}")), "{show}");
+    let sig = stdout(&tally(&[
+        "key",
+        "sign",
+        "--key",
+        p,
+        "--message-hex",
+        "0xdeadbeef",
+    ]));
+    let sig = sig.trim();
+    assert_eq!(sig.len(), 128);
+    let ok = tally(&[
+        "key",
+        "verify",
+        "--ss58",
+        &ss58,
+        "--message-hex",
+        "deadbeef",
+        "--signature",
+        sig,
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    let bad = tally(&[
+        "key",
+        "verify",
+        "--ss58",
+        &ss58,
+        "--message-hex",
+        "deadbeee",
+        "--signature",
+        sig,
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let malformed = tally(&[
+        "key",
+        "verify",
+        "--ss58",
+        "5notanaddress",
+        "--message-hex",
+        "00",
+        "--signature",
+        sig,
+    ]);
+    assert_eq!(malformed.status.code(), Some(2));
+    let malformed = tally(&[
+        "key",
+        "verify",
+        "--ss58",
+        &ss58,
+        "--message-hex",
+        "zz",
+        "--signature",
+        sig,
+    ]);
+    assert_eq!(malformed.status.code(), Some(2));
+    let malformed = tally(&[
+        "key",
+        "verify",
+        "--ss58",
+        &ss58,
+        "--message-hex",
+        "00",
+        "--signature",
+        "abcd",
+    ]);
+    assert_eq!(malformed.status.code(), Some(2));
+}
+
+#[test]
+fn seed_and_bittensor_keyfile() {
+    let seed = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    let show = stdout(&tally(&["key", "show", "--seed", seed]));
+    // the address bittensor-wallet gives this seed (fixtures/bittensor/signatures.json)
+    assert!(
+        show.contains("5DtDLm5rQHShDqojQpsvcN8tRXHVFaecfDoRet1SU6BFD9Fi"),
+        "{show}"
+    );
+    let hk = format!("{FIX}/hotkey.json");
+    let show = stdout(&tally(&["key", "show", "--key", &hk]));
+    assert!(
+        show.contains("5DfhGyQdFobKM8NsWvEeAKk5EQQgYe9AydgJ7rMB6E1EqRzV"),
+        "{show}"
+    );
+    let enc = tally(&["key", "show", "--key", &format!("{FIX}/coldkey_encrypted")]);
+    assert_eq!(enc.status.code(), Some(2));
+    assert!(stderr(&enc).contains("encrypted"), "{}", stderr(&enc));
+    let missing = tally(&["key", "show", "--key", "/nonexistent/key"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let short = tally(&["key", "show", "--seed", "abcd"]);
+    assert_eq!(short.status.code(), Some(2));
+}
+
+fn consensus(input: &str) -> (Option<i32>, serde_json::Value, String) {
+    let o = tally_stdin(&["consensus", "--input", "-"], input);
+    let v = serde_json::from_str(&stdout(&o)).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), v, stderr(&o))
+}
+
+#[test]
+fn consensus_example_file() {
+    let o = tally(&["consensus", "--input", EXAMPLE]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["quorum_met"], true);
+    assert_eq!(v["participating_stake"], 0.85);
+    // the inflating validator (echo, 1000 of 8500) cannot move the medians
+    assert_eq!(v["consensus"]["miner-a"], 0.605);
+    assert_eq!(v["consensus"]["miner-b"], 0.705);
+    assert_eq!(v["winner"], "miner-b");
+    assert_eq!(v["weights"]["miner-b"], 1.0);
+}
+
+#[test]
+fn consensus_policies_and_quorum() {
+    // quorum miss: the incumbent is held
+    let (code, v, _) =
+        consensus(r#"{"stakes":{"a":50,"b":50},"scores":{"a":{"x":0.9,"y":0.1}},"incumbent":"y"}"#);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["quorum_met"], false);
+    assert_eq!(v["winner"], "y");
+    assert_eq!(v["weights"], serde_json::json!({"y": 1.0}));
+    // zero vs abstain: b did not score y
+    let input = |missing: &str| {
+        format!(
+            r#"{{"stakes":{{"a":60,"b":40}},"scores":{{"a":{{"x":0.5,"y":0.8}},"b":{{"x":0.5}}}},"kappa":0.7,"missing":"{missing}"}}"#
+        )
+    };
+    let (_, v, _) = consensus(&input("abstain"));
+    assert_eq!(v["consensus"]["y"], 0.8);
+    let (_, v, _) = consensus(&input("zero"));
+    // zero: 0.8 (60) and 0 (40): stake >= 0.8 is 60 < 70
+    assert_eq!(v["consensus"]["y"], 0.0);
+    // unscored miners are left out; no winner sends weight to burn
+    let (_, v, _) = consensus(
+        r#"{"stakes":{"a":30,"b":70},"scores":{"a":{"x":0.9},"b":{}},"burn":"burn-uid"}"#,
+    );
+    assert_eq!(v["consensus"], serde_json::json!({}));
+    assert_eq!(v["winner"], serde_json::Value::Null);
+    assert_eq!(v["weights"], serde_json::json!({"burn-uid": 1.0}));
+    // proportional
+    let (_, v, _) = consensus(
+        r#"{"stakes":{"a":1},"scores":{"a":{"x":0.75,"y":0.25}},"policy":"proportional"}"#,
+    );
+    assert_eq!(v["weights"], serde_json::json!({"x": 0.75, "y": 0.25}));
+    // fractional stakes are scaled, not truncated
+    let (_, v, _) =
+        consensus(r#"{"stakes":{"a":0.6,"b":0.4},"scores":{"a":{"x":0.9},"b":{"x":0.1}}}"#);
+    assert_eq!(v["consensus"]["x"], 0.9);
+}
+
+#[test]
+fn consensus_bad_input_names_the_field() {
+    let cases = [
+        ("{not json", "JSON"),
+        (
+            r#"{"stakes":{"v":1},"scores":{"v":{"m":NaN}}}"#,
+            "scores.v.m",
+        ),
+        (
+            r#"{"stakes":{"v":1},"scores":{"v":{"m":1.5}}}"#,
+            "scores.v.m",
+        ),
+        (
+            r#"{"stakes":{"v":1},"scores":{"v":{"m":-0.1}}}"#,
+            "scores.v.m",
+        ),
+        (
+            r#"{"stakes":{"v":1},"scores":{"v":{"m":"high"}}}"#,
+            "scores.v.m",
+        ),
+        (r#"{"stakes":{"v":-3},"scores":{}}"#, "stakes.v"),
+        (r#"{"stakes":{"v":1},"scores":{"w":{"m":0.5}}}"#, "scores.w"),
+        (r#"{"scores":{}}"#, "stakes"),
+        (r#"{"stakes":{}}"#, "scores"),
+        (r#"{"stakes":{},"scores":{},"kappa":0}"#, "kappa"),
+        (r#"{"stakes":{},"scores":{},"quorum":2}"#, "quorum"),
+        (r#"{"stakes":{},"scores":{},"missing":"skip"}"#, "missing"),
+        (r#"{"stakes":{},"scores":{},"incumbent":5}"#, "incumbent"),
+        (r#"{"stakes":{},"scores":{},"kapa":0.5}"#, "kapa"),
+    ];
+    for (input, field) in cases {
+        let (code, _, err) = consensus(input);
+        assert_eq!(code, Some(2), "{input}: {err}");
+        assert!(
+            err.contains(field),
+            "{input}: error {err:?} does not name {field}"
+        );
+    }
+    let o = tally(&["consensus", "--input", "/nonexistent.json"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bench_json_last_line() {
+    let o = tally(&[
+        "bench",
+        "consensus",
+        "--validators",
+        "8",
+        "--miners",
+        "16",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = stdout(&o).lines().last().unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["validators"], 8);
+    assert_eq!(v["miners"], 16);
+    assert!(v["median_ns"].as_u64().unwrap() > 0);
+    let o = tally(&[
+        "bench",
+        "verify",
+        "--reports",
+        "4",
+        "--miners",
+        "8",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(v["reports"], 4);
+    let bad = tally(&["bench", "consensus", "--validators", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
