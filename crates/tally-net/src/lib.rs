@@ -12,6 +12,7 @@
 
 pub mod dht;
 pub mod heartbeat;
+pub mod reveals;
 pub mod store;
 
 pub use dht::{system_clock, Clock, Dht, DhtConfig, DhtError, Evidence, Rejection};

@@ -34,7 +34,8 @@ impl BoundedStore {
     pub fn new(local: PeerId, limits: StoreLimits) -> Self {
         let cfg = MemoryStoreConfig {
             max_records: limits.max_records,
-            max_value_bytes: limits.max_value_bytes,
+            // MemoryStore refuses values of `max_value_bytes` or more; ours is inclusive
+            max_value_bytes: limits.max_value_bytes.saturating_add(1),
             max_providers_per_key: 0,
             max_provided_keys: 0,
         };

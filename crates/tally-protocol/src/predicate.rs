@@ -18,8 +18,11 @@
 //!    refused as [`Reject::Conflict`]; both records are signed by the publisher, so the caller
 //!    keeps the pair as equivocation evidence.
 //!
-//! Cheap rules run before the signature check, so junk costs microseconds; the verdict does not
-//! depend on the order. Pure: no clock, no chain, no I/O.
+//! Order: the write-once conflict is decided right after decoding (with the signature checked
+//! for it), so a replaced commit is caught as evidence even outside its window; the other cheap
+//! rules run before the signature check, so junk costs microseconds. Whether a record is
+//! accepted does not depend on the order, only which reason a doubly-bad record gets.
+//! Pure: no clock, no chain, no I/O.
 
 use crate::payload::{parse, Payload};
 use crate::record::SignedRecord;
@@ -182,6 +185,18 @@ fn check_inner(
     }
     let body = record.body();
 
+    // rule 6 comes early for write-once slots: a different record in an occupied slot is
+    // refused whatever else holds, and when its signature is valid it is equivocation evidence
+    // (even after the window has closed: that is when replacing a commit would pay). A
+    // byte-identical copy of a record already held (replication) goes through the rules below.
+    let replica = existing.is_some_and(|e| e.body_bytes() == record.body_bytes());
+    if !replica && existing.is_some() && kind.write_once() {
+        if verify_signature && !record.signature_valid() {
+            return Err(Reject::BadSignature);
+        }
+        return Err(Reject::Conflict);
+    }
+
     // rule 2: publisher and role
     if body.netuid != view.netuid {
         return Err(Reject::WrongNetuid);
@@ -242,16 +257,6 @@ fn check_inner(
     }
     if body.expires_at_ms - now_ms > kind.max_ttl_ms() {
         return Err(Reject::ExpiryTooFar);
-    }
-
-    // rule 6 first for identical copies: a byte-identical record already held was verified
-    let replica = existing.is_some_and(|e| e.body_bytes() == record.body_bytes());
-    if !replica && existing.is_some() && kind.write_once() {
-        // the signature decides whether this is evidence or junk
-        if verify_signature && !record.signature_valid() {
-            return Err(Reject::BadSignature);
-        }
-        return Err(Reject::Conflict);
     }
 
     // rule 5: payload schema

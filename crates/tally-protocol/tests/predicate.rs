@@ -293,6 +293,29 @@ fn write_once_replication_and_heartbeat_refresh() {
 }
 
 #[test]
+fn replaced_commit_is_a_conflict_even_after_the_window() {
+    let k = keys();
+    let v = view(&k);
+    let out = Tensor::f32(&[2], &[1.0, 2.0]).unwrap();
+    let commit = |salt: [u8; 32]| {
+        let body = RecordBody {
+            kind: Kind::HosterCommit,
+            netuid: NET,
+            epoch: 2,
+            publisher: k.hoster.hotkey(),
+            payload: BoundedBytes::new(Commit(hoster_commitment(&salt, &out)).encode()).unwrap(),
+            expires_at_ms: 900_000,
+        };
+        SignedRecord::sign(body, &k.hoster).unwrap()
+    };
+    let first = commit([1; 32]);
+    let second = commit([2; 32]);
+    // at epoch 2, p = 0.55: the hoster-reveal window, commits closed
+    assert_eq!(run(&second, 255_000, &v, None, Mode::Store), Err(Reject::OutsideWindow));
+    assert_eq!(run(&second, 255_000, &v, Some(&first), Mode::Store), Err(Reject::Conflict));
+}
+
+#[test]
 fn reject_names_are_unique() {
     let mut names: Vec<&str> = Reject::ALL.iter().map(|r| r.name()).collect();
     names.sort_unstable();
