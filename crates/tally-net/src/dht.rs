@@ -78,7 +78,9 @@ pub struct DhtConfig {
 impl Default for DhtConfig {
     fn default() -> Self {
         DhtConfig {
-            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("a valid literal multiaddr"),
+            listen: "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .expect("a valid literal multiaddr"),
             bootstrap: Vec::new(),
             limits: StoreLimits {
                 max_records: 16_384,
@@ -147,13 +149,33 @@ struct Behaviour {
 }
 
 enum Command {
-    Publish { record: SignedRecord, reply: oneshot::Sender<Result<(), DhtError>> },
-    PutRaw { key: Hash32, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), DhtError>> },
-    Get { key: Hash32, reply: oneshot::Sender<Result<Option<Verdict>, DhtError>> },
-    Holds { key: Hash32, reply: oneshot::Sender<Option<Vec<u8>>> },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), DhtError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Stored { reply: oneshot::Sender<(usize, usize)> },
+    Publish {
+        record: SignedRecord,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    PutRaw {
+        key: Hash32,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    Get {
+        key: Hash32,
+        reply: oneshot::Sender<Result<Option<Verdict>, DhtError>>,
+    },
+    Holds {
+        key: Hash32,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Stored {
+        reply: oneshot::Sender<(usize, usize)>,
+    },
 }
 
 /// Most hotkey-to-peer bindings kept.
@@ -193,7 +215,9 @@ impl Shared {
         if let Payload::Heartbeat(h) = &verdict.payload {
             if let Ok(pid) = PeerId::from_bytes(&h.peer_id) {
                 if let Ok(mut peers) = self.peers.lock() {
-                    if peers.len() < MAX_BINDINGS || peers.contains_key(&verdict.record.body().publisher) {
+                    if peers.len() < MAX_BINDINGS
+                        || peers.contains_key(&verdict.record.body().publisher)
+                    {
                         peers.insert(verdict.record.body().publisher, pid);
                     }
                 }
@@ -244,7 +268,11 @@ impl Dht {
         let behaviour = Behaviour { kad, identify };
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .map_err(|e| DhtError::Transport(e.to_string()))?
             .with_behaviour(|_| behaviour)
             .map_err(|e| DhtError::Transport(e.to_string()))?
@@ -278,7 +306,13 @@ impl Dht {
             listen_waiters: Vec::new(),
         };
         tokio::spawn(async move { ev.run().await });
-        Ok(Dht { cmd: tx, shared, peer_id, hotkey: Arc::new(hotkey), clock })
+        Ok(Dht {
+            cmd: tx,
+            shared,
+            peer_id,
+            hotkey: Arc::new(hotkey),
+            clock,
+        })
     }
 
     /// This node's libp2p peer id.
@@ -378,7 +412,9 @@ impl Dht {
         epoch: u64,
         publishers: &[Hotkey],
     ) -> Vec<(Hotkey, Result<Option<Verdict>, DhtError>)> {
-        let futs = publishers.iter().map(|p| async move { (*p, self.get(kind, epoch, p).await) });
+        let futs = publishers
+            .iter()
+            .map(|p| async move { (*p, self.get(kind, epoch, p).await) });
         futures::future::join_all(futs).await
     }
 
@@ -412,12 +448,20 @@ impl Dht {
 
     /// Conflicting signed pairs kept as evidence.
     pub fn evidence(&self) -> Vec<Evidence> {
-        self.shared.evidence.lock().map(|e| e.iter().cloned().collect()).unwrap_or_default()
+        self.shared
+            .evidence
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The libp2p peer a hotkey's heartbeat bound it to.
     pub fn peer_of(&self, hotkey: &Hotkey) -> Option<PeerId> {
-        self.shared.peers.lock().ok().and_then(|p| p.get(hotkey).copied())
+        self.shared
+            .peers
+            .lock()
+            .ok()
+            .and_then(|p| p.get(hotkey).copied())
     }
 
     async fn send(&self, c: Command) -> Result<(), DhtError> {
@@ -482,7 +526,13 @@ impl EventLoop {
         SignedRecord::from_bytes(&held.value).ok()
     }
 
-    fn checked(&mut self, key: &[u8], bytes: &[u8], mode: Mode, from: Option<PeerId>) -> Result<Verdict, Reject> {
+    fn checked(
+        &mut self,
+        key: &[u8],
+        bytes: &[u8],
+        mode: Mode,
+        from: Option<PeerId>,
+    ) -> Result<Verdict, Reject> {
         let mut k = [0u8; 32];
         let existing = if key.len() == 32 {
             k.copy_from_slice(key);
@@ -572,7 +622,11 @@ impl EventLoop {
                     let _ = reply.send(Ok(()));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().kad.put_record_to(rec, peers.into_iter(), Quorum::One);
+                let id = self.swarm.behaviour_mut().kad.put_record_to(
+                    rec,
+                    peers.into_iter(),
+                    Quorum::One,
+                );
                 self.puts.insert(id, reply);
             }
             Command::Get { key, reply } => {
@@ -588,8 +642,18 @@ impl EventLoop {
                     let _ = reply.send(Err(DhtError::Busy));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().kad.get_record(RecordKey::new(&key));
-                self.gets.insert(id, PendingGet { key, reply: Some(reply) });
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(RecordKey::new(&key));
+                self.gets.insert(
+                    id,
+                    PendingGet {
+                        key,
+                        reply: Some(reply),
+                    },
+                );
             }
             Command::Holds { key, reply } => {
                 let held = self
@@ -603,9 +667,15 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(pid)) = addr.iter().last() {
-                    self.swarm.behaviour_mut().kad.add_address(&pid, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&pid, addr.clone());
                 }
-                let r = self.swarm.dial(addr).map_err(|e| DhtError::Transport(e.to_string()));
+                let r = self
+                    .swarm
+                    .dial(addr)
+                    .map_err(|e| DhtError::Transport(e.to_string()));
                 let _ = reply.send(r);
             }
             Command::ListenAddrs { reply } => {
@@ -627,7 +697,9 @@ impl EventLoop {
     fn event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let full = address.with(libp2p::multiaddr::Protocol::P2p(*self.swarm.local_peer_id()));
+                let full = address.with(libp2p::multiaddr::Protocol::P2p(
+                    *self.swarm.local_peer_id(),
+                ));
                 if self.listen.len() < 16 {
                     self.listen.push(full);
                 }
@@ -652,18 +724,33 @@ impl EventLoop {
     fn kad_event(&mut self, e: kad::Event) {
         match e {
             kad::Event::InboundRequest {
-                request: InboundRequest::PutRecord { source, record: Some(record), .. },
+                request:
+                    InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
             } => {
                 let now = (self.clock)();
-                if let Ok(v) = self.checked(record.key.as_ref(), &record.value, Mode::Store, Some(source)) {
+                if let Ok(v) = self.checked(
+                    record.key.as_ref(),
+                    &record.value,
+                    Mode::Store,
+                    Some(source),
+                ) {
                     if let Err(e) = self.store(&v, now) {
                         warn!("accepted record not stored: {e}");
                     }
                 }
             }
             kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
-                QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(PeerRecord { peer, record }))) => {
-                    let Some(key) = self.gets.get(&id).map(|g| g.key) else { return };
+                QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(PeerRecord {
+                    peer,
+                    record,
+                }))) => {
+                    let Some(key) = self.gets.get(&id).map(|g| g.key) else {
+                        return;
+                    };
                     if record.key.as_ref() != key {
                         return;
                     }

@@ -71,7 +71,10 @@ pub async fn fetch_reveals(
     onchain: &BTreeMap<Hotkey, Hash32>,
 ) -> Vec<(Hotkey, Result<Payload, RevealFailure>)> {
     let Some(commit_kind) = commit_kind_of(kind) else {
-        return publishers.iter().map(|p| (*p, Err(RevealFailure::NotFound))).collect();
+        return publishers
+            .iter()
+            .map(|p| (*p, Err(RevealFailure::NotFound)))
+            .collect();
     };
     let mut out = Vec::with_capacity(publishers.len());
     for (p, res) in dht.get_many(kind, epoch, publishers).await {

@@ -39,7 +39,11 @@ impl BoundedStore {
             max_providers_per_key: 0,
             max_provided_keys: 0,
         };
-        BoundedStore { inner: MemoryStore::with_config(local, cfg), limits, total_bytes: 0 }
+        BoundedStore {
+            inner: MemoryStore::with_config(local, cfg),
+            limits,
+            total_bytes: 0,
+        }
     }
 
     /// Removes every expired record; returns how many went.
@@ -138,7 +142,11 @@ mod tests {
 
     #[test]
     fn caps_records_bytes_and_values() {
-        let limits = StoreLimits { max_records: 3, max_value_bytes: 100, max_total_bytes: 150 };
+        let limits = StoreLimits {
+            max_records: 3,
+            max_value_bytes: 100,
+            max_total_bytes: 150,
+        };
         let mut s = BoundedStore::new(PeerId::random(), limits);
         assert!(s.put(rec(1, 101)).is_err());
         s.put(rec(1, 100)).unwrap();
@@ -155,7 +163,10 @@ mod tests {
         let mut old = rec(5, 100);
         old.expires = Some(Instant::now());
         s.put(old).unwrap();
-        assert_eq!(s.purge_expired(Instant::now() + std::time::Duration::from_millis(1)), 1);
+        assert_eq!(
+            s.purge_expired(Instant::now() + std::time::Duration::from_millis(1)),
+            1
+        );
         assert_eq!(s.total_bytes(), 20);
     }
 }

@@ -13,8 +13,8 @@ use tally_protocol::payload::{hoster_commitment, Commit, HosterReveal, Payload};
 use tally_protocol::predicate::Reject;
 use tally_protocol::view::challenge_seed;
 use tally_protocol::{
-    record_key, ChainTime, ChainView, CommitBook, EpochClock, Heartbeat, Kind, Metagraph,
-    Neuron, PhaseWindows, RecordBody, Role, SignedRecord, Tensor,
+    record_key, ChainTime, ChainView, CommitBook, EpochClock, Heartbeat, Kind, Metagraph, Neuron,
+    PhaseWindows, RecordBody, Role, SignedRecord, Tensor,
 };
 
 const NET: u16 = 3;
@@ -38,15 +38,42 @@ fn key(i: usize) -> Keypair {
 fn metagraph() -> Metagraph {
     Metagraph::new((0..=HONEST).map(|i| {
         let validator = i < 4;
-        let stake = if i == 3 { 5 } else if validator { 10_000 } else { 0 };
-        (key(i).hotkey(), Neuron { uid: i as u16, stake, validator_permit: validator })
+        let stake = if i == 3 {
+            5
+        } else if validator {
+            10_000
+        } else {
+            0
+        };
+        (
+            key(i).hotkey(),
+            Neuron {
+                uid: i as u16,
+                stake,
+                validator_permit: validator,
+            },
+        )
     }))
     .unwrap()
 }
 
 fn view_at(mg: &Metagraph, block: u64) -> ChainView {
-    let time = ChainTime { block, at_ms: (system_clock())(), block_ms: 1000 };
-    let mut v = ChainView::new(NET, EpochClock { length: 100, offset: 0 }, PhaseWindows::default(), time, mg.clone(), 1_000);
+    let time = ChainTime {
+        block,
+        at_ms: (system_clock())(),
+        block_ms: 1000,
+    };
+    let mut v = ChainView::new(
+        NET,
+        EpochClock {
+            length: 100,
+            offset: 0,
+        },
+        PhaseWindows::default(),
+        time,
+        mg.clone(),
+        1_000,
+    );
     for e in 0..20 {
         v.set_seed(e, challenge_seed(&[e as u8; 32], NET, e));
     }
@@ -67,10 +94,19 @@ async fn start(block: u64) -> Net {
     let boot = first.listen_addrs().await.unwrap()[0].clone();
     let mut nodes = vec![first];
     for i in 1..=HONEST {
-        let cfg = DhtConfig { bootstrap: vec![boot.clone()], ..DhtConfig::default() };
-        let n = Dht::start(cfg, libp2p::identity::Keypair::generate_ed25519(), key(i), view_at(&mg, block), system_clock())
-            .await
-            .unwrap();
+        let cfg = DhtConfig {
+            bootstrap: vec![boot.clone()],
+            ..DhtConfig::default()
+        };
+        let n = Dht::start(
+            cfg,
+            libp2p::identity::Keypair::generate_ed25519(),
+            key(i),
+            view_at(&mg, block),
+            system_clock(),
+        )
+        .await
+        .unwrap();
         nodes.push(n);
     }
     let adversary = nodes.pop().unwrap();
@@ -85,7 +121,13 @@ async fn start(block: u64) -> Net {
         }
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    Net { nodes, keys: (0..HONEST).map(key).collect(), adversary, adv_key: key(HONEST), metagraph: mg }
+    Net {
+        nodes,
+        keys: (0..HONEST).map(key).collect(),
+        adversary,
+        adv_key: key(HONEST),
+        metagraph: mg,
+    }
 }
 
 impl Net {
@@ -111,7 +153,10 @@ impl Net {
 async fn wait_for(mut f: impl AsyncFnMut() -> bool, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -125,32 +170,70 @@ async fn published_record_is_found_by_every_node() {
     let net = start(220).await; // epoch 2, p = 0.2: hoster commits open
     let out = Tensor::f32(&[2], &[0.25, 0.5]).unwrap();
     let publisher = &net.nodes[5];
-    publisher.publish(Kind::HosterCommit, 2, commit_payload([7; 32], &out), TTL).await.unwrap();
+    publisher
+        .publish(Kind::HosterCommit, 2, commit_payload([7; 32], &out), TTL)
+        .await
+        .unwrap();
     for (i, n) in net.nodes.iter().enumerate() {
-        let got = n.get(Kind::HosterCommit, 2, &net.keys[5].hotkey()).await.unwrap();
+        let got = n
+            .get(Kind::HosterCommit, 2, &net.keys[5].hotkey())
+            .await
+            .unwrap();
         let v = got.unwrap_or_else(|| panic!("node {i} did not find the record"));
-        assert_eq!(v.payload, Payload::Commit(hoster_commitment(&[7; 32], &out)));
+        assert_eq!(
+            v.payload,
+            Payload::Commit(hoster_commitment(&[7; 32], &out))
+        );
     }
     // many at once, with absent publishers reported as absent
     let hks: Vec<Hotkey> = net.keys.iter().map(|k| k.hotkey()).collect();
     let many = net.nodes[0].get_many(Kind::HosterCommit, 2, &hks).await;
     let found: Vec<bool> = many.iter().map(|(_, r)| matches!(r, Ok(Some(_)))).collect();
-    assert_eq!(found, vec![false, false, false, false, false, true, false, false]);
+    assert_eq!(
+        found,
+        vec![false, false, false, false, false, true, false, false]
+    );
     // heartbeats bind hotkeys to peer ids and list live peers by role
     for n in &net.nodes {
-        let role = if net.metagraph.get(&n.hotkey()).unwrap().validator_permit { Role::Validator } else { Role::Hoster };
-        tally_net::heartbeat::publish_heartbeat(n, role, "127.0.0.1:8080", Duration::from_secs(60)).await.unwrap();
+        let role = if net.metagraph.get(&n.hotkey()).unwrap().validator_permit {
+            Role::Validator
+        } else {
+            Role::Hoster
+        };
+        tally_net::heartbeat::publish_heartbeat(n, role, "127.0.0.1:8080", Duration::from_secs(60))
+            .await
+            .unwrap();
     }
-    let validators = tally_net::heartbeat::live_peers(&net.nodes[7], Role::Validator).await.unwrap();
-    let hosters = tally_net::heartbeat::live_peers(&net.nodes[7], Role::Hoster).await.unwrap();
+    let validators = tally_net::heartbeat::live_peers(&net.nodes[7], Role::Validator)
+        .await
+        .unwrap();
+    let hosters = tally_net::heartbeat::live_peers(&net.nodes[7], Role::Hoster)
+        .await
+        .unwrap();
     assert_eq!(validators.len(), 4);
     assert_eq!(hosters.len(), 4); // the adversary sent none
-    assert_eq!(net.nodes[7].peer_of(&net.keys[2].hotkey()), Some(net.nodes[2].peer_id()));
+    assert_eq!(
+        net.nodes[7].peer_of(&net.keys[2].hotkey()),
+        Some(net.nodes[2].peer_id())
+    );
 }
 
 /// Builds a record of `kind` by `signer`, with `edit` applied to the body before signing.
-fn signed(kind: Kind, epoch: u64, signer: &Keypair, payload: Vec<u8>, expires: u64) -> SignedRecord {
-    let body = RecordBody { kind, netuid: NET, epoch, publisher: signer.hotkey(), payload: BoundedBytes::new(payload).unwrap(), expires_at_ms: expires };
+fn signed(
+    kind: Kind,
+    epoch: u64,
+    signer: &Keypair,
+    payload: Vec<u8>,
+    expires: u64,
+) -> SignedRecord {
+    let body = RecordBody {
+        kind,
+        netuid: NET,
+        epoch,
+        publisher: signer.hotkey(),
+        payload: BoundedBytes::new(payload).unwrap(),
+        expires_at_ms: expires,
+    };
     SignedRecord::sign(body, signer).unwrap()
 }
 
@@ -168,38 +251,165 @@ async fn every_reject_reason_keeps_the_record_out() {
     let good = signed(Kind::HosterCommit, 2, adv, commit.clone(), later);
 
     // held commit for the conflict case: the adversary's honest first commit, published normally
-    net.adversary.publish(Kind::HosterCommit, 2, commit.clone(), TTL).await.unwrap();
+    net.adversary
+        .publish(Kind::HosterCommit, 2, commit.clone(), TTL)
+        .await
+        .unwrap();
     let adv_key = good.key();
-    wait_for(async || net.holders(adv_key).await >= 1, "the first commit to replicate").await;
+    wait_for(
+        async || net.holders(adv_key).await >= 1,
+        "the first commit to replicate",
+    )
+    .await;
 
     let wrong_net = {
-        let body = RecordBody { netuid: NET + 1, ..good.body().clone() };
+        let body = RecordBody {
+            netuid: NET + 1,
+            ..good.body().clone()
+        };
         SignedRecord::sign(body, adv).unwrap()
     };
     let other_elected_epoch = 2;
     let mut cases: Vec<(Reject, [u8; 32], Vec<u8>)> = vec![
         (Reject::Malformed, [1; 32], vec![2, 0, 1, 2, 3]),
-        (Reject::Oversize, [2; 32], { let mut b = vec![Kind::HosterCommit as u8]; b.resize(4096, 0); b }),
-        (Reject::KeyMismatch, [3; 32], signed(Kind::HosterCommit, 2, hoster, commit.clone(), later).to_bytes()),
-        (Reject::BadSignature, record_key(NET, Kind::HosterCommit, 2, &hoster.hotkey()),
-            SignedRecord::from_parts(signed(Kind::HosterCommit, 2, hoster, commit.clone(), later).body().clone(), adv.sign(b"no")).to_bytes()),
+        (Reject::Oversize, [2; 32], {
+            let mut b = vec![Kind::HosterCommit as u8];
+            b.resize(4096, 0);
+            b
+        }),
+        (
+            Reject::KeyMismatch,
+            [3; 32],
+            signed(Kind::HosterCommit, 2, hoster, commit.clone(), later).to_bytes(),
+        ),
+        (
+            Reject::BadSignature,
+            record_key(NET, Kind::HosterCommit, 2, &hoster.hotkey()),
+            SignedRecord::from_parts(
+                signed(Kind::HosterCommit, 2, hoster, commit.clone(), later)
+                    .body()
+                    .clone(),
+                adv.sign(b"no"),
+            )
+            .to_bytes(),
+        ),
         (Reject::WrongNetuid, wrong_net.key(), wrong_net.to_bytes()),
-        (Reject::UnknownPublisher, signed(Kind::HosterCommit, 2, &stranger, commit.clone(), later).key(), signed(Kind::HosterCommit, 2, &stranger, commit.clone(), later).to_bytes()),
-        (Reject::NotValidator, signed(Kind::ValidatorCommit, 2, hoster, commit.clone(), later).key(), signed(Kind::ValidatorCommit, 2, hoster, commit.clone(), later).to_bytes()),
-        (Reject::InsufficientStake, signed(Kind::ValidatorCommit, 2, poor_validator, commit.clone(), later).key(), signed(Kind::ValidatorCommit, 2, poor_validator, commit.clone(), later).to_bytes()),
-        (Reject::SeedUnknown, signed(Kind::Challenge, 50, &net.keys[0], out.encode(), later).key(), signed(Kind::Challenge, 50, &net.keys[0], out.encode(), later).to_bytes()),
-        (Reject::WrongEpoch, signed(Kind::HosterCommit, 7, hoster, commit.clone(), later).key(), signed(Kind::HosterCommit, 7, hoster, commit.clone(), later).to_bytes()),
-        (Reject::OutsideWindow, signed(Kind::HosterReveal, 2, hoster, HosterReveal { salt: [1; 32], output: out.clone() }.encode(), later).key(),
-            signed(Kind::HosterReveal, 2, hoster, HosterReveal { salt: [1; 32], output: out.clone() }.encode(), later).to_bytes()),
-        (Reject::Expired, signed(Kind::HosterCommit, 2, &net.keys[5], commit.clone(), now - 1).key(), signed(Kind::HosterCommit, 2, &net.keys[5], commit.clone(), now - 1).to_bytes()),
-        (Reject::ExpiryTooFar, signed(Kind::HosterCommit, 2, &net.keys[6], commit.clone(), now + 10 * 86_400_000).key(), signed(Kind::HosterCommit, 2, &net.keys[6], commit.clone(), now + 10 * 86_400_000).to_bytes()),
-        (Reject::BadPayload, signed(Kind::HosterCommit, 2, &net.keys[7], vec![1, 2, 3], later).key(), signed(Kind::HosterCommit, 2, &net.keys[7], vec![1, 2, 3], later).to_bytes()),
-        (Reject::Conflict, adv_key, signed(Kind::HosterCommit, 2, adv, commit_payload([2; 32], &out), later).to_bytes()),
+        (
+            Reject::UnknownPublisher,
+            signed(Kind::HosterCommit, 2, &stranger, commit.clone(), later).key(),
+            signed(Kind::HosterCommit, 2, &stranger, commit.clone(), later).to_bytes(),
+        ),
+        (
+            Reject::NotValidator,
+            signed(Kind::ValidatorCommit, 2, hoster, commit.clone(), later).key(),
+            signed(Kind::ValidatorCommit, 2, hoster, commit.clone(), later).to_bytes(),
+        ),
+        (
+            Reject::InsufficientStake,
+            signed(
+                Kind::ValidatorCommit,
+                2,
+                poor_validator,
+                commit.clone(),
+                later,
+            )
+            .key(),
+            signed(
+                Kind::ValidatorCommit,
+                2,
+                poor_validator,
+                commit.clone(),
+                later,
+            )
+            .to_bytes(),
+        ),
+        (
+            Reject::SeedUnknown,
+            signed(Kind::Challenge, 50, &net.keys[0], out.encode(), later).key(),
+            signed(Kind::Challenge, 50, &net.keys[0], out.encode(), later).to_bytes(),
+        ),
+        (
+            Reject::WrongEpoch,
+            signed(Kind::HosterCommit, 7, hoster, commit.clone(), later).key(),
+            signed(Kind::HosterCommit, 7, hoster, commit.clone(), later).to_bytes(),
+        ),
+        (
+            Reject::OutsideWindow,
+            signed(
+                Kind::HosterReveal,
+                2,
+                hoster,
+                HosterReveal {
+                    salt: [1; 32],
+                    output: out.clone(),
+                }
+                .encode(),
+                later,
+            )
+            .key(),
+            signed(
+                Kind::HosterReveal,
+                2,
+                hoster,
+                HosterReveal {
+                    salt: [1; 32],
+                    output: out.clone(),
+                }
+                .encode(),
+                later,
+            )
+            .to_bytes(),
+        ),
+        (
+            Reject::Expired,
+            signed(Kind::HosterCommit, 2, &net.keys[5], commit.clone(), now - 1).key(),
+            signed(Kind::HosterCommit, 2, &net.keys[5], commit.clone(), now - 1).to_bytes(),
+        ),
+        (
+            Reject::ExpiryTooFar,
+            signed(
+                Kind::HosterCommit,
+                2,
+                &net.keys[6],
+                commit.clone(),
+                now + 10 * 86_400_000,
+            )
+            .key(),
+            signed(
+                Kind::HosterCommit,
+                2,
+                &net.keys[6],
+                commit.clone(),
+                now + 10 * 86_400_000,
+            )
+            .to_bytes(),
+        ),
+        (
+            Reject::BadPayload,
+            signed(Kind::HosterCommit, 2, &net.keys[7], vec![1, 2, 3], later).key(),
+            signed(Kind::HosterCommit, 2, &net.keys[7], vec![1, 2, 3], later).to_bytes(),
+        ),
+        (
+            Reject::Conflict,
+            adv_key,
+            signed(
+                Kind::HosterCommit,
+                2,
+                adv,
+                commit_payload([2; 32], &out),
+                later,
+            )
+            .to_bytes(),
+        ),
     ];
     // not elected: with two eligible validators (0 and 1), the one not elected for epoch 2
     let v = net.nodes[0].view().unwrap();
     let elected = v.elected(other_elected_epoch).unwrap();
-    let loser = if elected == net.keys[0].hotkey() { &net.keys[1] } else { &net.keys[0] };
+    let loser = if elected == net.keys[0].hotkey() {
+        &net.keys[1]
+    } else {
+        &net.keys[0]
+    };
     let ch = signed(Kind::Challenge, 2, loser, out.encode(), later);
     let not_elected = (Reject::NotElected, ch.key(), ch.to_bytes());
     // a stale heartbeat: publish a fresh one for node 4 first, then an older one
@@ -210,9 +420,22 @@ async fn every_reject_reason_keeps_the_record_out() {
         http: BoundedBytes::new(vec![]).unwrap(),
         issued_at_ms: issued,
     };
-    let fresh = signed(Kind::Heartbeat, 2, hoster, hb(now + 5).encode(), now + 60_000);
-    net.adversary.put_raw(fresh.key(), fresh.to_bytes()).await.unwrap();
-    wait_for(async || net.holders(fresh.key()).await >= HONEST, "the fresh heartbeat").await;
+    let fresh = signed(
+        Kind::Heartbeat,
+        2,
+        hoster,
+        hb(now + 5).encode(),
+        now + 60_000,
+    );
+    net.adversary
+        .put_raw(fresh.key(), fresh.to_bytes())
+        .await
+        .unwrap();
+    wait_for(
+        async || net.holders(fresh.key()).await >= HONEST,
+        "the fresh heartbeat",
+    )
+    .await;
     let stale = signed(Kind::Heartbeat, 2, hoster, hb(now).encode(), now + 60_000);
     cases.push((Reject::Stale, stale.key(), stale.to_bytes()));
 
@@ -223,19 +446,32 @@ async fn every_reject_reason_keeps_the_record_out() {
         let before = net.count(reason);
         let had = net.holders(key).await;
         net.adversary.put_raw(key, bytes.clone()).await.unwrap();
-        let what = format!("{reason} (counts now: {:?})", Reject::ALL.iter().map(|r| (r.name(), net.count(*r))).filter(|x| x.1 > 0).collect::<Vec<_>>());
+        let what = format!(
+            "{reason} (counts now: {:?})",
+            Reject::ALL
+                .iter()
+                .map(|r| (r.name(), net.count(*r)))
+                .filter(|x| x.1 > 0)
+                .collect::<Vec<_>>()
+        );
         wait_for(async || net.count(reason) > before, &what).await;
         // the bytes are held by no honest node (for conflict/stale: the earlier record stays)
         for (i, n) in net.nodes.iter().enumerate() {
             let held = n.held(key).await.unwrap();
-            assert_ne!(held.as_deref(), Some(&bytes[..]), "node {i} stored a record refused as {reason}");
+            assert_ne!(
+                held.as_deref(),
+                Some(&bytes[..]),
+                "node {i} stored a record refused as {reason}"
+            );
         }
         assert_eq!(net.holders(key).await, had, "{reason}: holders changed");
     }
     // the conflicting commit is kept as evidence by the nodes that held the first
     let ev: Vec<_> = net.nodes.iter().flat_map(|n| n.evidence()).collect();
     assert!(!ev.is_empty());
-    assert!(ev.iter().all(|e| e.held.body().publisher == adv.hotkey() && e.held != e.offered && e.offered.signature_valid()));
+    assert!(ev.iter().all(|e| e.held.body().publisher == adv.hotkey()
+        && e.held != e.offered
+        && e.offered.signature_valid()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,36 +481,122 @@ async fn replaced_commit_after_reveals_is_refused_and_mismatched_reveal_rejected
     let cheat = &net.nodes[5];
     let honest_out = Tensor::f32(&[2], &[1.0, 2.0]).unwrap();
     let cheat_out = Tensor::f32(&[2], &[9.0, 9.0]).unwrap();
-    honest.publish(Kind::HosterCommit, 2, commit_payload([4; 32], &honest_out), TTL).await.unwrap();
-    cheat.publish(Kind::HosterCommit, 2, commit_payload([5; 32], &cheat_out), TTL).await.unwrap();
+    honest
+        .publish(
+            Kind::HosterCommit,
+            2,
+            commit_payload([4; 32], &honest_out),
+            TTL,
+        )
+        .await
+        .unwrap();
+    cheat
+        .publish(
+            Kind::HosterCommit,
+            2,
+            commit_payload([5; 32], &cheat_out),
+            TTL,
+        )
+        .await
+        .unwrap();
     let hosters = vec![net.keys[4].hotkey(), net.keys[5].hotkey()];
     let cheat_slot = record_key(NET, Kind::HosterCommit, 2, &net.keys[5].hotkey());
-    wait_for(async || net.holders(cheat_slot).await >= HONEST - 1, "commits to replicate").await;
+    wait_for(
+        async || net.holders(cheat_slot).await >= HONEST - 1,
+        "commits to replicate",
+    )
+    .await;
 
     // the commit window closes: a consumer (validator 0) snapshots the commits
     net.set_block(251);
     let consumer = &net.nodes[0];
     let mut book = CommitBook::new(8);
-    assert_eq!(snapshot_commits(consumer, &mut book, Kind::HosterCommit, 2, &hosters).await, Some(2));
+    assert_eq!(
+        snapshot_commits(consumer, &mut book, Kind::HosterCommit, 2, &hosters).await,
+        Some(2)
+    );
 
     // reveal window: the honest hoster reveals
-    honest.publish(Kind::HosterReveal, 2, HosterReveal { salt: [4; 32], output: honest_out.clone() }.encode(), TTL).await.unwrap();
+    honest
+        .publish(
+            Kind::HosterReveal,
+            2,
+            HosterReveal {
+                salt: [4; 32],
+                output: honest_out.clone(),
+            }
+            .encode(),
+            TTL,
+        )
+        .await
+        .unwrap();
     // the cheat, having seen it, tries to replace its commit with one matching the honest output
-    let replacement = signed(Kind::HosterCommit, 2, &net.keys[5], commit_payload([6; 32], &honest_out), (system_clock())() + 60_000);
+    let replacement = signed(
+        Kind::HosterCommit,
+        2,
+        &net.keys[5],
+        commit_payload([6; 32], &honest_out),
+        (system_clock())() + 60_000,
+    );
     let before = net.count(Reject::Conflict);
-    cheat.put_raw(cheat_slot, replacement.to_bytes()).await.unwrap();
-    wait_for(async || net.count(Reject::Conflict) > before, "the replacement to be refused").await;
+    cheat
+        .put_raw(cheat_slot, replacement.to_bytes())
+        .await
+        .unwrap();
+    wait_for(
+        async || net.count(Reject::Conflict) > before,
+        "the replacement to be refused",
+    )
+    .await;
     for n in &net.nodes {
-        assert_ne!(n.held(cheat_slot).await.unwrap().as_deref(), Some(&replacement.to_bytes()[..]));
+        assert_ne!(
+            n.held(cheat_slot).await.unwrap().as_deref(),
+            Some(&replacement.to_bytes()[..])
+        );
     }
-    let evidence: Vec<_> = net.nodes.iter().flat_map(|n| n.evidence()).filter(|e| e.offered == replacement).collect();
+    let evidence: Vec<_> = net
+        .nodes
+        .iter()
+        .flat_map(|n| n.evidence())
+        .filter(|e| e.offered == replacement)
+        .collect();
     assert!(!evidence.is_empty(), "the attempt is kept as evidence");
     // and reveals the honest output under the new salt: the DHT takes it (its schema is fine),
     // but the consumer refuses it because it does not match the snapshot commit
-    cheat.publish(Kind::HosterReveal, 2, HosterReveal { salt: [6; 32], output: honest_out.clone() }.encode(), TTL).await.unwrap();
-    let reveals = fetch_reveals(consumer, &book, Kind::HosterReveal, 2, &hosters, &BTreeMap::new()).await;
+    cheat
+        .publish(
+            Kind::HosterReveal,
+            2,
+            HosterReveal {
+                salt: [6; 32],
+                output: honest_out.clone(),
+            }
+            .encode(),
+            TTL,
+        )
+        .await
+        .unwrap();
+    let reveals = fetch_reveals(
+        consumer,
+        &book,
+        Kind::HosterReveal,
+        2,
+        &hosters,
+        &BTreeMap::new(),
+    )
+    .await;
     assert!(matches!(&reveals[0].1, Ok(Payload::HosterReveal(r)) if r.output == honest_out));
-    assert!(matches!(&reveals[1].1, Err(RevealFailure::Commit(tally_protocol::RevealError::Mismatch))), "{:?}", reveals[1].1);
+    assert!(
+        matches!(
+            &reveals[1].1,
+            Err(RevealFailure::Commit(tally_protocol::RevealError::Mismatch))
+        ),
+        "{:?}",
+        reveals[1].1
+    );
     // a snapshot is taken once: a later attempt changes nothing
-    assert_eq!(snapshot_commits(consumer, &mut book, Kind::HosterCommit, 2, &hosters).await, None);
+    assert_eq!(
+        snapshot_commits(consumer, &mut book, Kind::HosterCommit, 2, &hosters).await,
+        None
+    );
 }

@@ -24,11 +24,15 @@ pub struct EpochClock {
 impl EpochClock {
     /// The epoch containing `block`, or `None` before the offset.
     pub fn epoch_of(&self, block: u64) -> Option<u64> {
-        block.checked_sub(self.offset).map(|b| b / self.length.max(1))
+        block
+            .checked_sub(self.offset)
+            .map(|b| b / self.length.max(1))
     }
     /// The first block of `epoch`.
     pub fn start_of(&self, epoch: u64) -> u64 {
-        epoch.saturating_mul(self.length.max(1)).saturating_add(self.offset)
+        epoch
+            .saturating_mul(self.length.max(1))
+            .saturating_add(self.offset)
     }
     /// The fraction of its epoch that has elapsed at `block`.
     pub fn progress(&self, block: u64) -> Option<Fraction> {
@@ -157,7 +161,10 @@ mod tests {
 
     #[test]
     fn epochs_and_progress() {
-        let c = EpochClock { length: 100, offset: 10 };
+        let c = EpochClock {
+            length: 100,
+            offset: 10,
+        };
         assert_eq!(c.epoch_of(9), None);
         assert_eq!(c.epoch_of(10), Some(0));
         assert_eq!(c.epoch_of(109), Some(0));
@@ -169,7 +176,11 @@ mod tests {
 
     #[test]
     fn chain_time_positions() {
-        let t = ChainTime { block: 50, at_ms: 1_000, block_ms: 12_000 };
+        let t = ChainTime {
+            block: 50,
+            at_ms: 1_000,
+            block_ms: 12_000,
+        };
         assert_eq!(t.position_mb(1_000), 50_000);
         assert_eq!(t.position_mb(7_000), 50_500);
         assert_eq!(t.block_at(13_000), 51);
@@ -178,7 +189,10 @@ mod tests {
 
     #[test]
     fn window_bounds() {
-        let c = EpochClock { length: 100, offset: 0 };
+        let c = EpochClock {
+            length: 100,
+            offset: 0,
+        };
         let w = PhaseWindows::default();
         assert_eq!(w.hoster_commit.bounds_mb(&c, 2), (215_000, 250_000));
         assert_eq!(w.validator_reveal.bounds_mb(&c, 2), (300_000, 350_000));

@@ -40,7 +40,10 @@ pub struct CommitBook {
 impl CommitBook {
     /// A book keeping snapshots for at most `max_epochs` (kind, epoch) pairs.
     pub fn new(max_epochs: usize) -> Self {
-        CommitBook { snapshots: BTreeMap::new(), max_epochs: max_epochs.max(1) }
+        CommitBook {
+            snapshots: BTreeMap::new(),
+            max_epochs: max_epochs.max(1),
+        }
     }
 
     /// Whether the commit window of `kind` for `epoch` has closed at `now_ms` (past its end
@@ -97,7 +100,10 @@ impl CommitBook {
         if onchain == Some(revealed) {
             return Ok(());
         }
-        let snap = self.snapshots.get(&(epoch, commit_kind)).ok_or(RevealError::NoSnapshot)?;
+        let snap = self
+            .snapshots
+            .get(&(epoch, commit_kind))
+            .ok_or(RevealError::NoSnapshot)?;
         match snap.get(publisher) {
             None if onchain.is_some() => Err(RevealError::Mismatch),
             None => Err(RevealError::NoCommit),
@@ -118,7 +124,10 @@ mod tests {
         assert!(b.snapshot(Kind::HosterCommit, 5, [(p, [7; 32])]));
         // a later snapshot (say, after a replacement) does not override the first
         assert!(!b.snapshot(Kind::HosterCommit, 5, [(p, [8; 32])]));
-        assert_eq!(b.check_reveal(Kind::HosterCommit, 5, &p, &[7; 32], None), Ok(()));
+        assert_eq!(
+            b.check_reveal(Kind::HosterCommit, 5, &p, &[7; 32], None),
+            Ok(())
+        );
         assert_eq!(
             b.check_reveal(Kind::HosterCommit, 5, &p, &[8; 32], None),
             Err(RevealError::Mismatch)
@@ -132,7 +141,10 @@ mod tests {
             Err(RevealError::NoSnapshot)
         );
         // the on-chain commitment also counts
-        assert_eq!(b.check_reveal(Kind::ValidatorCommit, 6, &p, &[9; 32], Some(&[9; 32])), Ok(()));
+        assert_eq!(
+            b.check_reveal(Kind::ValidatorCommit, 6, &p, &[9; 32], Some(&[9; 32])),
+            Ok(())
+        );
         assert!(!b.snapshot(Kind::HosterReveal, 5, []));
         // bounded
         b.snapshot(Kind::ValidatorCommit, 6, []);

@@ -88,7 +88,10 @@ impl Kind {
 
     /// Whether only validators (with a permit and the minimum stake) may publish it.
     pub fn validator_only(self) -> bool {
-        matches!(self, Kind::Challenge | Kind::ValidatorCommit | Kind::ValidatorReveal)
+        matches!(
+            self,
+            Kind::Challenge | Kind::ValidatorCommit | Kind::ValidatorReveal
+        )
     }
 
     /// Whether a second, different record in the same slot is refused.

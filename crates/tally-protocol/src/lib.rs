@@ -29,7 +29,7 @@ pub mod view;
 pub use clock::{ChainTime, EpochClock, PhaseWindows, Window};
 pub use commit_book::{CommitBook, RevealError};
 pub use kind::Kind;
-pub use payload::{Heartbeat, Role, Tensor, DType};
+pub use payload::{DType, Heartbeat, Role, Tensor};
 pub use predicate::{check, Mode, Reject, Verdict};
 pub use record::{record_key, RecordBody, SignedRecord};
 pub use view::{ChainView, Metagraph, Neuron};

@@ -99,7 +99,7 @@ impl Tensor {
 
     /// Checks shape, size and finite values.
     pub fn check(&self) -> Result<(), String> {
-        if self.shape.is_empty() || self.shape.iter().any(|&d| d == 0) {
+        if self.shape.is_empty() || self.shape.contains(&0) {
             return Err("tensor shape must have 1 to 4 dimensions, each at least 1".into());
         }
         let count = self
@@ -116,9 +116,10 @@ impl Tensor {
             ));
         }
         if self.dtype == DType::F32
-            && self.data.chunks_exact(4).any(|c| {
-                !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()
-            })
+            && self
+                .data
+                .chunks_exact(4)
+                .any(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
         {
             return Err("tensor holds NaN or infinite values".into());
         }
@@ -208,7 +209,10 @@ pub fn parse(body: &RecordBody) -> Result<Payload, String> {
                 ));
             }
             if b.validator != body.publisher {
-                return Err(format!("report is by {}, published by {}", b.validator, body.publisher));
+                return Err(format!(
+                    "report is by {}, published by {}",
+                    b.validator, body.publisher
+                ));
             }
             r.verify().map_err(e)?;
             Ok(Payload::ValidatorReveal(Box::new(r)))

@@ -175,7 +175,10 @@ fn check_inner(
     verify_signature: bool,
 ) -> Result<Verdict, Reject> {
     // rule 1: bounded decode and key
-    let kind = bytes.first().and_then(|&b| Kind::from_byte(b)).ok_or(Reject::Malformed)?;
+    let kind = bytes
+        .first()
+        .and_then(|&b| Kind::from_byte(b))
+        .ok_or(Reject::Malformed)?;
     if bytes.len() > kind.max_bytes() {
         return Err(Reject::Oversize);
     }
@@ -201,7 +204,10 @@ fn check_inner(
     if body.netuid != view.netuid {
         return Err(Reject::WrongNetuid);
     }
-    let neuron = view.metagraph.get(&body.publisher).ok_or(Reject::UnknownPublisher)?;
+    let neuron = view
+        .metagraph
+        .get(&body.publisher)
+        .ok_or(Reject::UnknownPublisher)?;
     if kind.validator_only() {
         if !neuron.validator_permit {
             return Err(Reject::NotValidator);
@@ -275,5 +281,9 @@ fn check_inner(
     if verify_signature && !replica && !record.signature_valid() {
         return Err(Reject::BadSignature);
     }
-    Ok(Verdict { record, payload, replica })
+    Ok(Verdict {
+        record,
+        payload,
+        replica,
+    })
 }

@@ -38,7 +38,12 @@ pub fn record_key(netuid: u16, kind: Kind, epoch: u64, publisher: &Hotkey) -> Ha
     let epoch = if kind == Kind::Heartbeat { 0 } else { epoch };
     tagged_sha256(
         b"tally/dht-key/v1",
-        &[&netuid.encode(), &[kind as u8], &epoch.encode(), &publisher.0],
+        &[
+            &netuid.encode(),
+            &[kind as u8],
+            &epoch.encode(),
+            &publisher.0,
+        ],
     )
 }
 
@@ -62,16 +67,28 @@ impl SignedRecord {
         let body_bytes = body.encode();
         let cap = body.kind.max_bytes();
         if body_bytes.len() + 64 > cap {
-            return Err(CoreError::TooLarge { what: "record", len: body_bytes.len() + 64, cap });
+            return Err(CoreError::TooLarge {
+                what: "record",
+                len: body_bytes.len() + 64,
+                cap,
+            });
         }
         let signature = key.sign(&signing_payload(body.kind.tag(), &body_bytes));
-        Ok(SignedRecord { body, body_bytes, signature })
+        Ok(SignedRecord {
+            body,
+            body_bytes,
+            signature,
+        })
     }
 
     /// Assembles a record from parts without checking anything (tests and adversaries).
     pub fn from_parts(body: RecordBody, signature: Signature) -> Self {
         let body_bytes = body.encode();
-        SignedRecord { body, body_bytes, signature }
+        SignedRecord {
+            body,
+            body_bytes,
+            signature,
+        }
     }
 
     /// Decodes the wire form with the kind's size cap; the signature is not checked here.
@@ -82,7 +99,11 @@ impl SignedRecord {
             .ok_or_else(|| CoreError::Decode("unknown record kind".into()))?;
         let cap = kind.max_bytes();
         if bytes.len() > cap {
-            return Err(CoreError::TooLarge { what: "record", len: bytes.len(), cap });
+            return Err(CoreError::TooLarge {
+                what: "record",
+                len: bytes.len(),
+                cap,
+            });
         }
         if bytes.len() < 64 {
             return Err(CoreError::Decode("record shorter than a signature".into()));
@@ -91,7 +112,11 @@ impl SignedRecord {
         let body: RecordBody = decode_bounded(body_bytes, cap, "record")?;
         let mut s = [0u8; 64];
         s.copy_from_slice(sig);
-        Ok(SignedRecord { body, body_bytes: body_bytes.to_vec(), signature: Signature(s) })
+        Ok(SignedRecord {
+            body,
+            body_bytes: body_bytes.to_vec(),
+            signature: Signature(s),
+        })
     }
 
     /// Wire form.
@@ -118,6 +143,11 @@ impl SignedRecord {
     }
     /// The key this record belongs under.
     pub fn key(&self) -> Hash32 {
-        record_key(self.body.netuid, self.body.kind, self.body.epoch, &self.body.publisher)
+        record_key(
+            self.body.netuid,
+            self.body.kind,
+            self.body.epoch,
+            &self.body.publisher,
+        )
     }
 }

@@ -58,7 +58,9 @@ impl Metagraph {
     }
     /// Validators with a permit and at least `min_stake`, by hotkey.
     pub fn validators(&self, min_stake: u64) -> impl Iterator<Item = (&Hotkey, &Neuron)> {
-        self.neurons.iter().filter(move |(_, n)| n.validator_permit && n.stake >= min_stake)
+        self.neurons
+            .iter()
+            .filter(move |(_, n)| n.validator_permit && n.stake >= min_stake)
     }
     /// Number of registered hotkeys.
     pub fn len(&self) -> usize {
@@ -126,7 +128,12 @@ impl ChainView {
     /// The validator elected to publish `epoch`'s challenge, if its seed is known.
     pub fn elected(&self, epoch: u64) -> Option<Hotkey> {
         let seed = self.seed(epoch)?;
-        elect(seed, self.metagraph.validators(self.min_validator_stake).map(|(k, n)| (*k, n.stake)))
+        elect(
+            seed,
+            self.metagraph
+                .validators(self.min_validator_stake)
+                .map(|(k, n)| (*k, n.stake)),
+        )
     }
 }
 

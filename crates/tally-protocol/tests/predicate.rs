@@ -4,13 +4,15 @@
 //! `now_ms` equals the chain position in milli-blocks; skew 500 milli-blocks.
 
 use parity_scale_codec::Encode;
-use tally_core::{BoundedBytes, BoundedVec, FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport};
+use tally_core::{
+    BoundedBytes, BoundedVec, FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport,
+};
 use tally_protocol::payload::{hoster_commitment, Commit, HosterReveal};
 use tally_protocol::predicate::{check, Mode, Reject};
 use tally_protocol::view::challenge_seed;
 use tally_protocol::{
-    ChainTime, ChainView, EpochClock, Heartbeat, Kind, Metagraph, Neuron, PhaseWindows,
-    RecordBody, Role, SignedRecord, Tensor,
+    ChainTime, ChainView, EpochClock, Heartbeat, Kind, Metagraph, Neuron, PhaseWindows, RecordBody,
+    Role, SignedRecord, Tensor,
 };
 
 const NET: u16 = 7;
@@ -34,16 +36,44 @@ fn keys() -> Keys {
 
 fn view(k: &Keys) -> ChainView {
     let mg = Metagraph::new([
-        (k.v1.hotkey(), Neuron { uid: 0, stake: 50_000, validator_permit: true }),
-        (k.v_poor.hotkey(), Neuron { uid: 1, stake: 10, validator_permit: true }),
-        (k.hoster.hotkey(), Neuron { uid: 2, stake: 0, validator_permit: false }),
+        (
+            k.v1.hotkey(),
+            Neuron {
+                uid: 0,
+                stake: 50_000,
+                validator_permit: true,
+            },
+        ),
+        (
+            k.v_poor.hotkey(),
+            Neuron {
+                uid: 1,
+                stake: 10,
+                validator_permit: true,
+            },
+        ),
+        (
+            k.hoster.hotkey(),
+            Neuron {
+                uid: 2,
+                stake: 0,
+                validator_permit: false,
+            },
+        ),
     ])
     .unwrap();
     let mut v = ChainView::new(
         NET,
-        EpochClock { length: 100, offset: 0 },
+        EpochClock {
+            length: 100,
+            offset: 0,
+        },
         PhaseWindows::default(),
-        ChainTime { block: 0, at_ms: 0, block_ms: 1000 },
+        ChainTime {
+            block: 0,
+            at_ms: 0,
+            block_ms: 1000,
+        },
         mg,
         MIN_STAKE,
     );
@@ -65,7 +95,11 @@ fn payload(kind: Kind, epoch: u64, key: &Keypair) -> Vec<u8> {
         .encode(),
         Kind::Challenge => Tensor::f32(&[2], &[0.5, -1.0]).unwrap().encode(),
         Kind::HosterCommit | Kind::ValidatorCommit => Commit([9; 32]).encode(),
-        Kind::HosterReveal => HosterReveal { salt: [1; 32], output: Tensor::f32(&[1], &[3.0]).unwrap() }.encode(),
+        Kind::HosterReveal => HosterReveal {
+            salt: [1; 32],
+            output: Tensor::f32(&[1], &[3.0]).unwrap(),
+        }
+        .encode(),
         Kind::ValidatorReveal => {
             let body = ReportBody::new(
                 NET,
@@ -93,10 +127,20 @@ fn record(kind: Kind, epoch: u64, key: &Keypair, expires: u64) -> SignedRecord {
 }
 
 fn publisher_for(kind: Kind, k: &Keys) -> &Keypair {
-    if kind.validator_only() { &k.v1 } else { &k.hoster }
+    if kind.validator_only() {
+        &k.v1
+    } else {
+        &k.hoster
+    }
 }
 
-fn run(r: &SignedRecord, now: u64, v: &ChainView, existing: Option<&SignedRecord>, mode: Mode) -> Result<(), Reject> {
+fn run(
+    r: &SignedRecord,
+    now: u64,
+    v: &ChainView,
+    existing: Option<&SignedRecord>,
+    mode: Mode,
+) -> Result<(), Reject> {
     check(&r.key(), &r.to_bytes(), now, v, existing, mode).map(|_| ())
 }
 
@@ -116,8 +160,17 @@ fn every_window_edge_both_sides() {
             run(&r, now, &v, None, Mode::Store)
         };
         assert_eq!(at(start - skew), Ok(()), "{} at start - skew", kind.name());
-        assert!(at(start - skew - 1).is_err(), "{} just before start - skew", kind.name());
-        assert_eq!(at(end + skew - 1), Ok(()), "{} at end + skew - 1", kind.name());
+        assert!(
+            at(start - skew - 1).is_err(),
+            "{} just before start - skew",
+            kind.name()
+        );
+        assert_eq!(
+            at(end + skew - 1),
+            Ok(()),
+            "{} at end + skew - 1",
+            kind.name()
+        );
         assert!(at(end + skew).is_err(), "{} at end + skew", kind.name());
         assert_eq!(at((start + end) / 2), Ok(()), "{} mid-window", kind.name());
         // reading back: accepted once opened, also long after the window closed
@@ -133,19 +186,31 @@ fn epoch_rule_names_the_reason() {
     let v = view(&k);
     // a hoster commit for epoch 3 at mid epoch 4: wrong epoch
     let r = record(Kind::HosterCommit, 3, &k.hoster, 500_000);
-    assert_eq!(run(&r, 430_000, &v, None, Mode::Store), Err(Reject::WrongEpoch));
+    assert_eq!(
+        run(&r, 430_000, &v, None, Mode::Store),
+        Err(Reject::WrongEpoch)
+    );
     // the right epoch, the wrong phase
-    assert_eq!(run(&r, 390_000, &v, None, Mode::Store), Err(Reject::OutsideWindow));
+    assert_eq!(
+        run(&r, 390_000, &v, None, Mode::Store),
+        Err(Reject::OutsideWindow)
+    );
     // a validator reveal names the previous epoch: at epoch 4 p=0.2 a reveal of run 4 is wrong
     let r = record(Kind::ValidatorReveal, 4, &k.v1, 500_000);
-    assert_eq!(run(&r, 420_000, &v, None, Mode::Store), Err(Reject::WrongEpoch));
+    assert_eq!(
+        run(&r, 420_000, &v, None, Mode::Store),
+        Err(Reject::WrongEpoch)
+    );
     let r = record(Kind::ValidatorReveal, 3, &k.v1, 500_000);
     assert_eq!(run(&r, 420_000, &v, None, Mode::Store), Ok(()));
     // heartbeats: current epoch give or take one
     let hb = |e| record(Kind::Heartbeat, e, &k.hoster, 450_000);
     assert_eq!(run(&hb(4), 420_000, &v, None, Mode::Store), Ok(()));
     assert_eq!(run(&hb(3), 420_000, &v, None, Mode::Store), Ok(()));
-    assert_eq!(run(&hb(2), 420_000, &v, None, Mode::Store), Err(Reject::WrongEpoch));
+    assert_eq!(
+        run(&hb(2), 420_000, &v, None, Mode::Store),
+        Err(Reject::WrongEpoch)
+    );
 }
 
 #[test]
@@ -154,24 +219,54 @@ fn publisher_and_role_rules() {
     let v = view(&k);
     let now = 370_000; // epoch 3, p = 0.7: validator commits open
     let exp = now + 60_000;
-    assert_eq!(run(&record(Kind::ValidatorCommit, 3, &k.v1, exp), now, &v, None, Mode::Store), Ok(()));
     assert_eq!(
-        run(&record(Kind::ValidatorCommit, 3, &k.hoster, exp), now, &v, None, Mode::Store),
+        run(
+            &record(Kind::ValidatorCommit, 3, &k.v1, exp),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        run(
+            &record(Kind::ValidatorCommit, 3, &k.hoster, exp),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
         Err(Reject::NotValidator)
     );
     assert_eq!(
-        run(&record(Kind::ValidatorCommit, 3, &k.v_poor, exp), now, &v, None, Mode::Store),
+        run(
+            &record(Kind::ValidatorCommit, 3, &k.v_poor, exp),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
         Err(Reject::InsufficientStake)
     );
     assert_eq!(
-        run(&record(Kind::ValidatorCommit, 3, &k.stranger, exp), now, &v, None, Mode::Store),
+        run(
+            &record(Kind::ValidatorCommit, 3, &k.stranger, exp),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
         Err(Reject::UnknownPublisher)
     );
     // another netuid
     let mut body = record(Kind::ValidatorCommit, 3, &k.v1, exp).body().clone();
     body.netuid = NET + 1;
     let r = SignedRecord::sign(body, &k.v1).unwrap();
-    assert_eq!(run(&r, now, &v, None, Mode::Store), Err(Reject::WrongNetuid));
+    assert_eq!(
+        run(&r, now, &v, None, Mode::Store),
+        Err(Reject::WrongNetuid)
+    );
 }
 
 #[test]
@@ -181,22 +276,55 @@ fn challenge_needs_the_elected_validator() {
     let now = 305_000; // epoch 3, p = 0.05
     let r = record(Kind::Challenge, 3, &k.v1, now + 60_000);
     assert_eq!(run(&r, now, &v, None, Mode::Store), Ok(())); // the only eligible validator
-    // a second eligible validator: whoever is not elected is refused
+                                                             // a second eligible validator: whoever is not elected is refused
     let other = Keypair::from_seed(&[6; 32]);
     let mut neurons: Vec<_> = v.metagraph.iter().map(|(a, b)| (*a, *b)).collect();
-    neurons.push((other.hotkey(), Neuron { uid: 9, stake: 50_000, validator_permit: true }));
+    neurons.push((
+        other.hotkey(),
+        Neuron {
+            uid: 9,
+            stake: 50_000,
+            validator_permit: true,
+        },
+    ));
     v.metagraph = Metagraph::new(neurons).unwrap();
     let elected = v.elected(3).unwrap();
-    let loser = if elected == k.v1.hotkey() { &other } else { &k.v1 };
-    let winner = if elected == k.v1.hotkey() { &k.v1 } else { &other };
-    assert_eq!(run(&record(Kind::Challenge, 3, winner, now + 60_000), now, &v, None, Mode::Store), Ok(()));
+    let loser = if elected == k.v1.hotkey() {
+        &other
+    } else {
+        &k.v1
+    };
+    let winner = if elected == k.v1.hotkey() {
+        &k.v1
+    } else {
+        &other
+    };
     assert_eq!(
-        run(&record(Kind::Challenge, 3, loser, now + 60_000), now, &v, None, Mode::Store),
+        run(
+            &record(Kind::Challenge, 3, winner, now + 60_000),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        run(
+            &record(Kind::Challenge, 3, loser, now + 60_000),
+            now,
+            &v,
+            None,
+            Mode::Store
+        ),
         Err(Reject::NotElected)
     );
     // no seed known for the epoch
     let r = record(Kind::Challenge, 20, &k.v1, 2_060_000);
-    assert_eq!(run(&r, 2_005_000, &v, None, Mode::Store), Err(Reject::SeedUnknown));
+    assert_eq!(
+        run(&r, 2_005_000, &v, None, Mode::Store),
+        Err(Reject::SeedUnknown)
+    );
 }
 
 #[test]
@@ -205,7 +333,15 @@ fn expiry_edges() {
     let v = view(&k);
     let now = 220_000; // epoch 2, p = 0.2: hoster commits open
     let cap = Kind::HosterCommit.max_ttl_ms();
-    let at = |exp| run(&record(Kind::HosterCommit, 2, &k.hoster, exp), now, &v, None, Mode::Store);
+    let at = |exp| {
+        run(
+            &record(Kind::HosterCommit, 2, &k.hoster, exp),
+            now,
+            &v,
+            None,
+            Mode::Store,
+        )
+    };
     assert_eq!(at(now), Err(Reject::Expired));
     assert_eq!(at(now + 1), Ok(()));
     assert_eq!(at(now + cap), Ok(()));
@@ -220,36 +356,68 @@ fn decode_key_signature_and_payload() {
     let r = record(Kind::HosterCommit, 2, &k.hoster, now + 1000);
     // wrong key
     let other = record(Kind::HosterCommit, 2, &k.v1, now + 1000);
-    assert_eq!(check(&other.key(), &r.to_bytes(), now, &v, None, Mode::Store).unwrap_err(), Reject::KeyMismatch);
+    assert_eq!(
+        check(&other.key(), &r.to_bytes(), now, &v, None, Mode::Store).unwrap_err(),
+        Reject::KeyMismatch
+    );
     // bad signature
     let mut bytes = r.to_bytes();
     let n = bytes.len();
     bytes[n - 1] ^= 1;
-    assert_eq!(check(&r.key(), &bytes, now, &v, None, Mode::Store).unwrap_err(), Reject::BadSignature);
+    assert_eq!(
+        check(&r.key(), &bytes, now, &v, None, Mode::Store).unwrap_err(),
+        Reject::BadSignature
+    );
     // a body signed by another key
     let forged = SignedRecord::from_parts(r.body().clone(), k.v1.sign(b"x"));
-    assert_eq!(run(&forged, now, &v, None, Mode::Store), Err(Reject::BadSignature));
+    assert_eq!(
+        run(&forged, now, &v, None, Mode::Store),
+        Err(Reject::BadSignature)
+    );
     // malformed and oversize
-    assert_eq!(check(&r.key(), &[9, 1, 2], now, &v, None, Mode::Store).unwrap_err(), Reject::Malformed);
-    assert_eq!(check(&r.key(), &bytes[..n - 70], now, &v, None, Mode::Store).unwrap_err(), Reject::Malformed);
+    assert_eq!(
+        check(&r.key(), &[9, 1, 2], now, &v, None, Mode::Store).unwrap_err(),
+        Reject::Malformed
+    );
+    assert_eq!(
+        check(&r.key(), &bytes[..n - 70], now, &v, None, Mode::Store).unwrap_err(),
+        Reject::Malformed
+    );
     let mut big = vec![Kind::HosterCommit as u8];
     big.resize(Kind::HosterCommit.max_bytes() + 1, 0);
-    assert_eq!(check(&r.key(), &big, now, &v, None, Mode::Store).unwrap_err(), Reject::Oversize);
+    assert_eq!(
+        check(&r.key(), &big, now, &v, None, Mode::Store).unwrap_err(),
+        Reject::Oversize
+    );
     // payload schema: a commit that is not 32 bytes, a NaN challenge, a reveal for another run
     let mut body = r.body().clone();
     body.payload = BoundedBytes::new(vec![1, 2, 3]).unwrap();
     let bad = SignedRecord::sign(body, &k.hoster).unwrap();
-    assert_eq!(run(&bad, now, &v, None, Mode::Store), Err(Reject::BadPayload));
+    assert_eq!(
+        run(&bad, now, &v, None, Mode::Store),
+        Err(Reject::BadPayload)
+    );
     let mut body = record(Kind::Challenge, 2, &k.v1, 260_000).body().clone();
-    let nan = Tensor { dtype: tally_protocol::DType::F32, shape: BoundedVec::new(vec![1]).unwrap(),
-                       data: BoundedBytes::new(f32::NAN.to_le_bytes().to_vec()).unwrap() };
+    let nan = Tensor {
+        dtype: tally_protocol::DType::F32,
+        shape: BoundedVec::new(vec![1]).unwrap(),
+        data: BoundedBytes::new(f32::NAN.to_le_bytes().to_vec()).unwrap(),
+    };
     body.payload = BoundedBytes::new(nan.encode()).unwrap();
     let bad = SignedRecord::sign(body, &k.v1).unwrap();
-    assert_eq!(run(&bad, 205_000, &v, None, Mode::Store), Err(Reject::BadPayload));
-    let mut body = record(Kind::ValidatorReveal, 2, &k.v1, 360_000).body().clone();
+    assert_eq!(
+        run(&bad, 205_000, &v, None, Mode::Store),
+        Err(Reject::BadPayload)
+    );
+    let mut body = record(Kind::ValidatorReveal, 2, &k.v1, 360_000)
+        .body()
+        .clone();
     body.payload = BoundedBytes::new(payload(Kind::ValidatorReveal, 1, &k.v1)).unwrap();
     let bad = SignedRecord::sign(body, &k.v1).unwrap();
-    assert_eq!(run(&bad, 320_000, &v, None, Mode::Store), Err(Reject::BadPayload));
+    assert_eq!(
+        run(&bad, 320_000, &v, None, Mode::Store),
+        Err(Reject::BadPayload)
+    );
 }
 
 #[test]
@@ -259,16 +427,30 @@ fn write_once_replication_and_heartbeat_refresh() {
     let now = 220_000;
     let first = record(Kind::HosterCommit, 2, &k.hoster, now + 10_000);
     let again = first.clone();
-    let verdict = check(&again.key(), &again.to_bytes(), now, &v, Some(&first), Mode::Store).unwrap();
+    let verdict = check(
+        &again.key(),
+        &again.to_bytes(),
+        now,
+        &v,
+        Some(&first),
+        Mode::Store,
+    )
+    .unwrap();
     assert!(verdict.replica);
     // a different commit in the same slot: refused, and it is signed, so it is evidence
     let mut body = first.body().clone();
     body.payload = BoundedBytes::new(Commit([1; 32]).encode()).unwrap();
     let second = SignedRecord::sign(body, &k.hoster).unwrap();
-    assert_eq!(run(&second, now, &v, Some(&first), Mode::Store), Err(Reject::Conflict));
+    assert_eq!(
+        run(&second, now, &v, Some(&first), Mode::Store),
+        Err(Reject::Conflict)
+    );
     assert!(second.signature_valid());
     // the same on read-back
-    assert_eq!(run(&second, now, &v, Some(&first), Mode::Read), Err(Reject::Conflict));
+    assert_eq!(
+        run(&second, now, &v, Some(&first), Mode::Read),
+        Err(Reject::Conflict)
+    );
     // heartbeats: newer replaces, older or equal is stale
     let hb = |issued: u64| {
         let h = Heartbeat {
@@ -289,7 +471,10 @@ fn write_once_replication_and_heartbeat_refresh() {
         SignedRecord::sign(body, &k.hoster).unwrap()
     };
     assert_eq!(run(&hb(10), now, &v, Some(&hb(5)), Mode::Store), Ok(()));
-    assert_eq!(run(&hb(5), now, &v, Some(&hb(10)), Mode::Store), Err(Reject::Stale));
+    assert_eq!(
+        run(&hb(5), now, &v, Some(&hb(10)), Mode::Store),
+        Err(Reject::Stale)
+    );
 }
 
 #[test]
@@ -311,8 +496,14 @@ fn replaced_commit_is_a_conflict_even_after_the_window() {
     let first = commit([1; 32]);
     let second = commit([2; 32]);
     // at epoch 2, p = 0.55: the hoster-reveal window, commits closed
-    assert_eq!(run(&second, 255_000, &v, None, Mode::Store), Err(Reject::OutsideWindow));
-    assert_eq!(run(&second, 255_000, &v, Some(&first), Mode::Store), Err(Reject::Conflict));
+    assert_eq!(
+        run(&second, 255_000, &v, None, Mode::Store),
+        Err(Reject::OutsideWindow)
+    );
+    assert_eq!(
+        run(&second, 255_000, &v, Some(&first), Mode::Store),
+        Err(Reject::Conflict)
+    );
 }
 
 #[test]

@@ -30,6 +30,24 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The DHT predicate deciding one record, without and with the signature check.
+    Predicate {
+        /// Print `{"median_ns":N,"median_ns_with_signature":M}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A DHT of N nodes on 127.0.0.1: put and get throughput, get latency.
+    Dht {
+        /// Nodes.
+        #[arg(long, default_value_t = 32)]
+        nodes: usize,
+        /// Rounds: each node puts one record and reads 8 it does not hold, per round.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Print `{"nodes":N,"puts_per_s":…,"gets_per_s":…,"get_p50_ms":…,"get_p99_ms":…}` last.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decoding and verifying signed score reports from their wire bytes.
     Verify {
         /// Reports.
@@ -86,6 +104,12 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
+        BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
+        BenchCommand::Dht {
+            nodes,
+            rounds,
+            json,
+        } => crate::bench_net::dht(nodes, rounds, json),
         BenchCommand::Consensus {
             validators,
             miners,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_net;
 mod consensus_cmd;
 mod key_cmd;
 
