@@ -185,6 +185,22 @@ async fn published_record_is_found_by_every_node() {
             Payload::Commit(hoster_commitment(&[7; 32], &out))
         );
     }
+    // re-replicating an identical, accepted record is not refused
+    let slot = record_key(NET, Kind::HosterCommit, 2, &net.keys[5].hotkey());
+    let bytes = publisher.held(slot).await.unwrap().unwrap();
+    let refused_before: u64 = Reject::ALL.iter().map(|r| net.count(*r)).sum();
+    net.adversary.put_raw(slot, bytes.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused_after: u64 = Reject::ALL.iter().map(|r| net.count(*r)).sum();
+    assert_eq!(
+        refused_before, refused_after,
+        "an identical copy was refused"
+    );
+    for n in &net.nodes {
+        if let Some(h) = n.held(slot).await.unwrap() {
+            assert_eq!(h, bytes);
+        }
+    }
     // many at once, with absent publishers reported as absent
     let hks: Vec<Hotkey> = net.keys.iter().map(|k| k.hotkey()).collect();
     let many = net.nodes[0].get_many(Kind::HosterCommit, 2, &hks).await;

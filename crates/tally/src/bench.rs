@@ -93,6 +93,34 @@ fn median_of(
     samples[samples.len() / 2]
 }
 
+/// Prints a single- vs multi-thread result, and with `json` a last line of `fields` plus the
+/// medians.
+fn report(
+    what: &str,
+    single: Duration,
+    multi: Duration,
+    threads: usize,
+    json: bool,
+    mut fields: serde_json::Value,
+) {
+    eprintln!(
+        "{what}: median {:.3} ms on {threads} threads, {:.3} ms on 1 thread",
+        multi.as_secs_f64() * 1e3,
+        single.as_secs_f64() * 1e3
+    );
+    if json {
+        if let Some(o) = fields.as_object_mut() {
+            o.insert("median_ns".into(), json!(multi.as_nanos() as u64));
+            o.insert(
+                "single_thread_median_ns".into(),
+                json!(single.as_nanos() as u64),
+            );
+            o.insert("threads".into(), json!(threads));
+        }
+        println!("{fields}");
+    }
+}
+
 fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
     if a == 0 || b == 0 || a > 100_000 || b > 100_000 || a * b > 50_000_000 {
         return Err(Failure::input(anyhow!(
@@ -166,19 +194,16 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
             };
             let single = measure(1);
             let multi = measure(threads);
-            eprintln!(
-                "consensus {validators} validators x {miners} miners: median {:.3} ms on {threads} threads, \
-                 {:.3} ms on 1 thread ({scored} miners scored)",
-                multi.as_secs_f64() * 1e3,
-                single.as_secs_f64() * 1e3
+            let what =
+                format!("consensus {validators} validators x {miners} miners ({scored} scored)");
+            report(
+                &what,
+                single,
+                multi,
+                threads,
+                json,
+                json!({"validators": validators, "miners": miners}),
             );
-            if json {
-                println!(
-                    "{}",
-                    json!({"validators": validators, "miners": miners, "median_ns": multi.as_nanos() as u64,
-                           "single_thread_median_ns": single.as_nanos() as u64, "threads": threads})
-                );
-            }
             Ok(0)
         }
         BenchCommand::Verify {
@@ -236,19 +261,15 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
                 return Err(anyhow!("only {ok} of {reports} reports verified").into());
             }
             let mb = wire.iter().map(|w| w.len()).sum::<usize>() as f64 / 1e6;
-            eprintln!(
-                "decode+verify {reports} reports x {miners} scores ({mb:.1} MB): median {:.3} ms on {threads} threads, \
-                 {:.3} ms on 1 thread",
-                multi.as_secs_f64() * 1e3,
-                single.as_secs_f64() * 1e3
+            let what = format!("decode+verify {reports} reports x {miners} scores ({mb:.1} MB)");
+            report(
+                &what,
+                single,
+                multi,
+                threads,
+                json,
+                json!({"reports": reports, "miners": miners}),
             );
-            if json {
-                println!(
-                    "{}",
-                    json!({"reports": reports, "miners": miners, "median_ns": multi.as_nanos() as u64,
-                           "single_thread_median_ns": single.as_nanos() as u64, "threads": threads})
-                );
-            }
             Ok(0)
         }
     }
