@@ -1,0 +1,66 @@
+//! The chain as Tally sees it.
+//!
+//! * [`Chain`]: the trait every chain adapter implements: block height and hashes (the epoch
+//!   clock and its randomness), subnet parameters, metagraph snapshots (uids, hotkeys, stake,
+//!   validator permits, addresses), commitments with the block they were made at and their
+//!   history, weights set and read, and the last winner.
+//! * [`local::LocalChain`]: an embedded chain durable in one redb file, producing blocks on a
+//!   configurable block time and mirroring the real chain's limits that matter (commitment size
+//!   and space per epoch, a rate limit on setting weights, registration up to a uid cap, signed
+//!   extrinsics with nonces).
+//! * [`server`]: serves any `Chain` over HTTP (`tally chain serve`), so several processes share
+//!   one devnet chain; [`client::HttpChain`] implements `Chain` against it.
+//! * [`extrinsic`]: signed calls (register, commit, set weights), SCALE-encoded with the domain
+//!   tag `tally/extrinsic/v1` and a per-hotkey nonce against replay.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod extrinsic;
+pub mod local;
+pub mod server;
+pub mod types;
+
+pub use client::HttpChain;
+pub use extrinsic::{Call, ExtrinsicBody};
+pub use local::{Genesis, LocalChain};
+pub use types::{BlockInfo, ChainError, Commitment, Metagraph, NeuronInfo, SubnetParams, WeightsSet};
+
+use tally_core::Hotkey;
+
+/// What Tally needs from a chain. Synchronous: the local chain answers from its file, and the
+/// HTTP client blocks; async callers use `spawn_blocking`.
+pub trait Chain: Send + Sync {
+    /// The head block.
+    fn head(&self) -> Result<BlockInfo, ChainError>;
+    /// Block `number`, if produced.
+    fn block(&self, number: u64) -> Result<Option<BlockInfo>, ChainError>;
+    /// A subnet's parameters.
+    fn params(&self, netuid: u16) -> Result<SubnetParams, ChainError>;
+    /// The subnet's metagraph at the head.
+    fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError>;
+    /// The next nonce `hotkey` must use.
+    fn nonce(&self, hotkey: &Hotkey) -> Result<u64, ChainError>;
+    /// Submits a signed extrinsic (wire bytes); returns the block it was included in.
+    fn submit(&self, extrinsic: &[u8]) -> Result<u64, ChainError>;
+    /// `hotkey`'s commitments on the subnet, oldest first (the most recent 256).
+    fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError>;
+    /// The latest weights of every validator that set any.
+    fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError>;
+    /// `hotkey`'s weights history, oldest first (the most recent 256).
+    fn weights_history(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<WeightsSet>, ChainError>;
+    /// The uid with the most stake-weighted weight in the latest weights (ties to the smaller
+    /// uid), if any weights are set: the incumbent.
+    fn winner(&self, netuid: u16) -> Result<Option<u16>, ChainError>;
+}
+
+/// Signs `call` for `netuid` with `key` at its current nonce and submits it.
+pub fn submit_call(
+    chain: &dyn Chain,
+    key: &tally_core::Keypair,
+    netuid: u16,
+    call: Call,
+) -> Result<u64, ChainError> {
+    let nonce = chain.nonce(&key.hotkey())?;
+    let ext = extrinsic::sign(key, netuid, nonce, call)?;
+    chain.submit(&ext)
+}
