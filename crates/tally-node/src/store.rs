@@ -1,0 +1,337 @@
+//! The node's one database file (redb).
+//!
+//! Tables: the node's own signed reports (exact wire bytes, so a restart serves byte-identical
+//! reports), its measured scores, peer reports it accepted, the reports it rejected with
+//! reasons, evidence (equivocation proofs), commitment snapshots, run outcomes, the divergence
+//! window, the weight history and the node's progress (the last step done per run, so a restart
+//! resumes where it was). Every write is one transaction.
+
+use parity_scale_codec::{Decode, Encode};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
+use tally_core::hash::Hash32;
+use tally_core::Hotkey;
+use thiserror::Error;
+
+const OWN: TableDefinition<u64, &[u8]> = TableDefinition::new("own_reports");
+const SCORES: TableDefinition<u64, &[u8]> = TableDefinition::new("scores");
+const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_reports");
+const REJECTED: TableDefinition<&[u8], &str> = TableDefinition::new("rejected_reports");
+const EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("evidence");
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("commit_snapshots");
+const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
+const WEIGHTS: TableDefinition<u64, &[u8]> = TableDefinition::new("weights");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PROGRESS: TableDefinition<u64, u8> = TableDefinition::new("progress");
+
+/// Store errors.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database failed or holds something that does not decode.
+    #[error("node database: {0}")]
+    Db(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn run_key(run: u64, who: &Hotkey) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&run.to_be_bytes());
+    k[8..].copy_from_slice(&who.0);
+    k
+}
+
+/// How far a run has got, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Step {
+    /// Scored and report signed.
+    Scored = 1,
+    /// Commitment posted (chain and DHT).
+    Committed = 2,
+    /// Revealed (DHT record published; HTTP serves it).
+    Revealed = 3,
+    /// Aggregated and weights decided.
+    Done = 4,
+}
+
+impl Step {
+    fn from_u8(v: u8) -> Option<Step> {
+        match v {
+            1 => Some(Step::Scored),
+            2 => Some(Step::Committed),
+            3 => Some(Step::Revealed),
+            4 => Some(Step::Done),
+            _ => None,
+        }
+    }
+}
+
+/// The node's database.
+pub struct NodeStore {
+    db: Database,
+}
+
+impl NodeStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<NodeStore, StoreError> {
+        let d = Database::create(path).map_err(|e| {
+            StoreError::Db(format!(
+                "cannot open {}: {e} (if the file is corrupt, move it away; the node re-syncs from peers and the chain)",
+                path.display()
+            ))
+        })?;
+        let tx = d.begin_write().map_err(db)?;
+        tx.open_table(OWN).map_err(db)?;
+        tx.open_table(SCORES).map_err(db)?;
+        tx.open_table(PEERS).map_err(db)?;
+        tx.open_table(REJECTED).map_err(db)?;
+        tx.open_table(EVIDENCE).map_err(db)?;
+        tx.open_table(SNAPSHOTS).map_err(db)?;
+        tx.open_table(OUTCOMES).map_err(db)?;
+        tx.open_table(WEIGHTS).map_err(db)?;
+        tx.open_table(META).map_err(db)?;
+        tx.open_table(PROGRESS).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(NodeStore { db: d })
+    }
+
+    fn put_u64(&self, t: TableDefinition<u64, &[u8]>, k: u64, v: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(t).map_err(db)?.insert(k, v).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn get_u64(&self, t: TableDefinition<u64, &[u8]>, k: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(t).map_err(db)?;
+        Ok(t.get(k).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores this node's signed report for `run` together with its scores and marks the run
+    /// scored, in one transaction. An existing report is never replaced: the first one is
+    /// what was (or will be) committed, and it is returned.
+    pub fn put_own_report(&self, run: u64, wire: &[u8], scores: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let kept = {
+            let mut own = tx.open_table(OWN).map_err(db)?;
+            let existing = own.get(run).map_err(db)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(e) => e,
+                None => {
+                    own.insert(run, wire).map_err(db)?;
+                    tx.open_table(SCORES).map_err(db)?.insert(run, scores).map_err(db)?;
+                    let mut p = tx.open_table(PROGRESS).map_err(db)?;
+                    let cur = p.get(run).map_err(db)?.map(|v| v.value()).unwrap_or(0);
+                    p.insert(run, cur.max(Step::Scored as u8)).map_err(db)?;
+                    wire.to_vec()
+                }
+            }
+        };
+        tx.commit().map_err(db)?;
+        Ok(kept)
+    }
+
+    /// This node's report for `run` (exact wire bytes).
+    pub fn own_report(&self, run: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_u64(OWN, run)
+    }
+
+    /// This node's measured scores for `run` (as stored).
+    pub fn scores(&self, run: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_u64(SCORES, run)
+    }
+
+    /// Marks `step` done for `run` (never moves backwards).
+    pub fn mark(&self, run: u64, step: Step) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut p = tx.open_table(PROGRESS).map_err(db)?;
+            let cur = p.get(run).map_err(db)?.map(|v| v.value()).unwrap_or(0);
+            p.insert(run, cur.max(step as u8)).map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// The last step done for `run`.
+    pub fn progress(&self, run: u64) -> Result<Option<Step>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(PROGRESS).map_err(db)?;
+        Ok(t.get(run).map_err(db)?.and_then(|v| Step::from_u8(v.value())))
+    }
+
+    /// Stores an accepted peer report.
+    pub fn put_peer_report(&self, run: u64, validator: &Hotkey, wire: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(PEERS).map_err(db)?.insert(&run_key(run, validator)[..], wire).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Records why a validator's report for `run` was rejected.
+    pub fn put_rejected(&self, run: u64, validator: &Hotkey, reason: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(REJECTED).map_err(db)?.insert(&run_key(run, validator)[..], reason).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Accepted peer reports of `run`.
+    pub fn peer_reports(&self, run: u64) -> Result<Vec<(Hotkey, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(PEERS).map_err(db)?;
+        let (lo, hi) = (run_key(run, &Hotkey([0; 32])), run_key(run, &Hotkey([0xff; 32])));
+        let mut out = Vec::new();
+        for e in t.range(&lo[..]..=&hi[..]).map_err(db)? {
+            let (k, v) = e.map_err(db)?;
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&k.value()[8..40]);
+            out.push((Hotkey(h), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Rejected reports of `run` with reasons.
+    pub fn rejected(&self, run: u64) -> Result<Vec<(Hotkey, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REJECTED).map_err(db)?;
+        let (lo, hi) = (run_key(run, &Hotkey([0; 32])), run_key(run, &Hotkey([0xff; 32])));
+        let mut out = Vec::new();
+        for e in t.range(&lo[..]..=&hi[..]).map_err(db)? {
+            let (k, v) = e.map_err(db)?;
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&k.value()[8..40]);
+            out.push((Hotkey(h), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Stores an evidence item under its hash; returns the hash.
+    pub fn put_evidence(&self, bytes: &[u8]) -> Result<Hash32, StoreError> {
+        let id = tally_core::sha256(bytes);
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(EVIDENCE).map_err(db)?.insert(&id[..], bytes).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(id)
+    }
+
+    /// All evidence, by id.
+    pub fn evidence(&self) -> Result<Vec<(Hash32, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(EVIDENCE).map_err(db)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(db)? {
+            let (k, v) = e.map_err(db)?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(k.value());
+            out.push((id, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Stores the commitment snapshot of `run` (the first one stays).
+    pub fn put_snapshot(&self, run: u64, commits: &[(Hotkey, Hash32)]) -> Result<(), StoreError> {
+        if self.get_u64(SNAPSHOTS, run)?.is_some() {
+            return Ok(());
+        }
+        self.put_u64(SNAPSHOTS, run, &commits.to_vec().encode())
+    }
+
+    /// The commitment snapshot of `run`.
+    pub fn snapshot(&self, run: u64) -> Result<Option<Vec<(Hotkey, Hash32)>>, StoreError> {
+        match self.get_u64(SNAPSHOTS, run)? {
+            None => Ok(None),
+            Some(b) => Vec::<(Hotkey, Hash32)>::decode(&mut &b[..]).map(Some).map_err(db),
+        }
+    }
+
+    /// Stores a run's outcome (JSON) and weights, and marks it done, in one transaction.
+    pub fn finish_run(&self, run: u64, outcome_json: &[u8], weights: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(OUTCOMES).map_err(db)?.insert(run, outcome_json).map_err(db)?;
+        tx.open_table(WEIGHTS).map_err(db)?.insert(run, weights).map_err(db)?;
+        {
+            let mut p = tx.open_table(PROGRESS).map_err(db)?;
+            p.insert(run, Step::Done as u8).map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// A run's outcome (JSON).
+    pub fn outcome(&self, run: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_u64(OUTCOMES, run)
+    }
+
+    /// Runs with an outcome, oldest first.
+    pub fn runs(&self) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTCOMES).map_err(db)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(db)? {
+            out.push(e.map_err(db)?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// The weights decided for `run`.
+    pub fn weights(&self, run: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_u64(WEIGHTS, run)
+    }
+
+    /// Stores a named blob (the divergence window, …).
+    pub fn put_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(META).map_err(db)?.insert(name, v).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// A named blob.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(META).map_err(db)?;
+        Ok(t.get(name).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_report_is_never_replaced_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.redb");
+        let s = NodeStore::open(&p).unwrap();
+        assert_eq!(s.put_own_report(5, b"first", b"s").unwrap(), b"first");
+        assert_eq!(s.put_own_report(5, b"second", b"t").unwrap(), b"first");
+        assert_eq!(s.progress(5).unwrap(), Some(Step::Scored));
+        s.mark(5, Step::Revealed).unwrap();
+        s.mark(5, Step::Committed).unwrap(); // never backwards
+        let v = Hotkey([3; 32]);
+        s.put_peer_report(5, &v, b"peer").unwrap();
+        s.put_peer_report(6, &v, b"other run").unwrap();
+        s.put_rejected(5, &Hotkey([4; 32]), "equivocation").unwrap();
+        s.put_snapshot(5, &[(v, [1; 32])]).unwrap();
+        s.put_snapshot(5, &[(v, [2; 32])]).unwrap(); // first stays
+        s.put_evidence(b"proof").unwrap();
+        s.finish_run(5, b"{}", b"w").unwrap();
+        drop(s);
+        let s = NodeStore::open(&p).unwrap();
+        assert_eq!(s.own_report(5).unwrap().unwrap(), b"first");
+        assert_eq!(s.progress(5).unwrap(), Some(Step::Done));
+        assert_eq!(s.peer_reports(5).unwrap(), vec![(v, b"peer".to_vec())]);
+        assert_eq!(s.rejected(5).unwrap(), vec![(Hotkey([4; 32]), "equivocation".to_string())]);
+        assert_eq!(s.snapshot(5).unwrap().unwrap(), vec![(v, [1; 32])]);
+        assert_eq!(s.evidence().unwrap().len(), 1);
+        assert_eq!(s.runs().unwrap(), vec![5]);
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.redb");
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        let e = NodeStore::open(&p).err().unwrap().to_string();
+        assert!(e.contains("move it away"), "{e}");
+    }
+}
