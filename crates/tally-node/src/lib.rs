@@ -11,3 +11,5 @@
 
 pub mod auth;
 pub mod store;
+pub mod api;
+pub mod scorer;
