@@ -13,3 +13,5 @@ pub mod auth;
 pub mod store;
 pub mod api;
 pub mod scorer;
+pub mod peer;
+pub mod validator;
