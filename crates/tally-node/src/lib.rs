@@ -15,3 +15,5 @@ pub mod api;
 pub mod scorer;
 pub mod peer;
 pub mod validator;
+pub mod owner;
+pub mod devnet;
