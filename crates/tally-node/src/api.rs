@@ -124,12 +124,13 @@ impl ApiState {
         }
     }
 
-    /// Whether the reveal window of `run` has opened.
+    /// Whether the reveal window of `run` has opened at the chain head the node last saw (by
+    /// the head block, never by a wall-clock estimate, so a report is never served early).
     pub fn reveal_open(&self, run: u64) -> bool {
         let Ok(t) = self.timing.read() else { return false };
         let Some(t) = *t else { return false };
         let (start, _) = t.windows.validator_reveal.bounds_mb(&t.clock, run);
-        t.time.position_mb((self.now_ms)()) >= start
+        t.time.block as u128 * 1000 >= start
     }
 }
 

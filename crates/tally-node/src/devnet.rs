@@ -212,7 +212,6 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     }
     let genesis = Genesis { timestamp_ms: now_ms(), subnets: vec![params.clone()], neurons };
     let local = Arc::new(LocalChain::open(&chain_path, &genesis).map_err(|e| e.to_string())?);
-    let producer = local.spawn_producer(cfg.block_ms);
     let shared: Arc<dyn Chain> = local.clone();
     let chain_task = tokio::spawn(async move {
         let _ = tally_chain::server::serve(shared, chain_listener).await;
@@ -278,6 +277,9 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         let node = start_node(vcfg(i), vkeys[i].clone(), &chain_url, &cfg.out.join("nodes").join(format!("validator-{i}.redb")), l, Some(dhts[i].clone()), scorer.clone(), http_timeout).await?;
         nodes.push(Some(node));
     }
+
+    // blocks start once every node is up, so run 0 is a whole epoch for everyone
+    let producer = local.spawn_producer(cfg.block_ms);
 
     // drive: wait until every online honest validator has finished every run
     let honest: Vec<usize> = (cfg.offline..n).filter(|i| strategy(*i).is_none()).collect();

@@ -328,9 +328,10 @@ impl Validator {
             }
             dht.set_view(chain_view(&params, &mg, &head, &seeds));
         }
-        let now_mb = time.position_mb((self.api.now_ms)());
-        let into = now_mb.saturating_sub(clock.start_of(epoch) as u128 * 1000);
-        let progress_ppb = (into * 1_000_000_000 / (clock.length.max(1) as u128 * 1000)).min(999_999_999) as u32;
+        // the node's own steps follow the head block, not wall-clock estimates: the chain stamps
+        // a commitment with its head, so a step taken by the head is inside its window
+        let into = head.number.saturating_sub(clock.start_of(epoch)) as u128;
+        let progress_ppb = (into * 1_000_000_000 / clock.length.max(1) as u128).min(999_999_999) as u32;
         let t = Tick { params, mg, clock, windows, progress_ppb };
 
         // run `epoch`: score, then commit in the commit window
@@ -356,8 +357,9 @@ impl Validator {
         Ok(())
     }
 
-    fn miners(mg: &ChainMetagraph) -> Vec<Hotkey> {
-        mg.neurons.iter().filter(|n| !n.validator_permit).map(|n| n.hotkey).collect()
+    /// The miners: registered hotkeys without a validator permit, except the burn uid.
+    fn miners(mg: &ChainMetagraph, burn_uid: u16) -> Vec<Hotkey> {
+        mg.neurons.iter().filter(|n| !n.validator_permit && n.uid != burn_uid).map(|n| n.hotkey).collect()
     }
 
     fn sign_report(&self, key: &Keypair, run: u64, scores: Vec<(Hotkey, Score)>) -> Result<ScoreReport, NodeError> {
@@ -367,7 +369,7 @@ impl Validator {
     }
 
     async fn score(&self, t: &Tick, run: u64) -> Result<(), NodeError> {
-        let miners = Self::miners(&t.mg);
+        let miners = Self::miners(&t.mg, t.params.burn_uid);
         let mut scores = self.scorer.score(run, &self.key.hotkey(), &miners);
         if self.cfg.byzantine == Some(Byzantine::Inflate) {
             // boost the miner it measured lowest
@@ -512,8 +514,9 @@ impl Validator {
         for n in &eligible {
             let hk = n.hotkey;
             let hist = self.chain(move |c| c.commitments(netuid, &hk)).await?;
-            if let Some(h) = commitment_for_run(&hist, run, &t.clock, &t.windows) {
-                snapshot.push((hk, h));
+            match commitment_for_run(&hist, run, &t.clock, &t.windows) {
+                Some(h) => snapshot.push((hk, h)),
+                None => debug!(run, validator = %hk, blocks = ?hist.iter().map(|c| c.block).collect::<Vec<_>>(), "no commitment inside the commit window"),
             }
         }
         self.store.put_snapshot(run, &snapshot)?;

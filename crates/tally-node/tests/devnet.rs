@@ -1,0 +1,135 @@
+//! Integration tests: whole subnets on 127.0.0.1 (chain over HTTP, owner endpoint, validators
+//! with DHT nodes, HTTP APIs and databases), one per byzantine strategy, plus quorum loss and a
+//! restart. Short epochs (20 blocks of 80 ms), one devnet at a time, keep each test to a few seconds.
+
+use tally_consensus::WeightMode;
+use tally_node::devnet::{run, DevnetConfig, Report};
+use tally_node::validator::Byzantine;
+
+/// The devnets run one at a time: each is a dozen tasks on tight block times, and running them
+/// side by side on two cores only makes every one of them late.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>) -> DevnetConfig {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    DevnetConfig {
+        validators,
+        miners: 4,
+        epochs: 2,
+        mode: WeightMode::Decentralized,
+        seed: 11,
+        block_ms: 80,
+        epoch_length: 20,
+        byzantine,
+        offline: 0,
+        out: dir.path().join("out"),
+        progress: false,
+        restart: None,
+    }
+}
+
+fn honest_winner(r: &Report) -> String {
+    r.best_miner.to_ss58()
+}
+
+fn byz_hotkey(r: &Report) -> String {
+    r.validators.iter().find(|v| v.2.is_some()).map(|v| v.0.to_ss58()).unwrap()
+}
+
+async fn strategy_test(b: Byzantine, reason: Option<&str>) {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(config(&dir, 5, vec![b])).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    for run in &r.runs {
+        assert!(run.quorum_met, "run {}: {:?}", run.run, run);
+        assert_eq!(run.winner.as_deref(), Some(honest_winner(&r).as_str()), "run {}", run.run);
+        let byz = byz_hotkey(&r);
+        let ex: Vec<_> = run.excluded.iter().filter(|(v, _)| *v == byz).map(|(_, why)| why.as_str()).collect();
+        match reason {
+            Some(why) => assert_eq!(ex, vec![why], "run {}: {:?}", run.run, run.excluded),
+            None => assert!(ex.is_empty(), "run {}: {:?}", run.run, run.excluded),
+        }
+        // honest validators are never excluded
+        assert_eq!(run.excluded.len(), usize::from(reason.is_some()), "{:?}", run.excluded);
+    }
+    let out = dir.path().join("out");
+    assert!(out.join("summary.json").exists());
+    assert!(out.join("chain.redb").exists());
+    assert!(std::fs::read_dir(out.join("evidence")).unwrap().count() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_subnet_agrees_on_the_best_miner() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(config(&dir, 4, vec![])).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert_eq!(r.runs.len(), 2);
+    for run in &r.runs {
+        assert!(run.quorum_met);
+        assert!(run.excluded.is_empty(), "{:?}", run.excluded);
+        assert_eq!(run.winner.as_deref(), Some(honest_winner(&r).as_str()));
+        // every consensus score is within 0.02 of the true quality
+        for (m, q) in &r.miners {
+            let c = run.consensus[&m.to_ss58()];
+            assert!((c - q.to_f64()).abs() <= 0.02 + 1e-9, "{c} vs {}", q.to_f64());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflater_is_kept_but_cannot_change_the_winner() {
+    strategy_test(Byzantine::Inflate, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocator_is_excluded() {
+    strategy_test(Byzantine::Equivocate, Some("equivocation")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copier_is_excluded() {
+    strategy_test(Byzantine::Copy, Some("commitment_mismatch")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withholder_is_excluded() {
+    strategy_test(Byzantine::Withhold, Some("no_report")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forger_is_excluded() {
+    strategy_test(Byzantine::Forge, Some("wrong_signer")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_offline_validators_miss_quorum_and_hold_the_incumbent() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, 4, vec![]);
+    c.offline = 2;
+    let r = run(c).await.unwrap();
+    for run in &r.runs {
+        assert!(!run.quorum_met, "run {}", run.run);
+        // no weights were ever set, so there is no incumbent to hold and nothing changes
+        assert_eq!(run.winner, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_serves_identical_bytes_and_resumes() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, 4, vec![]);
+    c.restart = Some((1, 1));
+    let r = run(c).await.unwrap();
+    let (before, after) = r.restart_bytes.clone().unwrap();
+    assert!(!before.is_empty());
+    assert_eq!(before, after);
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert!(r.runs.iter().all(|x| x.quorum_met && x.excluded.is_empty()), "{:?}", r.runs);
+}
