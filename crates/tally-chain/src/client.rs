@@ -26,7 +26,10 @@ impl HttpChain {
             .http_status_as_error(false)
             .build()
             .into();
-        HttpChain { base: base.trim_end_matches('/').to_string(), agent }
+        HttpChain {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     fn decode<T: DeserializeOwned>(
@@ -43,11 +46,17 @@ impl HttpChain {
             .read_to_vec()
             .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?;
         if ok {
-            serde_json::from_slice(&body).map_err(|e| ChainError::Transport(format!("{url}: bad response: {e}")))
+            serde_json::from_slice(&body)
+                .map_err(|e| ChainError::Transport(format!("{url}: bad response: {e}")))
         } else {
-            Err(serde_json::from_slice::<ChainError>(&body).unwrap_or_else(|_| {
-                ChainError::Transport(format!("{url}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])))
-            }))
+            Err(
+                serde_json::from_slice::<ChainError>(&body).unwrap_or_else(|_| {
+                    ChainError::Transport(format!(
+                        "{url}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ))
+                }),
+            )
         }
     }
 
@@ -75,7 +84,11 @@ impl Chain for HttpChain {
     }
     fn submit(&self, extrinsic: &[u8]) -> Result<u64, ChainError> {
         let url = format!("{}/chain/v1/submit", self.base);
-        let r = self.agent.post(&url).header("content-type", "application/octet-stream").send(extrinsic);
+        let r = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .send(extrinsic);
         self.decode(&url, r)
     }
     fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError> {

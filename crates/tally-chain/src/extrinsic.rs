@@ -19,16 +19,24 @@ pub const MAX_COMMITMENT: usize = 1_024;
 pub enum Call {
     /// Register the signer on the subnet (no stake, no permit), serving `axon` and `peer`.
     #[codec(index = 0)]
-    Register { axon: BoundedBytes<128>, peer: BoundedBytes<256> },
+    Register {
+        axon: BoundedBytes<128>,
+        peer: BoundedBytes<256>,
+    },
     /// Update the signer's advertised addresses.
     #[codec(index = 1)]
-    Serve { axon: BoundedBytes<128>, peer: BoundedBytes<256> },
+    Serve {
+        axon: BoundedBytes<128>,
+        peer: BoundedBytes<256>,
+    },
     /// Post a commitment.
     #[codec(index = 2)]
     Commit { data: BoundedBytes<MAX_COMMITMENT> },
     /// Set weights `(uid, weight)`.
     #[codec(index = 3)]
-    SetWeights { weights: BoundedVec<(u16, u16), MAX_WEIGHTS> },
+    SetWeights {
+        weights: BoundedVec<(u16, u16), MAX_WEIGHTS>,
+    },
 }
 
 /// The signed part of an extrinsic.
@@ -58,35 +66,53 @@ impl Signable for ExtrinsicBody {
 
 /// Signs `call` as `key` with `nonce`; returns the wire bytes.
 pub fn sign(key: &Keypair, netuid: u16, nonce: u64, call: Call) -> Result<Vec<u8>, ChainError> {
-    let body = ExtrinsicBody { netuid, signer: key.hotkey(), nonce, call };
-    Signed::sign(body, key).map(|s| s.to_bytes()).map_err(|e| ChainError::Malformed(e.to_string()))
+    let body = ExtrinsicBody {
+        netuid,
+        signer: key.hotkey(),
+        nonce,
+        call,
+    };
+    Signed::sign(body, key)
+        .map(|s| s.to_bytes())
+        .map_err(|e| ChainError::Malformed(e.to_string()))
 }
 
 /// Decodes and verifies wire bytes.
 pub fn open(bytes: &[u8]) -> Result<ExtrinsicBody, ChainError> {
-    let s = Signed::<ExtrinsicBody>::from_bytes(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
+    let s = Signed::<ExtrinsicBody>::from_bytes(bytes)
+        .map_err(|e| ChainError::Malformed(e.to_string()))?;
     s.verify().map_err(|_| ChainError::BadSignature)?;
     Ok(s.body().clone())
 }
 
 /// A register call.
 pub fn register(axon: &str, peer: &str) -> Result<Call, ChainError> {
-    Ok(Call::Register { axon: bytes(axon)?, peer: bytes(peer)? })
+    Ok(Call::Register {
+        axon: bytes(axon)?,
+        peer: bytes(peer)?,
+    })
 }
 
 /// A serve call.
 pub fn serve(axon: &str, peer: &str) -> Result<Call, ChainError> {
-    Ok(Call::Serve { axon: bytes(axon)?, peer: bytes(peer)? })
+    Ok(Call::Serve {
+        axon: bytes(axon)?,
+        peer: bytes(peer)?,
+    })
 }
 
 /// A commit call.
 pub fn commit(data: Vec<u8>) -> Result<Call, ChainError> {
-    Ok(Call::Commit { data: BoundedBytes::new(data).map_err(|e| ChainError::Malformed(e.to_string()))? })
+    Ok(Call::Commit {
+        data: BoundedBytes::new(data).map_err(|e| ChainError::Malformed(e.to_string()))?,
+    })
 }
 
 /// A set-weights call.
 pub fn set_weights(weights: Vec<(u16, u16)>) -> Result<Call, ChainError> {
-    Ok(Call::SetWeights { weights: BoundedVec::new(weights).map_err(|e| ChainError::Malformed(e.to_string()))? })
+    Ok(Call::SetWeights {
+        weights: BoundedVec::new(weights).map_err(|e| ChainError::Malformed(e.to_string()))?,
+    })
 }
 
 fn bytes<const N: usize>(s: &str) -> Result<BoundedBytes<N>, ChainError> {

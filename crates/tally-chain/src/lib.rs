@@ -23,7 +23,9 @@ pub mod types;
 pub use client::HttpChain;
 pub use extrinsic::{Call, ExtrinsicBody};
 pub use local::{Genesis, LocalChain};
-pub use types::{BlockInfo, ChainError, Commitment, Metagraph, NeuronInfo, SubnetParams, WeightsSet};
+pub use types::{
+    BlockInfo, ChainError, Commitment, Metagraph, NeuronInfo, SubnetParams, WeightsSet,
+};
 
 use tally_core::Hotkey;
 

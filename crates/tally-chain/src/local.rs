@@ -73,7 +73,10 @@ fn history_key(netuid: u16, hotkey: &Hotkey, block: u64) -> [u8; 42] {
 }
 
 fn block_hash(parent: &[u8; 32], number: u64, ts: u64) -> [u8; 32] {
-    tagged_sha256(b"tally/local-block/v1", &[parent, &number.to_le_bytes(), &ts.to_le_bytes()])
+    tagged_sha256(
+        b"tally/local-block/v1",
+        &[parent, &number.to_le_bytes(), &ts.to_le_bytes()],
+    )
 }
 
 impl LocalChain {
@@ -103,17 +106,26 @@ impl LocalChain {
                     hash: block_hash(&[0; 32], 0, genesis.timestamp_ms),
                     timestamp_ms: genesis.timestamp_ms,
                 };
-                meta.insert("head", b0.encode().as_slice()).map_err(storage)?;
-                meta.insert("genesis", genesis.encode().as_slice()).map_err(storage)?;
+                meta.insert("head", b0.encode().as_slice())
+                    .map_err(storage)?;
+                meta.insert("genesis", genesis.encode().as_slice())
+                    .map_err(storage)?;
                 blocks.insert(0, b0.encode().as_slice()).map_err(storage)?;
                 for p in &genesis.subnets {
-                    params.insert(p.netuid, p.encode().as_slice()).map_err(storage)?;
+                    params
+                        .insert(p.netuid, p.encode().as_slice())
+                        .map_err(storage)?;
                 }
                 let mut next: BTreeMap<u16, u16> = BTreeMap::new();
                 for (netuid, n) in &genesis.neurons {
                     let uid = next.entry(*netuid).or_insert(0);
-                    let n = NeuronInfo { uid: *uid, ..n.clone() };
-                    neurons.insert(&neuron_key(*netuid, *uid)[..], n.encode().as_slice()).map_err(storage)?;
+                    let n = NeuronInfo {
+                        uid: *uid,
+                        ..n.clone()
+                    };
+                    neurons
+                        .insert(&neuron_key(*netuid, *uid)[..], n.encode().as_slice())
+                        .map_err(storage)?;
                     *uid += 1;
                 }
             }
@@ -127,12 +139,25 @@ impl LocalChain {
         let tx = self.db.begin_write().map_err(storage)?;
         let b = {
             let mut meta = tx.open_table(META).map_err(storage)?;
-            let head: BlockInfo = decode(meta.get("head").map_err(storage)?.ok_or_else(|| storage("no head"))?.value())?;
+            let head: BlockInfo = decode(
+                meta.get("head")
+                    .map_err(storage)?
+                    .ok_or_else(|| storage("no head"))?
+                    .value(),
+            )?;
             let number = head.number + 1;
             let ts = timestamp_ms.max(head.timestamp_ms);
-            let b = BlockInfo { number, hash: block_hash(&head.hash, number, ts), timestamp_ms: ts };
-            meta.insert("head", b.encode().as_slice()).map_err(storage)?;
-            tx.open_table(BLOCKS).map_err(storage)?.insert(number, b.encode().as_slice()).map_err(storage)?;
+            let b = BlockInfo {
+                number,
+                hash: block_hash(&head.hash, number, ts),
+                timestamp_ms: ts,
+            };
+            meta.insert("head", b.encode().as_slice())
+                .map_err(storage)?;
+            tx.open_table(BLOCKS)
+                .map_err(storage)?
+                .insert(number, b.encode().as_slice())
+                .map_err(storage)?;
             b
         };
         tx.commit().map_err(storage)?;
@@ -155,16 +180,29 @@ impl LocalChain {
                 }
             }
         });
-        Producer { stop, thread: Some(thread) }
+        Producer {
+            stop,
+            thread: Some(thread),
+        }
     }
 
-    fn params_in(&self, tx: &redb::ReadTransaction, netuid: u16) -> Result<SubnetParams, ChainError> {
+    fn params_in(
+        &self,
+        tx: &redb::ReadTransaction,
+        netuid: u16,
+    ) -> Result<SubnetParams, ChainError> {
         let t = tx.open_table(PARAMS).map_err(storage)?;
-        let v = t.get(netuid).map_err(storage)?.ok_or(ChainError::UnknownSubnet(netuid))?;
+        let v = t
+            .get(netuid)
+            .map_err(storage)?
+            .ok_or(ChainError::UnknownSubnet(netuid))?;
         decode(v.value())
     }
 
-    fn neurons_of(table: &impl ReadableTable<&'static [u8], &'static [u8]>, netuid: u16) -> Result<Vec<NeuronInfo>, ChainError> {
+    fn neurons_of(
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        netuid: u16,
+    ) -> Result<Vec<NeuronInfo>, ChainError> {
         let lo = neuron_key(netuid, 0);
         let hi = neuron_key(netuid, u16::MAX);
         let mut out = Vec::new();
@@ -175,14 +213,24 @@ impl LocalChain {
         Ok(out)
     }
 
-    fn history<T>(&self, table: TableDefinition<&[u8], &[u8]>, netuid: u16, hotkey: &Hotkey,
-                  f: impl Fn(u64, &[u8]) -> Result<T, ChainError>) -> Result<Vec<T>, ChainError> {
+    fn history<T>(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        netuid: u16,
+        hotkey: &Hotkey,
+        f: impl Fn(u64, &[u8]) -> Result<T, ChainError>,
+    ) -> Result<Vec<T>, ChainError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let t = tx.open_table(table).map_err(storage)?;
         let lo = history_key(netuid, hotkey, 0);
         let hi = history_key(netuid, hotkey, u64::MAX);
         let mut out = Vec::new();
-        for e in t.range(&lo[..]..=&hi[..]).map_err(storage)?.rev().take(HISTORY) {
+        for e in t
+            .range(&lo[..]..=&hi[..])
+            .map_err(storage)?
+            .rev()
+            .take(HISTORY)
+        {
             let (k, v) = e.map_err(storage)?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&k.value()[34..42]);
@@ -196,16 +244,31 @@ impl LocalChain {
         let tx = self.db.begin_write().map_err(storage)?;
         let block = {
             let meta = tx.open_table(META).map_err(storage)?;
-            let head: BlockInfo = decode(meta.get("head").map_err(storage)?.ok_or_else(|| storage("no head"))?.value())?;
+            let head: BlockInfo = decode(
+                meta.get("head")
+                    .map_err(storage)?
+                    .ok_or_else(|| storage("no head"))?
+                    .value(),
+            )?;
             let params: SubnetParams = {
                 let t = tx.open_table(PARAMS).map_err(storage)?;
-                let v = t.get(ext.netuid).map_err(storage)?.ok_or(ChainError::UnknownSubnet(ext.netuid))?;
+                let v = t
+                    .get(ext.netuid)
+                    .map_err(storage)?
+                    .ok_or(ChainError::UnknownSubnet(ext.netuid))?;
                 decode(v.value())?
             };
             let mut nonces = tx.open_table(NONCES).map_err(storage)?;
-            let expected = nonces.get(&ext.signer.0[..]).map_err(storage)?.map(|v| v.value()).unwrap_or(0);
+            let expected = nonces
+                .get(&ext.signer.0[..])
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             if ext.nonce != expected {
-                return Err(ChainError::BadNonce { expected, got: ext.nonce });
+                return Err(ChainError::BadNonce {
+                    expected,
+                    got: ext.nonce,
+                });
             }
             let mut neurons = tx.open_table(NEURONS).map_err(storage)?;
             let all = Self::neurons_of(&neurons, ext.netuid)?;
@@ -228,21 +291,29 @@ impl LocalChain {
                         axon: String::from_utf8_lossy(&axon).into_owned(),
                         peer: String::from_utf8_lossy(&peer).into_owned(),
                     };
-                    neurons.insert(&neuron_key(ext.netuid, uid)[..], n.encode().as_slice()).map_err(storage)?;
+                    neurons
+                        .insert(&neuron_key(ext.netuid, uid)[..], n.encode().as_slice())
+                        .map_err(storage)?;
                 }
                 Call::Serve { axon, peer } => {
                     let mut n = me.ok_or(ChainError::NotRegistered(who))?;
                     n.axon = String::from_utf8_lossy(&axon).into_owned();
                     n.peer = String::from_utf8_lossy(&peer).into_owned();
-                    neurons.insert(&neuron_key(ext.netuid, n.uid)[..], n.encode().as_slice()).map_err(storage)?;
+                    neurons
+                        .insert(&neuron_key(ext.netuid, n.uid)[..], n.encode().as_slice())
+                        .map_err(storage)?;
                 }
                 Call::Commit { data } => {
                     me.ok_or(ChainError::NotRegistered(who))?;
                     if data.len() > params.commitment_max_bytes as usize {
-                        return Err(ChainError::CommitmentTooLarge { len: data.len(), max: params.commitment_max_bytes });
+                        return Err(ChainError::CommitmentTooLarge {
+                            len: data.len(),
+                            max: params.commitment_max_bytes,
+                        });
                     }
                     let len = params.epoch_length.max(1);
-                    let epoch_start = head.number.saturating_sub(params.epoch_offset) / len * len + params.epoch_offset;
+                    let epoch_start = head.number.saturating_sub(params.epoch_offset) / len * len
+                        + params.epoch_offset;
                     let mut commits = tx.open_table(COMMITS).map_err(storage)?;
                     let lo = history_key(ext.netuid, &ext.signer, epoch_start);
                     let hi = history_key(ext.netuid, &ext.signer, u64::MAX);
@@ -251,16 +322,27 @@ impl LocalChain {
                         used += e.map_err(storage)?.1.value().len() as u32;
                     }
                     if used + data.len() as u32 > params.commitment_bytes_per_epoch {
-                        return Err(ChainError::CommitmentSpace { used, max: params.commitment_bytes_per_epoch });
+                        return Err(ChainError::CommitmentSpace {
+                            used,
+                            max: params.commitment_bytes_per_epoch,
+                        });
                     }
-                    commits.insert(&history_key(ext.netuid, &ext.signer, head.number)[..], &data[..]).map_err(storage)?;
+                    commits
+                        .insert(
+                            &history_key(ext.netuid, &ext.signer, head.number)[..],
+                            &data[..],
+                        )
+                        .map_err(storage)?;
                 }
                 Call::SetWeights { weights } => {
                     let n = me.ok_or(ChainError::NotRegistered(who.clone()))?;
                     if !n.validator_permit {
                         return Err(ChainError::NotValidator(who));
                     }
-                    if let Some((uid, _)) = weights.iter().find(|(u, _)| !all.iter().any(|n| n.uid == *u)) {
+                    if let Some((uid, _)) = weights
+                        .iter()
+                        .find(|(u, _)| !all.iter().any(|n| n.uid == *u))
+                    {
                         return Err(ChainError::UnknownUid(*uid));
                     }
                     let mut wt = tx.open_table(WEIGHTS).map_err(storage)?;
@@ -282,10 +364,16 @@ impl LocalChain {
                         }
                     }
                     let v: Vec<(u16, u16)> = weights.to_vec();
-                    wt.insert(&history_key(ext.netuid, &ext.signer, head.number)[..], v.encode().as_slice()).map_err(storage)?;
+                    wt.insert(
+                        &history_key(ext.netuid, &ext.signer, head.number)[..],
+                        v.encode().as_slice(),
+                    )
+                    .map_err(storage)?;
                 }
             }
-            nonces.insert(&ext.signer.0[..], expected + 1).map_err(storage)?;
+            nonces
+                .insert(&ext.signer.0[..], expected + 1)
+                .map_err(storage)?;
             head.number
         };
         tx.commit().map_err(storage)?;
@@ -312,13 +400,21 @@ impl Chain for LocalChain {
     fn head(&self) -> Result<BlockInfo, ChainError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let t = tx.open_table(META).map_err(storage)?;
-        decode(t.get("head").map_err(storage)?.ok_or_else(|| storage("no head"))?.value())
+        decode(
+            t.get("head")
+                .map_err(storage)?
+                .ok_or_else(|| storage("no head"))?
+                .value(),
+        )
     }
 
     fn block(&self, number: u64) -> Result<Option<BlockInfo>, ChainError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let t = tx.open_table(BLOCKS).map_err(storage)?;
-        t.get(number).map_err(storage)?.map(|v| decode(v.value())).transpose()
+        t.get(number)
+            .map_err(storage)?
+            .map(|v| decode(v.value()))
+            .transpose()
     }
 
     fn params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
@@ -331,16 +427,28 @@ impl Chain for LocalChain {
         self.params_in(&tx, netuid)?;
         let head: BlockInfo = {
             let t = tx.open_table(META).map_err(storage)?;
-            decode(t.get("head").map_err(storage)?.ok_or_else(|| storage("no head"))?.value())?
+            decode(
+                t.get("head")
+                    .map_err(storage)?
+                    .ok_or_else(|| storage("no head"))?
+                    .value(),
+            )?
         };
         let t = tx.open_table(NEURONS).map_err(storage)?;
-        Ok(Metagraph { netuid, block: head.number, neurons: Self::neurons_of(&t, netuid)? })
+        Ok(Metagraph {
+            netuid,
+            block: head.number,
+            neurons: Self::neurons_of(&t, netuid)?,
+        })
     }
 
     fn nonce(&self, hotkey: &Hotkey) -> Result<u64, ChainError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let t = tx.open_table(NONCES).map_err(storage)?;
-        Ok(t.get(&hotkey.0[..]).map_err(storage)?.map(|v| v.value()).unwrap_or(0))
+        Ok(t.get(&hotkey.0[..])
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 
     fn submit(&self, bytes: &[u8]) -> Result<u64, ChainError> {
@@ -349,7 +457,12 @@ impl Chain for LocalChain {
     }
 
     fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError> {
-        self.history(COMMITS, netuid, hotkey, |block, v| Ok(Commitment { block, data: v.to_vec() }))
+        self.history(COMMITS, netuid, hotkey, |block, v| {
+            Ok(Commitment {
+                block,
+                data: v.to_vec(),
+            })
+        })
     }
 
     fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError> {
@@ -365,7 +478,11 @@ impl Chain for LocalChain {
 
     fn weights_history(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<WeightsSet>, ChainError> {
         self.history(WEIGHTS, netuid, hotkey, |block, v| {
-            Ok(WeightsSet { block, validator: *hotkey, weights: decode(v)? })
+            Ok(WeightsSet {
+                block,
+                validator: *hotkey,
+                weights: decode(v)?,
+            })
         })
     }
 
@@ -379,7 +496,9 @@ impl Chain for LocalChain {
 pub fn winner_of(mg: &Metagraph, weights: &[WeightsSet]) -> Result<Option<u16>, ChainError> {
     let mut score: BTreeMap<u16, u128> = BTreeMap::new();
     for w in weights {
-        let Some(v) = mg.by_hotkey(&w.validator) else { continue };
+        let Some(v) = mg.by_hotkey(&w.validator) else {
+            continue;
+        };
         if !v.validator_permit {
             continue;
         }

@@ -29,9 +29,9 @@ struct ApiError(ChainError);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            ChainError::UnknownSubnet(_) | ChainError::NotRegistered(_) | ChainError::UnknownUid(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ChainError::UnknownSubnet(_)
+            | ChainError::NotRegistered(_)
+            | ChainError::UnknownUid(_) => StatusCode::NOT_FOUND,
             ChainError::BadSignature => StatusCode::UNAUTHORIZED,
             ChainError::BadNonce { .. } | ChainError::AlreadyRegistered(_) => StatusCode::CONFLICT,
             ChainError::NotValidator(_) => StatusCode::FORBIDDEN,
@@ -60,13 +60,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn hotkey(s: &str) -> Result<Hotkey, ApiError> {
-    s.parse().map_err(|e: tally_core::CoreError| ApiError(ChainError::Malformed(e.to_string())))
+    s.parse()
+        .map_err(|e: tally_core::CoreError| ApiError(ChainError::Malformed(e.to_string())))
 }
 
 /// The chain's HTTP routes.
 pub fn router(chain: Shared) -> Router {
     Router::new()
-        .route("/chain/v1/head", get(|State(c): State<Shared>| blocking(c, |c| c.head())))
+        .route(
+            "/chain/v1/head",
+            get(|State(c): State<Shared>| blocking(c, |c| c.head())),
+        )
         .route(
             "/chain/v1/blocks/{n}",
             get(|State(c): State<Shared>, Path(n): Path<u64>| blocking(c, move |c| c.block(n))),
@@ -81,10 +85,12 @@ pub fn router(chain: Shared) -> Router {
         )
         .route(
             "/chain/v1/subnets/{netuid}/commitments/{hotkey}",
-            get(|State(c): State<Shared>, Path((n, h)): Path<(u16, String)>| async move {
-                let h = hotkey(&h)?;
-                blocking(c, move |c| c.commitments(n, &h)).await
-            }),
+            get(
+                |State(c): State<Shared>, Path((n, h)): Path<(u16, String)>| async move {
+                    let h = hotkey(&h)?;
+                    blocking(c, move |c| c.commitments(n, &h)).await
+                },
+            ),
         )
         .route(
             "/chain/v1/subnets/{netuid}/weights",
@@ -92,10 +98,12 @@ pub fn router(chain: Shared) -> Router {
         )
         .route(
             "/chain/v1/subnets/{netuid}/weights/{hotkey}",
-            get(|State(c): State<Shared>, Path((n, h)): Path<(u16, String)>| async move {
-                let h = hotkey(&h)?;
-                blocking(c, move |c| c.weights_history(n, &h)).await
-            }),
+            get(
+                |State(c): State<Shared>, Path((n, h)): Path<(u16, String)>| async move {
+                    let h = hotkey(&h)?;
+                    blocking(c, move |c| c.weights_history(n, &h)).await
+                },
+            ),
         )
         .route(
             "/chain/v1/subnets/{netuid}/winner",
@@ -103,10 +111,12 @@ pub fn router(chain: Shared) -> Router {
         )
         .route(
             "/chain/v1/nonces/{hotkey}",
-            get(|State(c): State<Shared>, Path(h): Path<String>| async move {
-                let h = hotkey(&h)?;
-                blocking(c, move |c| c.nonce(&h)).await
-            }),
+            get(
+                |State(c): State<Shared>, Path(h): Path<String>| async move {
+                    let h = hotkey(&h)?;
+                    blocking(c, move |c| c.nonce(&h)).await
+                },
+            ),
         )
         .route(
             "/chain/v1/submit",

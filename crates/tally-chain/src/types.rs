@@ -144,7 +144,9 @@ pub enum ChainError {
     #[error("extrinsic signature does not verify")]
     BadSignature,
     /// Wrong nonce (stale or replayed extrinsic).
-    #[error("nonce {got} is not the signer's next nonce {expected}: fetch the nonce and sign again")]
+    #[error(
+        "nonce {got} is not the signer's next nonce {expected}: fetch the nonce and sign again"
+    )]
     BadNonce { expected: u64, got: u64 },
     /// The signer is not registered on the subnet.
     #[error("{0} is not registered on the subnet")]

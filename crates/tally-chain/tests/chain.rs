@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tally_chain::extrinsic::{self, Call};
-use tally_chain::{submit_call, Chain, ChainError, Genesis, HttpChain, LocalChain, NeuronInfo, SubnetParams};
+use tally_chain::{
+    submit_call, Chain, ChainError, Genesis, HttpChain, LocalChain, NeuronInfo, SubnetParams,
+};
 use tally_core::Keypair;
 
 const NET: u16 = 1;
@@ -29,12 +31,27 @@ fn params() -> SubnetParams {
 
 fn genesis() -> Genesis {
     let n = |i: u8, stake: u64, permit: bool| {
-        (NET, NeuronInfo { uid: 0, hotkey: key(i).hotkey(), stake, validator_permit: permit, axon: format!("127.0.0.1:{}", 9000 + i as u16), peer: String::new() })
+        (
+            NET,
+            NeuronInfo {
+                uid: 0,
+                hotkey: key(i).hotkey(),
+                stake,
+                validator_permit: permit,
+                axon: format!("127.0.0.1:{}", 9000 + i as u16),
+                peer: String::new(),
+            },
+        )
     };
     Genesis {
         timestamp_ms: 1_000,
         subnets: vec![params()],
-        neurons: vec![n(1, 60_000, true), n(2, 40_000, true), n(3, 0, false), n(4, 0, false)],
+        neurons: vec![
+            n(1, 60_000, true),
+            n(2, 40_000, true),
+            n(3, 0, false),
+            n(4, 0, false),
+        ],
     }
 }
 
@@ -47,7 +64,10 @@ fn genesis_blocks_and_durability() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(&dir);
     let mg = c.metagraph(NET).unwrap();
-    assert_eq!(mg.neurons.iter().map(|n| n.uid).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(
+        mg.neurons.iter().map(|n| n.uid).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
     assert_eq!(c.params(NET).unwrap(), params());
     assert_eq!(c.params(9).unwrap_err(), ChainError::UnknownSubnet(9));
     let b0 = c.head().unwrap();
@@ -64,7 +84,10 @@ fn genesis_blocks_and_durability() {
     assert_eq!(c.block(1).unwrap(), Some(b1));
     assert_eq!(c.block(9).unwrap(), None);
     assert_eq!(c.metagraph(NET).unwrap().neurons.len(), 4);
-    assert_eq!(c.commitments(NET, &key(1).hotkey()).unwrap()[0].data, vec![1, 2, 3]);
+    assert_eq!(
+        c.commitments(NET, &key(1).hotkey()).unwrap()[0].data,
+        vec![1, 2, 3]
+    );
 }
 
 #[test]
@@ -74,13 +97,22 @@ fn signatures_and_nonces() {
     let ext = extrinsic::sign(&key(1), NET, 0, extrinsic::commit(vec![7]).unwrap()).unwrap();
     assert_eq!(c.submit(&ext).unwrap(), 0);
     // the same bytes again: replay refused
-    assert_eq!(c.submit(&ext).unwrap_err(), ChainError::BadNonce { expected: 1, got: 0 });
+    assert_eq!(
+        c.submit(&ext).unwrap_err(),
+        ChainError::BadNonce {
+            expected: 1,
+            got: 0
+        }
+    );
     // a flipped signature byte
     let mut bad = extrinsic::sign(&key(1), NET, 1, extrinsic::commit(vec![8]).unwrap()).unwrap();
     let n = bad.len();
     bad[n - 1] ^= 1;
     assert_eq!(c.submit(&bad).unwrap_err(), ChainError::BadSignature);
-    assert!(matches!(c.submit(&[1, 2, 3]).unwrap_err(), ChainError::Malformed(_)));
+    assert!(matches!(
+        c.submit(&[1, 2, 3]).unwrap_err(),
+        ChainError::Malformed(_)
+    ));
     assert_eq!(c.nonce(&key(1).hotkey()).unwrap(), 1);
 }
 
@@ -94,7 +126,8 @@ fn commitment_limits() {
     submit_call(&c, &k, NET, extrinsic::commit(vec![0; 60]).unwrap()).unwrap();
     let err = submit_call(&c, &k, NET, extrinsic::commit(vec![0; 41]).unwrap()).unwrap_err();
     assert_eq!(err, ChainError::CommitmentSpace { used: 60, max: 100 });
-    submit_call(&c, &k, NET, extrinsic::commit(vec![0; 40]).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    submit_call(&c, &k, NET, extrinsic::commit(vec![0; 40]).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
     // next epoch (block 10): space again; history keeps the blocks
     for t in 0..10 {
         c.produce_block(2_000 + t).unwrap();
@@ -115,15 +148,24 @@ fn weights_rules_and_winner() {
     let c = open(&dir);
     let w = |v: Vec<(u16, u16)>| extrinsic::set_weights(v).unwrap();
     // miners cannot set weights, unknown uids are refused
-    assert!(matches!(submit_call(&c, &key(3), NET, w(vec![(2, 1)])).unwrap_err(), ChainError::NotValidator(_)));
-    assert_eq!(submit_call(&c, &key(1), NET, w(vec![(9, 1)])).unwrap_err(), ChainError::UnknownUid(9));
+    assert!(matches!(
+        submit_call(&c, &key(3), NET, w(vec![(2, 1)])).unwrap_err(),
+        ChainError::NotValidator(_)
+    ));
+    assert_eq!(
+        submit_call(&c, &key(1), NET, w(vec![(9, 1)])).unwrap_err(),
+        ChainError::UnknownUid(9)
+    );
     assert_eq!(c.winner(NET).unwrap(), None);
     // validator 1 (60k) picks uid 2, validator 2 (40k) uid 3: uid 2 wins
     submit_call(&c, &key(1), NET, w(vec![(2, u16::MAX)])).unwrap();
     submit_call(&c, &key(2), NET, w(vec![(3, u16::MAX)])).unwrap();
     assert_eq!(c.winner(NET).unwrap(), Some(2));
     // rate limit: 3 blocks
-    assert_eq!(submit_call(&c, &key(1), NET, w(vec![(3, u16::MAX)])).unwrap_err(), ChainError::RateLimited { next: 3 });
+    assert_eq!(
+        submit_call(&c, &key(1), NET, w(vec![(3, u16::MAX)])).unwrap_err(),
+        ChainError::RateLimited { next: 3 }
+    );
     for t in 0..3 {
         c.produce_block(5_000 + t).unwrap();
     }
@@ -138,14 +180,35 @@ fn weights_rules_and_winner() {
 fn registration() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(&dir);
-    submit_call(&c, &key(5), NET, extrinsic::register("127.0.0.1:1", "").unwrap()).unwrap();
+    submit_call(
+        &c,
+        &key(5),
+        NET,
+        extrinsic::register("127.0.0.1:1", "").unwrap(),
+    )
+    .unwrap();
     let mg = c.metagraph(NET).unwrap();
     let n = mg.by_hotkey(&key(5).hotkey()).unwrap();
     assert_eq!((n.uid, n.stake, n.validator_permit), (4, 0, false));
-    assert!(matches!(submit_call(&c, &key(5), NET, extrinsic::register("", "").unwrap()).unwrap_err(), ChainError::AlreadyRegistered(_)));
-    assert_eq!(submit_call(&c, &key(6), NET, extrinsic::register("", "").unwrap()).unwrap_err(), ChainError::SubnetFull(5));
-    submit_call(&c, &key(5), NET, extrinsic::serve("127.0.0.1:2", "/ip4/127.0.0.1/tcp/5").unwrap()).unwrap();
-    assert_eq!(c.metagraph(NET).unwrap().by_uid(4).unwrap().axon, "127.0.0.1:2");
+    assert!(matches!(
+        submit_call(&c, &key(5), NET, extrinsic::register("", "").unwrap()).unwrap_err(),
+        ChainError::AlreadyRegistered(_)
+    ));
+    assert_eq!(
+        submit_call(&c, &key(6), NET, extrinsic::register("", "").unwrap()).unwrap_err(),
+        ChainError::SubnetFull(5)
+    );
+    submit_call(
+        &c,
+        &key(5),
+        NET,
+        extrinsic::serve("127.0.0.1:2", "/ip4/127.0.0.1/tcp/5").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.metagraph(NET).unwrap().by_uid(4).unwrap().axon,
+        "127.0.0.1:2"
+    );
 }
 
 #[test]
@@ -153,7 +216,9 @@ fn corrupt_file_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("chain.redb");
     std::fs::write(&p, b"this is not a redb file, it is junk junk junk junk").unwrap();
-    let err = LocalChain::open(&p, &genesis()).err().expect("a corrupt file must not open");
+    let err = LocalChain::open(&p, &genesis())
+        .err()
+        .expect("a corrupt file must not open");
     assert!(err.to_string().contains("move it away"), "{err}");
 }
 

@@ -70,9 +70,15 @@ impl Metrics {
     fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# TYPE tally_runs_total counter\n");
-        out.push_str(&format!("tally_runs_total {}\n", self.runs.load(Ordering::Relaxed)));
+        out.push_str(&format!(
+            "tally_runs_total {}\n",
+            self.runs.load(Ordering::Relaxed)
+        ));
         out.push_str("# TYPE tally_quorum_misses_total counter\n");
-        out.push_str(&format!("tally_quorum_misses_total {}\n", self.quorum_misses.load(Ordering::Relaxed)));
+        out.push_str(&format!(
+            "tally_quorum_misses_total {}\n",
+            self.quorum_misses.load(Ordering::Relaxed)
+        ));
         if let Ok(c) = self.counters.lock() {
             let mut last = "";
             for (k, v) in c.iter() {
@@ -111,7 +117,12 @@ pub struct ApiState {
 
 impl ApiState {
     /// State with an empty allow list and a nonce cache of `nonce_capacity`.
-    pub fn new(store: Arc<NodeStore>, key: Keypair, nonce_capacity: usize, now_ms: Arc<dyn Fn() -> u64 + Send + Sync>) -> Self {
+    pub fn new(
+        store: Arc<NodeStore>,
+        key: Keypair,
+        nonce_capacity: usize,
+        now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
         ApiState {
             store,
             key,
@@ -127,7 +138,9 @@ impl ApiState {
     /// Whether the reveal window of `run` has opened at the chain head the node last saw (by
     /// the head block, never by a wall-clock estimate, so a report is never served early).
     pub fn reveal_open(&self, run: u64) -> bool {
-        let Ok(t) = self.timing.read() else { return false };
+        let Ok(t) = self.timing.read() else {
+            return false;
+        };
         let Some(t) = *t else { return false };
         let (start, _) = t.windows.validator_reveal.bounds_mb(&t.clock, run);
         t.time.block as u128 * 1000 >= start
@@ -150,18 +163,34 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            s.metrics.inc("tally_auth_rejections_total", "reason=\"too_large\"");
+            s.metrics
+                .inc("tally_auth_rejections_total", "reason=\"too_large\"");
             return error(StatusCode::PAYLOAD_TOO_LARGE, "request body over 64 KiB");
         }
     };
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let known = s.known.read().map(|k| k.clone()).unwrap_or_default();
     let res = match s.nonces.lock() {
-        Ok(mut cache) => auth::verify(&Headers(&parts.headers), parts.method.as_str(), pq, &bytes, (s.now_ms)(), |h| known.contains(h), &mut cache),
+        Ok(mut cache) => auth::verify(
+            &Headers(&parts.headers),
+            parts.method.as_str(),
+            pq,
+            &bytes,
+            (s.now_ms)(),
+            |h| known.contains(h),
+            &mut cache,
+        ),
         Err(_) => Err(AuthError::CacheFull),
     };
     match res {
-        Ok(_) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(_) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(e) => {
             let reason = match &e {
                 AuthError::Missing(_) => "missing_header",
@@ -172,7 +201,10 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
                 AuthError::Replayed => "replayed_nonce",
                 AuthError::CacheFull => "cache_full",
             };
-            s.metrics.inc("tally_auth_rejections_total", &format!("reason=\"{reason}\""));
+            s.metrics.inc(
+                "tally_auth_rejections_total",
+                &format!("reason=\"{reason}\""),
+            );
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             error(status, &e.to_string())
         }
@@ -181,7 +213,10 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
 
 async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Response {
     if !s.reveal_open(run) {
-        return error(StatusCode::TOO_EARLY, "the reveal window of this run has not opened");
+        return error(
+            StatusCode::TOO_EARLY,
+            "the reveal window of this run has not opened",
+        );
     }
     let over = s.overrides.read().ok().and_then(|o| o.get(&run).cloned());
     let wire = match over {
@@ -193,7 +228,12 @@ async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Respons
         return error(StatusCode::NOT_FOUND, "no report for this run");
     };
     let view = ScoreReport::from_bytes(&wire).ok().map(|r| {
-        let scores: BTreeMap<String, f64> = r.body().scores.iter().map(|(k, v)| (k.to_ss58(), v.to_f64())).collect();
+        let scores: BTreeMap<String, f64> = r
+            .body()
+            .scores
+            .iter()
+            .map(|(k, v)| (k.to_ss58(), v.to_f64()))
+            .collect();
         json!({"validator": r.body().validator.to_ss58(), "family": r.body().family_id.as_str(),
                "commitment": hex::encode(r.commitment()), "scores": scores})
     });
@@ -203,7 +243,9 @@ async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Respons
 async fn divergence(State(s): State<Arc<ApiState>>) -> Response {
     let bytes = match s.store.meta("divergence") {
         Ok(Some(b)) => b,
-        Ok(None) => DivergenceTracker::new(100).map(|t| t.to_bytes()).unwrap_or_default(),
+        Ok(None) => DivergenceTracker::new(100)
+            .map(|t| t.to_bytes())
+            .unwrap_or_default(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let sig = s.key.sign(&signing_payload(DIVERGENCE_TAG, &bytes));
@@ -212,8 +254,11 @@ async fn divergence(State(s): State<Arc<ApiState>>) -> Response {
             let sm = t.summary();
             let entries: Vec<_> = t.entries().iter().map(|e| json!({"run": e.run, "top1_agree": e.top1_agree,
                 "spearman": e.spearman_ppb.map(|x| x as f64 / 1e9), "topk_overlap": e.topk_overlap.to_f64()})).collect();
-            (entries, json!({"runs": sm.runs, "top1_agreement_rate": sm.top1_agreement_rate.to_f64(),
-                "mean_spearman": sm.mean_spearman, "mean_topk_overlap": sm.mean_topk_overlap.to_f64()}))
+            (
+                entries,
+                json!({"runs": sm.runs, "top1_agreement_rate": sm.top1_agreement_rate.to_f64(),
+                "mean_spearman": sm.mean_spearman, "mean_topk_overlap": sm.mean_topk_overlap.to_f64()}),
+            )
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -235,12 +280,15 @@ async fn run_outcome(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Re
 async fn evidence(State(s): State<Arc<ApiState>>) -> Response {
     match s.store.evidence() {
         Ok(items) => {
-            let v: Vec<_> = items.iter().map(|(id, b)| {
-                let e = Equivocation::from_bytes(b).ok();
-                json!({"id": hex::encode(id), "kind": "equivocation",
+            let v: Vec<_> = items
+                .iter()
+                .map(|(id, b)| {
+                    let e = Equivocation::from_bytes(b).ok();
+                    json!({"id": hex::encode(id), "kind": "equivocation",
                        "validator": e.as_ref().map(|e| e.validator().to_ss58()),
                        "run": e.as_ref().map(|e| e.first.body().run), "proof_hex": hex::encode(b)})
-            }).collect();
+                })
+                .collect();
             Json(json!({"evidence": v})).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -248,7 +296,11 @@ async fn evidence(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 fn openapi() -> serde_json::Value {

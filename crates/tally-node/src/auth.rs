@@ -69,8 +69,21 @@ impl AuthError {
 }
 
 /// The bytes a request signature covers.
-pub fn request_payload(method: &str, path_and_query: &str, body: &[u8], timestamp_ms: u64, nonce: &[u8; 16]) -> Vec<u8> {
-    let inner = (method.as_bytes(), path_and_query.as_bytes(), sha256(body), timestamp_ms, nonce).encode();
+pub fn request_payload(
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    timestamp_ms: u64,
+    nonce: &[u8; 16],
+) -> Vec<u8> {
+    let inner = (
+        method.as_bytes(),
+        path_and_query.as_bytes(),
+        sha256(body),
+        timestamp_ms,
+        nonce,
+    )
+        .encode();
     signing_payload(TAG, &inner)
 }
 
@@ -83,7 +96,13 @@ pub fn sign_request(
     timestamp_ms: u64,
     nonce: [u8; 16],
 ) -> [(&'static str, String); 4] {
-    let sig = key.sign(&request_payload(method, path_and_query, body, timestamp_ms, &nonce));
+    let sig = key.sign(&request_payload(
+        method,
+        path_and_query,
+        body,
+        timestamp_ms,
+        &nonce,
+    ));
     [
         (H_HOTKEY, key.hotkey().to_ss58()),
         (H_TIMESTAMP, timestamp_ms.to_string()),
@@ -153,7 +172,13 @@ impl NonceCache {
     }
 
     /// Records `(hotkey, nonce)` seen with `timestamp_ms`; refuses a replay or a full cache.
-    pub fn insert(&mut self, hotkey: &Hotkey, nonce: &[u8; 16], timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
+    pub fn insert(
+        &mut self,
+        hotkey: &Hotkey,
+        nonce: &[u8; 16],
+        timestamp_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         self.expire(now_ms);
         let id = self.hasher.hash_one((hotkey.0, *nonce));
         if self.seen.contains(&id) {
@@ -168,7 +193,12 @@ impl NonceCache {
             Some((_, ids)) => ids.push(id),
             None => {
                 // keep buckets ordered by second; timestamps arrive roughly in order
-                let pos = self.buckets.iter().rposition(|(s, _)| *s < sec).map(|p| p + 1).unwrap_or(0);
+                let pos = self
+                    .buckets
+                    .iter()
+                    .rposition(|(s, _)| *s < sec)
+                    .map(|p| p + 1)
+                    .unwrap_or(0);
                 self.buckets.insert(pos, (sec, vec![id]));
             }
         }
@@ -193,17 +223,26 @@ pub fn verify(
     cache: &mut NonceCache,
 ) -> Result<Hotkey, AuthError> {
     let get = |n: &'static str| headers.header(n).ok_or(AuthError::Missing(n));
-    let hotkey: Hotkey = get(H_HOTKEY)?.parse().map_err(|_| AuthError::Malformed(H_HOTKEY))?;
-    let ts: u64 = get(H_TIMESTAMP)?.parse().map_err(|_| AuthError::Malformed(H_TIMESTAMP))?;
-    let nonce: [u8; 16] = tally_core::keys::parse_hex_array(get(H_NONCE)?, "nonce").map_err(|_| AuthError::Malformed(H_NONCE))?;
-    let sig = Signature::from_hex(get(H_SIGNATURE)?).map_err(|_| AuthError::Malformed(H_SIGNATURE))?;
+    let hotkey: Hotkey = get(H_HOTKEY)?
+        .parse()
+        .map_err(|_| AuthError::Malformed(H_HOTKEY))?;
+    let ts: u64 = get(H_TIMESTAMP)?
+        .parse()
+        .map_err(|_| AuthError::Malformed(H_TIMESTAMP))?;
+    let nonce: [u8; 16] = tally_core::keys::parse_hex_array(get(H_NONCE)?, "nonce")
+        .map_err(|_| AuthError::Malformed(H_NONCE))?;
+    let sig =
+        Signature::from_hex(get(H_SIGNATURE)?).map_err(|_| AuthError::Malformed(H_SIGNATURE))?;
     if ts.abs_diff(now_ms) > WINDOW_MS {
         return Err(AuthError::Stale);
     }
     if !known(&hotkey) {
         return Err(AuthError::UnknownHotkey);
     }
-    if !hotkey.verify(&request_payload(method, path_and_query, body, ts, &nonce), &sig) {
+    if !hotkey.verify(
+        &request_payload(method, path_and_query, body, ts, &nonce),
+        &sig,
+    ) {
         return Err(AuthError::BadSignature);
     }
     cache.insert(&hotkey, &nonce, ts, now_ms)?;
@@ -223,7 +262,9 @@ mod tests {
     }
 
     fn signed(key: &Keypair, path: &str, body: &[u8], ts: u64, nonce: u8) -> H {
-        H(sign_request(key, "GET", path, body, ts, [nonce; 16]).into_iter().collect())
+        H(sign_request(key, "GET", path, body, ts, [nonce; 16])
+            .into_iter()
+            .collect())
     }
 
     #[test]
@@ -233,31 +274,61 @@ mod tests {
         let mut c = NonceCache::new(10);
         let now = 1_000_000;
         let h = signed(&k, "/v1/x?y=1", b"", now, 1);
-        assert_eq!(verify(&h, "GET", "/v1/x?y=1", b"", now, known, &mut c), Ok(k.hotkey()));
-        assert_eq!(verify(&h, "GET", "/v1/x?y=1", b"", now, known, &mut c), Err(AuthError::Replayed));
+        assert_eq!(
+            verify(&h, "GET", "/v1/x?y=1", b"", now, known, &mut c),
+            Ok(k.hotkey())
+        );
+        assert_eq!(
+            verify(&h, "GET", "/v1/x?y=1", b"", now, known, &mut c),
+            Err(AuthError::Replayed)
+        );
         // the query is covered by the signature, and so are the method and body
         let h = signed(&k, "/v1/x?y=1", b"", now, 2);
-        assert_eq!(verify(&h, "GET", "/v1/x?y=2", b"", now, known, &mut c), Err(AuthError::BadSignature));
-        assert_eq!(verify(&h, "POST", "/v1/x?y=1", b"", now, known, &mut c), Err(AuthError::BadSignature));
-        assert_eq!(verify(&h, "GET", "/v1/x?y=1", b"x", now, known, &mut c), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify(&h, "GET", "/v1/x?y=2", b"", now, known, &mut c),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify(&h, "POST", "/v1/x?y=1", b"", now, known, &mut c),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify(&h, "GET", "/v1/x?y=1", b"x", now, known, &mut c),
+            Err(AuthError::BadSignature)
+        );
         // window edges
         let h = signed(&k, "/", b"", now - WINDOW_MS, 3);
         assert!(verify(&h, "GET", "/", b"", now, known, &mut c).is_ok());
         let h = signed(&k, "/", b"", now - WINDOW_MS - 1, 4);
-        assert_eq!(verify(&h, "GET", "/", b"", now, known, &mut c), Err(AuthError::Stale));
+        assert_eq!(
+            verify(&h, "GET", "/", b"", now, known, &mut c),
+            Err(AuthError::Stale)
+        );
         let h = signed(&k, "/", b"", now + WINDOW_MS + 1, 5);
-        assert_eq!(verify(&h, "GET", "/", b"", now, known, &mut c), Err(AuthError::Stale));
+        assert_eq!(
+            verify(&h, "GET", "/", b"", now, known, &mut c),
+            Err(AuthError::Stale)
+        );
         // unknown hotkey
         let other = Keypair::from_seed(&[2; 32]);
         let h = signed(&other, "/", b"", now, 6);
-        assert_eq!(verify(&h, "GET", "/", b"", now, known, &mut c), Err(AuthError::UnknownHotkey));
+        assert_eq!(
+            verify(&h, "GET", "/", b"", now, known, &mut c),
+            Err(AuthError::UnknownHotkey)
+        );
         // missing and malformed
         let mut h = signed(&k, "/", b"", now, 7);
         h.0.remove(H_NONCE);
-        assert_eq!(verify(&h, "GET", "/", b"", now, known, &mut c), Err(AuthError::Missing(H_NONCE)));
+        assert_eq!(
+            verify(&h, "GET", "/", b"", now, known, &mut c),
+            Err(AuthError::Missing(H_NONCE))
+        );
         let mut h = signed(&k, "/", b"", now, 7);
         h.0.insert(H_TIMESTAMP, "soon".into());
-        assert_eq!(verify(&h, "GET", "/", b"", now, known, &mut c), Err(AuthError::Malformed(H_TIMESTAMP)));
+        assert_eq!(
+            verify(&h, "GET", "/", b"", now, known, &mut c),
+            Err(AuthError::Malformed(H_TIMESTAMP))
+        );
         assert_eq!(AuthError::Replayed.status(), 409);
         assert_eq!(AuthError::Stale.status(), 401);
     }
@@ -276,6 +347,9 @@ mod tests {
         c.insert(&k, &[9; 16], later, later).unwrap();
         assert_eq!(c.len(), 1);
         // and a replay of an expired nonce is refused by the timestamp window instead
-        assert_eq!(c.insert(&k, &[9; 16], later, later), Err(AuthError::Replayed));
+        assert_eq!(
+            c.insert(&k, &[9; 16], later, later),
+            Err(AuthError::Replayed)
+        );
     }
 }

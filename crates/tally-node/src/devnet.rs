@@ -46,8 +46,10 @@ pub struct DevnetConfig {
     pub epoch_length: u64,
     /// Strategies for the last validators, in order.
     pub byzantine: Vec<Byzantine>,
-    /// How many of the first honest validators never start (quorum tests).
+    /// How many of the first honest validators are offline (quorum tests)...
     pub offline: usize,
+    /// ...from the start (`None`) or once they have finished this run (`Some(run)`).
+    pub offline_after: Option<u64>,
     /// Where to write `summary.json`, `chain.redb`, `evidence/` and the node databases.
     pub out: PathBuf,
     /// Print progress per epoch to stderr.
@@ -119,7 +121,12 @@ async fn start_node(
     http_timeout: Duration,
 ) -> Result<Node, String> {
     let store = Arc::new(NodeStore::open(db).map_err(|e| e.to_string())?);
-    let state = Arc::new(ApiState::new(store.clone(), key.clone(), 1_000_000, system_clock()));
+    let state = Arc::new(ApiState::new(
+        store.clone(),
+        key.clone(),
+        1_000_000,
+        system_clock(),
+    ));
     let api_task = tokio::spawn({
         let s = state.clone();
         async move {
@@ -130,7 +137,12 @@ async fn start_node(
     let v = Validator::new(cfg, key, chain, store.clone(), state, dht, scorer);
     let (stop, rx) = watch::channel(false);
     let loop_task = tokio::spawn(v.run(rx));
-    Ok(Node { stop, api_task, loop_task, store })
+    Ok(Node {
+        stop,
+        api_task,
+        loop_task,
+        store,
+    })
 }
 
 impl Node {
@@ -143,7 +155,11 @@ impl Node {
 }
 
 fn outcome(store: &NodeStore, run: u64) -> Option<serde_json::Value> {
-    store.outcome(run).ok().flatten().and_then(|b| serde_json::from_slice(&b).ok())
+    store
+        .outcome(run)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Runs the devnet.
@@ -153,7 +169,10 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         return Err("--validators must be 2..=64".into());
     }
     if cfg.miners == 0 || cfg.miners > SyntheticScorer::MAX_MINERS {
-        return Err(format!("--miners must be 1..={}", SyntheticScorer::MAX_MINERS));
+        return Err(format!(
+            "--miners must be 1..={}",
+            SyntheticScorer::MAX_MINERS
+        ));
     }
     if cfg.byzantine.len() + cfg.offline >= n {
         return Err("too many byzantine or offline validators for the number of validators".into());
@@ -161,19 +180,39 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if cfg.epochs == 0 || cfg.epochs > 1000 {
         return Err("--epochs must be 1..=1000".into());
     }
-    std::fs::create_dir_all(cfg.out.join("nodes")).map_err(|e| format!("cannot create {}: {e}", cfg.out.display()))?;
+    std::fs::create_dir_all(cfg.out.join("nodes"))
+        .map_err(|e| format!("cannot create {}: {e}", cfg.out.display()))?;
     let chain_path = cfg.out.join("chain.redb");
     if chain_path.exists() {
-        return Err(format!("{} already holds a devnet; choose an empty --out directory", cfg.out.display()));
+        return Err(format!(
+            "{} already holds a devnet; choose an empty --out directory",
+            cfg.out.display()
+        ));
     }
 
     // keys and stakes: byzantine stake stays below one half
-    let vkeys: Vec<Keypair> = (0..n).map(|i| derive_key(cfg.seed, "validator", i)).collect();
-    let mkeys: Vec<Keypair> = (0..cfg.miners).map(|i| derive_key(cfg.seed, "miner", i)).collect();
+    let vkeys: Vec<Keypair> = (0..n)
+        .map(|i| derive_key(cfg.seed, "validator", i))
+        .collect();
+    let mkeys: Vec<Keypair> = (0..cfg.miners)
+        .map(|i| derive_key(cfg.seed, "miner", i))
+        .collect();
     let owner_key = derive_key(cfg.seed, "owner", 0);
     let nb = cfg.byzantine.len();
-    let strategy = |i: usize| if i >= n - nb { Some(cfg.byzantine[i - (n - nb)]) } else { None };
-    let stake = |i: usize| if strategy(i).is_some() { 10_000 } else { 20_000 + 1_000 * i as u64 };
+    let strategy = |i: usize| {
+        if i >= n - nb {
+            Some(cfg.byzantine[i - (n - nb)])
+        } else {
+            None
+        }
+    };
+    let stake = |i: usize| {
+        if strategy(i).is_some() {
+            10_000
+        } else {
+            20_000 + 1_000 * i as u64
+        }
+    };
     let total: u64 = (0..n).map(stake).sum();
     let byz: u64 = (0..n).filter(|i| strategy(*i).is_some()).map(stake).sum();
     if byz * 2 >= total {
@@ -183,13 +222,27 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     // listeners first, so genesis can carry the addresses
     let mut listeners = Vec::new();
     for _ in 0..n {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?);
+        listeners.push(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
-    let owner_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let owner_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let owner_addr = owner_listener.local_addr().map_err(|e| e.to_string())?;
-    let chain_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let chain_url = format!("http://{}", chain_listener.local_addr().map_err(|e| e.to_string())?);
+    let chain_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let chain_url = format!(
+        "http://{}",
+        chain_listener.local_addr().map_err(|e| e.to_string())?
+    );
 
     let params = SubnetParams {
         netuid: NETUID,
@@ -203,14 +256,48 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         min_validator_stake: 1_000,
         burn_uid: 0,
     };
-    let mut neurons = vec![(NETUID, NeuronInfo { uid: 0, hotkey: owner_key.hotkey(), stake: 0, validator_permit: false, axon: owner_addr.to_string(), peer: String::new() })];
+    let mut neurons = vec![(
+        NETUID,
+        NeuronInfo {
+            uid: 0,
+            hotkey: owner_key.hotkey(),
+            stake: 0,
+            validator_permit: false,
+            axon: owner_addr.to_string(),
+            peer: String::new(),
+        },
+    )];
     for (i, k) in vkeys.iter().enumerate() {
-        neurons.push((NETUID, NeuronInfo { uid: 0, hotkey: k.hotkey(), stake: stake(i), validator_permit: true, axon: addrs[i].to_string(), peer: String::new() }));
+        neurons.push((
+            NETUID,
+            NeuronInfo {
+                uid: 0,
+                hotkey: k.hotkey(),
+                stake: stake(i),
+                validator_permit: true,
+                axon: addrs[i].to_string(),
+                peer: String::new(),
+            },
+        ));
     }
     for k in &mkeys {
-        neurons.push((NETUID, NeuronInfo { uid: 0, hotkey: k.hotkey(), stake: 0, validator_permit: false, axon: String::new(), peer: String::new() }));
+        neurons.push((
+            NETUID,
+            NeuronInfo {
+                uid: 0,
+                hotkey: k.hotkey(),
+                stake: 0,
+                validator_permit: false,
+                axon: String::new(),
+                peer: String::new(),
+            },
+        ));
     }
-    let genesis = Genesis { timestamp_ms: now_ms(), subnets: vec![params.clone()], neurons };
+    let genesis = Genesis {
+        timestamp_ms: now_ms(),
+        subnets: vec![params.clone()],
+        neurons,
+    };
     let local = Arc::new(LocalChain::open(&chain_path, &genesis).map_err(|e| e.to_string())?);
     let shared: Arc<dyn Chain> = local.clone();
     let chain_task = tokio::spawn(async move {
@@ -221,7 +308,11 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let miners: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
     let scorer = Arc::new(SyntheticScorer::new(cfg.seed, &miners, 0.02)?);
     let qualities = scorer.qualities();
-    let best = qualities.iter().max_by_key(|q| q.1).map(|q| q.0).ok_or("no miners")?;
+    let best = qualities
+        .iter()
+        .max_by_key(|q| q.1)
+        .map(|q| q.0)
+        .ok_or("no miners")?;
     let pick: owner::Pick = {
         let q = qualities.clone();
         Arc::new(move |_run| Some((best, q.clone())))
@@ -238,9 +329,15 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     };
     let mut dhts = Vec::new();
     for k in vkeys.iter() {
-        let d = Dht::start(DhtConfig::default(), libp2p::identity::Keypair::generate_ed25519(), k.clone(), tmp_view.clone(), system_clock())
-            .await
-            .map_err(|e| e.to_string())?;
+        let d = Dht::start(
+            DhtConfig::default(),
+            libp2p::identity::Keypair::generate_ed25519(),
+            k.clone(),
+            tmp_view.clone(),
+            system_clock(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         dhts.push(d);
     }
     let mut dht_addrs = Vec::new();
@@ -269,12 +366,22 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut nodes: Vec<Option<Node>> = Vec::new();
     let mut listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
     for i in 0..n {
-        if i < cfg.offline {
+        if i < cfg.offline && cfg.offline_after.is_none() {
             nodes.push(None);
             continue;
         }
         let l = listeners[i].take().ok_or("listener used twice")?;
-        let node = start_node(vcfg(i), vkeys[i].clone(), &chain_url, &cfg.out.join("nodes").join(format!("validator-{i}.redb")), l, Some(dhts[i].clone()), scorer.clone(), http_timeout).await?;
+        let node = start_node(
+            vcfg(i),
+            vkeys[i].clone(),
+            &chain_url,
+            &cfg.out.join("nodes").join(format!("validator-{i}.redb")),
+            l,
+            Some(dhts[i].clone()),
+            scorer.clone(),
+            http_timeout,
+        )
+        .await?;
         nodes.push(Some(node));
     }
 
@@ -282,9 +389,13 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let producer = local.spawn_producer(cfg.block_ms);
 
     // drive: wait until every online honest validator has finished every run
-    let honest: Vec<usize> = (cfg.offline..n).filter(|i| strategy(*i).is_none()).collect();
+    let honest: Vec<usize> = (cfg.offline..n)
+        .filter(|i| strategy(*i).is_none())
+        .collect();
     let epoch_ms = cfg.block_ms * cfg.epoch_length;
-    let deadline = Instant::now() + Duration::from_millis(epoch_ms * (cfg.epochs + 4)) + Duration::from_secs(10);
+    let deadline = Instant::now()
+        + Duration::from_millis(epoch_ms * (cfg.epochs + 4))
+        + Duration::from_secs(10);
     let mut last_epoch = u64::MAX;
     let mut restart_bytes = None;
     let mut restart = cfg.restart;
@@ -292,27 +403,77 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         let head = local.head().map_err(|e| e.to_string())?;
         let epoch = head.number / cfg.epoch_length.max(1);
         if epoch != last_epoch && cfg.progress {
-            let done = (0..cfg.epochs).filter(|r| honest.iter().all(|i| nodes[*i].as_ref().is_some_and(|nd| outcome(&nd.store, *r).is_some()))).count();
-            eprintln!("epoch {epoch} (block {}): {done}/{} runs aggregated by every honest validator", head.number, cfg.epochs);
+            let done = (0..cfg.epochs)
+                .filter(|r| {
+                    honest.iter().all(|i| {
+                        nodes[*i]
+                            .as_ref()
+                            .is_some_and(|nd| outcome(&nd.store, *r).is_some())
+                    })
+                })
+                .count();
+            eprintln!(
+                "epoch {epoch} (block {}): {done}/{} runs aggregated by every honest validator",
+                head.number, cfg.epochs
+            );
             last_epoch = epoch;
         }
         if let Some((i, r)) = restart {
-            let scored = nodes.get(i).and_then(|x| x.as_ref()).is_some_and(|nd| nd.store.own_report(r).ok().flatten().is_some());
+            let scored = nodes
+                .get(i)
+                .and_then(|x| x.as_ref())
+                .is_some_and(|nd| nd.store.own_report(r).ok().flatten().is_some());
             if scored {
-                let before = nodes[i].as_ref().and_then(|nd| nd.store.own_report(r).ok().flatten()).unwrap_or_default();
+                let before = nodes[i]
+                    .as_ref()
+                    .and_then(|nd| nd.store.own_report(r).ok().flatten())
+                    .unwrap_or_default();
                 if let Some(nd) = nodes[i].take() {
                     nd.shutdown().await;
                 }
                 // rebind the same address: peers find it where the metagraph says
-                let l = TcpListener::bind(addrs[i]).await.map_err(|e| format!("rebind {}: {e}", addrs[i]))?;
-                let node = start_node(vcfg(i), vkeys[i].clone(), &chain_url, &cfg.out.join("nodes").join(format!("validator-{i}.redb")), l, Some(dhts[i].clone()), scorer.clone(), http_timeout).await?;
+                let l = TcpListener::bind(addrs[i])
+                    .await
+                    .map_err(|e| format!("rebind {}: {e}", addrs[i]))?;
+                let node = start_node(
+                    vcfg(i),
+                    vkeys[i].clone(),
+                    &chain_url,
+                    &cfg.out.join("nodes").join(format!("validator-{i}.redb")),
+                    l,
+                    Some(dhts[i].clone()),
+                    scorer.clone(),
+                    http_timeout,
+                )
+                .await?;
                 let after = node.store.own_report(r).ok().flatten().unwrap_or_default();
                 restart_bytes = Some((before, after));
                 nodes[i] = Some(node);
                 restart = None;
             }
         }
-        let all_done = (0..cfg.epochs).all(|r| honest.iter().all(|i| nodes[*i].as_ref().is_some_and(|nd| outcome(&nd.store, r).is_some())));
+        if let Some(r0) = cfg.offline_after {
+            for (i, slot) in nodes.iter_mut().enumerate().take(cfg.offline) {
+                if slot
+                    .as_ref()
+                    .is_some_and(|nd| outcome(&nd.store, r0).is_some())
+                {
+                    if let Some(nd) = slot.take() {
+                        nd.shutdown().await;
+                        if cfg.progress {
+                            eprintln!("validator {i} goes offline after run {r0}");
+                        }
+                    }
+                }
+            }
+        }
+        let all_done = (0..cfg.epochs).all(|r| {
+            honest.iter().all(|i| {
+                nodes[*i]
+                    .as_ref()
+                    .is_some_and(|nd| outcome(&nd.store, r).is_some())
+            })
+        });
         if all_done {
             break;
         }
@@ -320,7 +481,10 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
             for nd in nodes.into_iter().flatten() {
                 nd.shutdown().await;
             }
-            return Err(format!("the devnet did not finish {} runs in time (at epoch {epoch})", cfg.epochs));
+            return Err(format!(
+                "the devnet did not finish {} runs in time (at epoch {epoch})",
+                cfg.epochs
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -330,16 +494,35 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut mismatches = Vec::new();
     let first = honest[0];
     for r in 0..cfg.epochs {
-        let base = nodes[first].as_ref().and_then(|nd| outcome(&nd.store, r)).ok_or("missing outcome")?;
+        let base = nodes[first]
+            .as_ref()
+            .and_then(|nd| outcome(&nd.store, r))
+            .ok_or("missing outcome")?;
         for i in &honest {
-            let o = nodes[*i].as_ref().and_then(|nd| outcome(&nd.store, r)).ok_or("missing outcome")?;
-            if o["winner"] != base["winner"] || o["quorum_met"] != base["quorum_met"] || o["uid_weights"] != base["uid_weights"] {
-                mismatches.push(format!("run {r}: validator {i} decided differently from validator {first}"));
+            let o = nodes[*i]
+                .as_ref()
+                .and_then(|nd| outcome(&nd.store, r))
+                .ok_or("missing outcome")?;
+            if o["winner"] != base["winner"]
+                || o["quorum_met"] != base["quorum_met"]
+                || o["uid_weights"] != base["uid_weights"]
+            {
+                mismatches.push(format!(
+                    "run {r}: validator {i} decided differently from validator {first}"
+                ));
             }
             // the weights it decided are the weights on chain at the block it set them
-            if let (Some(block), Some(w)) = (o["weights_set_at_block"].as_u64(), o["uid_weights"].as_array()) {
-                let hist = local.weights_history(NETUID, &vkeys[*i].hotkey()).map_err(|e| e.to_string())?;
-                let want: Vec<(u16, u16)> = w.iter().filter_map(|x| Some((x[0].as_u64()? as u16, x[1].as_u64()? as u16))).collect();
+            if let (Some(block), Some(w)) = (
+                o["weights_set_at_block"].as_u64(),
+                o["uid_weights"].as_array(),
+            ) {
+                let hist = local
+                    .weights_history(NETUID, &vkeys[*i].hotkey())
+                    .map_err(|e| e.to_string())?;
+                let want: Vec<(u16, u16)> = w
+                    .iter()
+                    .filter_map(|x| Some((x[0].as_u64()? as u16, x[1].as_u64()? as u16)))
+                    .collect();
                 if !hist.iter().any(|h| h.block == block && h.weights == want) {
                     mismatches.push(format!("run {r}: validator {i}'s weights on chain differ from the consensus it computed"));
                 }
@@ -347,9 +530,34 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
             }
         }
-        let consensus: BTreeMap<String, f64> = base["consensus"].as_object().map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect()).unwrap_or_default();
-        let excluded: Vec<(String, String)> = base["excluded"].as_array().map(|a| a.iter().filter_map(|x| Some((x["validator"].as_str()?.to_string(), x["reason"].as_str()?.to_string()))).collect()).unwrap_or_default();
-        runs.push(RunSummary { run: r, winner: base["winner"].as_str().map(String::from), quorum_met: base["quorum_met"] == true, consensus, excluded });
+        let consensus: BTreeMap<String, f64> = base["consensus"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let excluded: Vec<(String, String)> = base["excluded"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| {
+                        Some((
+                            x["validator"].as_str()?.to_string(),
+                            x["reason"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        runs.push(RunSummary {
+            run: r,
+            winner: base["winner"].as_str().map(String::from),
+            quorum_met: base["quorum_met"] == true,
+            consensus,
+            excluded,
+        });
     }
 
     // evidence: every accepted signed report and every proof, a file each
@@ -358,22 +566,36 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     for nd in nodes.iter().flatten() {
         for r in 0..cfg.epochs {
             for (v, wire) in nd.store.peer_reports(r).map_err(|e| e.to_string())? {
-                std::fs::write(ev_dir.join(format!("report-run{r}-{}.bin", v.to_ss58())), wire).map_err(|e| e.to_string())?;
+                std::fs::write(
+                    ev_dir.join(format!("report-run{r}-{}.bin", v.to_ss58())),
+                    wire,
+                )
+                .map_err(|e| e.to_string())?;
             }
         }
         for (id, proof) in nd.store.evidence().map_err(|e| e.to_string())? {
-            std::fs::write(ev_dir.join(format!("equivocation-{}.bin", hex::encode(&id[..8]))), proof).map_err(|e| e.to_string())?;
+            std::fs::write(
+                ev_dir.join(format!("equivocation-{}.bin", hex::encode(&id[..8]))),
+                proof,
+            )
+            .map_err(|e| e.to_string())?;
         }
     }
 
-    let validators: Vec<(Hotkey, u64, Option<Byzantine>)> = (0..n).map(|i| (vkeys[i].hotkey(), stake(i), strategy(i))).collect();
+    let validators: Vec<(Hotkey, u64, Option<Byzantine>)> = (0..n)
+        .map(|i| (vkeys[i].hotkey(), stake(i), strategy(i)))
+        .collect();
     let summary = json!({
         "runs": runs.iter().map(|r| json!({"run": r.run, "winner": r.winner, "quorum_met": r.quorum_met, "consensus": r.consensus,
             "excluded": r.excluded.iter().map(|(v, why)| json!({"validator": v, "reason": why})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "validators": validators.iter().map(|(k, s, b)| json!({"hotkey": k.to_ss58(), "stake": s, "byzantine": b.map(|b| b.name())})).collect::<Vec<_>>(),
         "miners": qualities.iter().map(|(k, q)| json!({"hotkey": k.to_ss58(), "true_quality": q.to_f64()})).collect::<Vec<_>>(),
     });
-    std::fs::write(cfg.out.join("summary.json"), serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    std::fs::write(
+        cfg.out.join("summary.json"),
+        serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
 
     for nd in nodes.into_iter().flatten() {
         nd.shutdown().await;
@@ -381,5 +603,12 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     drop(producer);
     chain_task.abort();
     owner_task.abort();
-    Ok(Report { runs, validators, miners: qualities, mismatches, restart_bytes, best_miner: best })
+    Ok(Report {
+        runs,
+        validators,
+        miners: qualities,
+        mismatches,
+        restart_bytes,
+        best_miner: best,
+    })
 }

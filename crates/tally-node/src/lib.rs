@@ -9,11 +9,11 @@
 //! * [`owner`]: the owner's endpoint for its weight pick.
 #![forbid(unsafe_code)]
 
-pub mod auth;
-pub mod store;
 pub mod api;
-pub mod scorer;
-pub mod peer;
-pub mod validator;
-pub mod owner;
+pub mod auth;
 pub mod devnet;
+pub mod owner;
+pub mod peer;
+pub mod scorer;
+pub mod store;
+pub mod validator;

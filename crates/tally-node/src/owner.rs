@@ -23,16 +23,30 @@ struct RunQuery {
     run: u64,
 }
 
-async fn weights(State(pick): State<Pick>, q: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn weights(
+    State(pick): State<Pick>,
+    q: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "query parameter run is required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "query parameter run is required"})),
+        )
+            .into_response();
     };
     match pick(q.run) {
         Some((w, scores)) => {
-            let s: BTreeMap<String, f64> = scores.iter().map(|(k, v)| (k.to_ss58(), v.to_f64())).collect();
+            let s: BTreeMap<String, f64> = scores
+                .iter()
+                .map(|(k, v)| (k.to_ss58(), v.to_f64()))
+                .collect();
             Json(json!({"run": q.run, "winner": w.to_ss58(), "scores": s})).into_response()
         }
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no pick for this run"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no pick for this run"})),
+        )
+            .into_response(),
     }
 }
 

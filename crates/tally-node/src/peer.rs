@@ -17,7 +17,11 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// A client with `timeout` per request.
-    pub fn new(key: Keypair, timeout: Duration, now_ms: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>) -> Self {
+    pub fn new(
+        key: Keypair,
+        timeout: Duration,
+        now_ms: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)

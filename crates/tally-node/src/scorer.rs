@@ -39,7 +39,9 @@ impl SyntheticScorer {
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut ladder: Vec<u32> = (0..miners.len()).map(|i| 100_000_000 * (i as u32 + 1)).collect();
+        let mut ladder: Vec<u32> = (0..miners.len())
+            .map(|i| 100_000_000 * (i as u32 + 1))
+            .collect();
         for i in (1..ladder.len()).rev() {
             let j = rng.gen_range(0..=i);
             ladder.swap(i, j);
@@ -53,12 +55,17 @@ impl SyntheticScorer {
 
     /// The hidden quality of `miner`.
     pub fn quality(&self, miner: &Hotkey) -> Option<Score> {
-        self.quality.get(miner).and_then(|q| Score::from_units(*q).ok())
+        self.quality
+            .get(miner)
+            .and_then(|q| Score::from_units(*q).ok())
     }
 
     /// All qualities.
     pub fn qualities(&self) -> Vec<(Hotkey, Score)> {
-        self.quality.iter().filter_map(|(k, q)| Score::from_units(*q).ok().map(|s| (*k, s))).collect()
+        self.quality
+            .iter()
+            .filter_map(|(k, q)| Score::from_units(*q).ok().map(|s| (*k, s)))
+            .collect()
     }
 }
 
@@ -76,7 +83,9 @@ impl Scorer for SyntheticScorer {
                 let mut rng = ChaCha8Rng::from_seed(sha256(&seed_bytes));
                 let n = self.noise_units as i64;
                 let noisy = q + if n > 0 { rng.gen_range(-n..=n) } else { 0 };
-                Score::from_units(noisy.clamp(0, 1_000_000_000) as u32).ok().map(|s| (*m, s))
+                Score::from_units(noisy.clamp(0, 1_000_000_000) as u32)
+                    .ok()
+                    .map(|s| (*m, s))
             })
             .collect()
     }

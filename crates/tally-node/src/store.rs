@@ -104,7 +104,11 @@ impl NodeStore {
         tx.commit().map_err(db)
     }
 
-    fn get_u64(&self, t: TableDefinition<u64, &[u8]>, k: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get_u64(
+        &self,
+        t: TableDefinition<u64, &[u8]>,
+        k: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(t).map_err(db)?;
         Ok(t.get(k).map_err(db)?.map(|v| v.value().to_vec()))
@@ -113,7 +117,12 @@ impl NodeStore {
     /// Stores this node's signed report for `run` together with its scores and marks the run
     /// scored, in one transaction. An existing report is never replaced: the first one is
     /// what was (or will be) committed, and it is returned.
-    pub fn put_own_report(&self, run: u64, wire: &[u8], scores: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub fn put_own_report(
+        &self,
+        run: u64,
+        wire: &[u8],
+        scores: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         let kept = {
             let mut own = tx.open_table(OWN).map_err(db)?;
@@ -122,7 +131,10 @@ impl NodeStore {
                 Some(e) => e,
                 None => {
                     own.insert(run, wire).map_err(db)?;
-                    tx.open_table(SCORES).map_err(db)?.insert(run, scores).map_err(db)?;
+                    tx.open_table(SCORES)
+                        .map_err(db)?
+                        .insert(run, scores)
+                        .map_err(db)?;
                     let mut p = tx.open_table(PROGRESS).map_err(db)?;
                     let cur = p.get(run).map_err(db)?.map(|v| v.value()).unwrap_or(0);
                     p.insert(run, cur.max(Step::Scored as u8)).map_err(db)?;
@@ -159,20 +171,38 @@ impl NodeStore {
     pub fn progress(&self, run: u64) -> Result<Option<Step>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(PROGRESS).map_err(db)?;
-        Ok(t.get(run).map_err(db)?.and_then(|v| Step::from_u8(v.value())))
+        Ok(t.get(run)
+            .map_err(db)?
+            .and_then(|v| Step::from_u8(v.value())))
     }
 
     /// Stores an accepted peer report.
-    pub fn put_peer_report(&self, run: u64, validator: &Hotkey, wire: &[u8]) -> Result<(), StoreError> {
+    pub fn put_peer_report(
+        &self,
+        run: u64,
+        validator: &Hotkey,
+        wire: &[u8],
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(PEERS).map_err(db)?.insert(&run_key(run, validator)[..], wire).map_err(db)?;
+        tx.open_table(PEERS)
+            .map_err(db)?
+            .insert(&run_key(run, validator)[..], wire)
+            .map_err(db)?;
         tx.commit().map_err(db)
     }
 
     /// Records why a validator's report for `run` was rejected.
-    pub fn put_rejected(&self, run: u64, validator: &Hotkey, reason: &str) -> Result<(), StoreError> {
+    pub fn put_rejected(
+        &self,
+        run: u64,
+        validator: &Hotkey,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(REJECTED).map_err(db)?.insert(&run_key(run, validator)[..], reason).map_err(db)?;
+        tx.open_table(REJECTED)
+            .map_err(db)?
+            .insert(&run_key(run, validator)[..], reason)
+            .map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -180,7 +210,10 @@ impl NodeStore {
     pub fn peer_reports(&self, run: u64) -> Result<Vec<(Hotkey, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(PEERS).map_err(db)?;
-        let (lo, hi) = (run_key(run, &Hotkey([0; 32])), run_key(run, &Hotkey([0xff; 32])));
+        let (lo, hi) = (
+            run_key(run, &Hotkey([0; 32])),
+            run_key(run, &Hotkey([0xff; 32])),
+        );
         let mut out = Vec::new();
         for e in t.range(&lo[..]..=&hi[..]).map_err(db)? {
             let (k, v) = e.map_err(db)?;
@@ -195,7 +228,10 @@ impl NodeStore {
     pub fn rejected(&self, run: u64) -> Result<Vec<(Hotkey, String)>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(REJECTED).map_err(db)?;
-        let (lo, hi) = (run_key(run, &Hotkey([0; 32])), run_key(run, &Hotkey([0xff; 32])));
+        let (lo, hi) = (
+            run_key(run, &Hotkey([0; 32])),
+            run_key(run, &Hotkey([0xff; 32])),
+        );
         let mut out = Vec::new();
         for e in t.range(&lo[..]..=&hi[..]).map_err(db)? {
             let (k, v) = e.map_err(db)?;
@@ -210,7 +246,10 @@ impl NodeStore {
     pub fn put_evidence(&self, bytes: &[u8]) -> Result<Hash32, StoreError> {
         let id = tally_core::sha256(bytes);
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(EVIDENCE).map_err(db)?.insert(&id[..], bytes).map_err(db)?;
+        tx.open_table(EVIDENCE)
+            .map_err(db)?
+            .insert(&id[..], bytes)
+            .map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(id)
     }
@@ -241,15 +280,28 @@ impl NodeStore {
     pub fn snapshot(&self, run: u64) -> Result<Option<Vec<(Hotkey, Hash32)>>, StoreError> {
         match self.get_u64(SNAPSHOTS, run)? {
             None => Ok(None),
-            Some(b) => Vec::<(Hotkey, Hash32)>::decode(&mut &b[..]).map(Some).map_err(db),
+            Some(b) => Vec::<(Hotkey, Hash32)>::decode(&mut &b[..])
+                .map(Some)
+                .map_err(db),
         }
     }
 
     /// Stores a run's outcome (JSON) and weights, and marks it done, in one transaction.
-    pub fn finish_run(&self, run: u64, outcome_json: &[u8], weights: &[u8]) -> Result<(), StoreError> {
+    pub fn finish_run(
+        &self,
+        run: u64,
+        outcome_json: &[u8],
+        weights: &[u8],
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(OUTCOMES).map_err(db)?.insert(run, outcome_json).map_err(db)?;
-        tx.open_table(WEIGHTS).map_err(db)?.insert(run, weights).map_err(db)?;
+        tx.open_table(OUTCOMES)
+            .map_err(db)?
+            .insert(run, outcome_json)
+            .map_err(db)?;
+        tx.open_table(WEIGHTS)
+            .map_err(db)?
+            .insert(run, weights)
+            .map_err(db)?;
         {
             let mut p = tx.open_table(PROGRESS).map_err(db)?;
             p.insert(run, Step::Done as u8).map_err(db)?;
@@ -281,7 +333,10 @@ impl NodeStore {
     /// Stores a named blob (the divergence window, …).
     pub fn put_meta(&self, name: &str, v: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(META).map_err(db)?.insert(name, v).map_err(db)?;
+        tx.open_table(META)
+            .map_err(db)?
+            .insert(name, v)
+            .map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -320,7 +375,10 @@ mod tests {
         assert_eq!(s.own_report(5).unwrap().unwrap(), b"first");
         assert_eq!(s.progress(5).unwrap(), Some(Step::Done));
         assert_eq!(s.peer_reports(5).unwrap(), vec![(v, b"peer".to_vec())]);
-        assert_eq!(s.rejected(5).unwrap(), vec![(Hotkey([4; 32]), "equivocation".to_string())]);
+        assert_eq!(
+            s.rejected(5).unwrap(),
+            vec![(Hotkey([4; 32]), "equivocation".to_string())]
+        );
         assert_eq!(s.snapshot(5).unwrap().unwrap(), vec![(v, [1; 32])]);
         assert_eq!(s.evidence().unwrap().len(), 1);
         assert_eq!(s.runs().unwrap(), vec![5]);

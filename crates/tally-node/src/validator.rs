@@ -211,13 +211,34 @@ pub fn verify_report(
 }
 
 /// The protocol's metagraph and view from a chain snapshot.
-pub fn chain_view(params: &SubnetParams, mg: &ChainMetagraph, head: &tally_chain::BlockInfo, seeds: &[(u64, Hash32)]) -> ChainView {
-    let neurons = mg.neurons.iter().map(|n| (n.hotkey, Neuron { uid: n.uid, stake: n.stake, validator_permit: n.validator_permit }));
+pub fn chain_view(
+    params: &SubnetParams,
+    mg: &ChainMetagraph,
+    head: &tally_chain::BlockInfo,
+    seeds: &[(u64, Hash32)],
+) -> ChainView {
+    let neurons = mg.neurons.iter().map(|n| {
+        (
+            n.hotkey,
+            Neuron {
+                uid: n.uid,
+                stake: n.stake,
+                validator_permit: n.validator_permit,
+            },
+        )
+    });
     let mut v = ChainView::new(
         params.netuid,
-        EpochClock { length: params.epoch_length, offset: params.epoch_offset },
+        EpochClock {
+            length: params.epoch_length,
+            offset: params.epoch_offset,
+        },
         PhaseWindows::default(),
-        ChainTime { block: head.number, at_ms: head.timestamp_ms, block_ms: params.block_ms },
+        ChainTime {
+            block: head.number,
+            at_ms: head.timestamp_ms,
+            block_ms: params.block_ms,
+        },
         Metagraph::new(neurons).unwrap_or_default(),
         params.min_validator_stake,
     );
@@ -239,14 +260,24 @@ pub struct Validator {
     peers: PeerClient,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, NodeError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| NodeError::Other(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NodeError::Other(e.to_string()))
 }
 
 fn random_salt() -> [u8; 32] {
     let mut s = [0u8; 32];
     if getrandom::getrandom(&mut s).is_err() {
-        s = tally_core::sha256(&std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0).to_le_bytes());
+        s = tally_core::sha256(
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
     }
     s
 }
@@ -272,7 +303,16 @@ impl Validator {
         scorer: Arc<dyn Scorer>,
     ) -> Self {
         let peers = PeerClient::new(key.clone(), cfg.http_timeout, api.now_ms.clone());
-        Validator { cfg, key, chain, store, api, dht, scorer, peers }
+        Validator {
+            cfg,
+            key,
+            chain,
+            store,
+            api,
+            dht,
+            scorer,
+            peers,
+        }
     }
 
     /// Runs until `stop` turns true.
@@ -296,7 +336,10 @@ impl Validator {
         debug!(validator = %self.key.hotkey(), "validator stopped");
     }
 
-    async fn chain<T: Send + 'static>(&self, f: impl FnOnce(&dyn Chain) -> Result<T, ChainError> + Send + 'static) -> Result<T, NodeError> {
+    async fn chain<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Chain) -> Result<T, ChainError> + Send + 'static,
+    ) -> Result<T, NodeError> {
         let c = self.chain.clone();
         Ok(blocking(move || f(c.as_ref())).await??)
     }
@@ -307,17 +350,30 @@ impl Validator {
         let (head, params, mg) = self
             .chain(move |c| Ok((c.head()?, c.params(netuid)?, c.metagraph(netuid)?)))
             .await?;
-        let clock = EpochClock { length: params.epoch_length, offset: params.epoch_offset };
+        let clock = EpochClock {
+            length: params.epoch_length,
+            offset: params.epoch_offset,
+        };
         let windows = PhaseWindows::default();
-        let time = ChainTime { block: head.number, at_ms: head.timestamp_ms, block_ms: params.block_ms };
+        let time = ChainTime {
+            block: head.number,
+            at_ms: head.timestamp_ms,
+            block_ms: params.block_ms,
+        };
         if let Ok(mut t) = self.api.timing.write() {
-            *t = Some(Timing { clock, windows, time });
+            *t = Some(Timing {
+                clock,
+                windows,
+                time,
+            });
         }
         if let Ok(mut k) = self.api.known.write() {
             k.retain(|_| false);
             k.extend(mg.neurons.iter().map(|n| n.hotkey));
         }
-        let Some(epoch) = clock.epoch_of(head.number) else { return Ok(()) };
+        let Some(epoch) = clock.epoch_of(head.number) else {
+            return Ok(());
+        };
         if let Some(dht) = &self.dht {
             let mut seeds = Vec::new();
             for e in [epoch.saturating_sub(1), epoch] {
@@ -331,8 +387,15 @@ impl Validator {
         // the node's own steps follow the head block, not wall-clock estimates: the chain stamps
         // a commitment with its head, so a step taken by the head is inside its window
         let into = head.number.saturating_sub(clock.start_of(epoch)) as u128;
-        let progress_ppb = (into * 1_000_000_000 / clock.length.max(1) as u128).min(999_999_999) as u32;
-        let t = Tick { params, mg, clock, windows, progress_ppb };
+        let progress_ppb =
+            (into * 1_000_000_000 / clock.length.max(1) as u128).min(999_999_999) as u32;
+        let t = Tick {
+            params,
+            mg,
+            clock,
+            windows,
+            progress_ppb,
+        };
 
         // run `epoch`: score, then commit in the commit window
         let p = self.store.progress(epoch)?;
@@ -359,12 +422,27 @@ impl Validator {
 
     /// The miners: registered hotkeys without a validator permit, except the burn uid.
     fn miners(mg: &ChainMetagraph, burn_uid: u16) -> Vec<Hotkey> {
-        mg.neurons.iter().filter(|n| !n.validator_permit && n.uid != burn_uid).map(|n| n.hotkey).collect()
+        mg.neurons
+            .iter()
+            .filter(|n| !n.validator_permit && n.uid != burn_uid)
+            .map(|n| n.hotkey)
+            .collect()
     }
 
-    fn sign_report(&self, key: &Keypair, run: u64, scores: Vec<(Hotkey, Score)>) -> Result<ScoreReport, NodeError> {
-        let body = ReportBody::new(self.cfg.netuid, run, self.cfg.family.clone(), key.hotkey(), scores)
-            .map_err(|e| NodeError::Other(e.to_string()))?;
+    fn sign_report(
+        &self,
+        key: &Keypair,
+        run: u64,
+        scores: Vec<(Hotkey, Score)>,
+    ) -> Result<ScoreReport, NodeError> {
+        let body = ReportBody::new(
+            self.cfg.netuid,
+            run,
+            self.cfg.family.clone(),
+            key.hotkey(),
+            scores,
+        )
+        .map_err(|e| NodeError::Other(e.to_string()))?;
         ScoreReport::sign(body, random_salt(), key).map_err(|e| NodeError::Other(e.to_string()))
     }
 
@@ -380,13 +458,20 @@ impl Validator {
         let report = self.sign_report(&self.key, run, scores)?;
         let mg_json = serde_json::to_vec(&t.mg).map_err(|e| NodeError::Other(e.to_string()))?;
         self.store.put_meta(&format!("metagraph:{run}"), &mg_json)?;
-        let kept = self.store.put_own_report(run, &report.to_bytes(), &report.body().scores.to_vec().encode())?;
+        let kept = self.store.put_own_report(
+            run,
+            &report.to_bytes(),
+            &report.body().scores.to_vec().encode(),
+        )?;
         info!(validator = %self.key.hotkey(), run, miners = miners.len(), "scored; report {}", hex::encode(&tally_core::sha256(&kept)[..6]));
         Ok(())
     }
 
     async fn commit(&self, t: &Tick, run: u64) -> Result<(), NodeError> {
-        let wire = self.store.own_report(run)?.ok_or_else(|| NodeError::Other("no report to commit".into()))?;
+        let wire = self
+            .store
+            .own_report(run)?
+            .ok_or_else(|| NodeError::Other("no report to commit".into()))?;
         let report = ScoreReport::from_bytes(&wire).map_err(|e| NodeError::Other(e.to_string()))?;
         let h = report.commitment();
         let key = self.key.clone();
@@ -399,7 +484,10 @@ impl Validator {
         .await?;
         if let Some(dht) = &self.dht {
             let ttl = Duration::from_millis(t.params.block_ms * t.params.epoch_length * 4);
-            if let Err(e) = dht.publish(Kind::ValidatorCommit, run, Commit(h).encode(), ttl).await {
+            if let Err(e) = dht
+                .publish(Kind::ValidatorCommit, run, Commit(h).encode(), ttl)
+                .await
+            {
                 warn!("validator-commit record not published: {e}");
             }
         }
@@ -420,7 +508,10 @@ impl Validator {
     }
 
     async fn reveal(&self, t: &Tick, run: u64) -> Result<(), NodeError> {
-        let wire = self.store.own_report(run)?.ok_or_else(|| NodeError::Other("no report to reveal".into()))?;
+        let wire = self
+            .store
+            .own_report(run)?
+            .ok_or_else(|| NodeError::Other("no report to reveal".into()))?;
         let ttl = Duration::from_millis(t.params.block_ms * t.params.epoch_length * 4);
         let mut dht_wire = Some(wire.clone());
         match self.cfg.byzantine {
@@ -430,15 +521,29 @@ impl Validator {
             }
             Some(Byzantine::Equivocate) => {
                 // HTTP serves the committed report; the DHT gets a different one
-                let r = ScoreReport::from_bytes(&wire).map_err(|e| NodeError::Other(e.to_string()))?;
-                let shifted: Vec<(Hotkey, Score)> = r.body().scores.iter()
-                    .map(|(k, s)| (*k, Score::saturating_from_units(1_000_000_000 - s.units() as u64))).collect();
+                let r =
+                    ScoreReport::from_bytes(&wire).map_err(|e| NodeError::Other(e.to_string()))?;
+                let shifted: Vec<(Hotkey, Score)> = r
+                    .body()
+                    .scores
+                    .iter()
+                    .map(|(k, s)| {
+                        (
+                            *k,
+                            Score::saturating_from_units(1_000_000_000 - s.units() as u64),
+                        )
+                    })
+                    .collect();
                 dht_wire = Some(self.sign_report(&self.key, run, shifted)?.to_bytes());
             }
             Some(Byzantine::Copy) => {
                 // re-sign another validator's revealed scores
                 let mut copied = None;
-                for n in t.mg.neurons.iter().filter(|n| n.validator_permit && n.hotkey != self.key.hotkey()) {
+                for n in
+                    t.mg.neurons
+                        .iter()
+                        .filter(|n| n.validator_permit && n.hotkey != self.key.hotkey())
+                {
                     if let Some(w) = self.fetch_peer_wire(n.axon.clone(), run).await {
                         if let Ok(r) = ScoreReport::from_bytes(&w) {
                             copied = Some(r.body().scores.to_vec());
@@ -454,8 +559,11 @@ impl Validator {
             }
             Some(Byzantine::Forge) => {
                 let other = Keypair::generate().map_err(|e| NodeError::Other(e.to_string()))?;
-                let r = ScoreReport::from_bytes(&wire).map_err(|e| NodeError::Other(e.to_string()))?;
-                let forged = self.sign_report(&other, run, r.body().scores.to_vec())?.to_bytes();
+                let r =
+                    ScoreReport::from_bytes(&wire).map_err(|e| NodeError::Other(e.to_string()))?;
+                let forged = self
+                    .sign_report(&other, run, r.body().scores.to_vec())?
+                    .to_bytes();
                 self.set_override(run, Some(forged));
                 dht_wire = None;
             }
@@ -493,7 +601,13 @@ impl Validator {
         let mut scores: Vec<(Hotkey, Score)> = v
             .get("scores")
             .and_then(|s| s.as_object())
-            .map(|o| o.iter().filter_map(|(k, x)| Some((k.parse().ok()?, Score::from_f64(x.as_f64()?).ok()?))).collect())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, x)| {
+                        Some((k.parse().ok()?, Score::from_f64(x.as_f64()?).ok()?))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         scores.sort_by_key(|s| s.0);
         Some((winner, scores))
@@ -506,9 +620,12 @@ impl Validator {
             Some(b) => serde_json::from_slice(&b).map_err(|e| NodeError::Other(e.to_string()))?,
             None => t.mg.clone(),
         };
-        let eligible: Vec<_> = mg.neurons.iter()
+        let eligible: Vec<_> = mg
+            .neurons
+            .iter()
             .filter(|n| n.validator_permit && n.stake >= t.params.min_validator_stake)
-            .cloned().collect();
+            .cloned()
+            .collect();
         // the commitments made on chain inside the run's commit window: the snapshot
         let mut snapshot: Vec<(Hotkey, Hash32)> = Vec::new();
         for n in &eligible {
@@ -516,18 +633,29 @@ impl Validator {
             let hist = self.chain(move |c| c.commitments(netuid, &hk)).await?;
             match commitment_for_run(&hist, run, &t.clock, &t.windows) {
                 Some(h) => snapshot.push((hk, h)),
-                None => debug!(run, validator = %hk, blocks = ?hist.iter().map(|c| c.block).collect::<Vec<_>>(), "no commitment inside the commit window"),
+                None => {
+                    debug!(run, validator = %hk, blocks = ?hist.iter().map(|c| c.block).collect::<Vec<_>>(), "no commitment inside the commit window")
+                }
             }
         }
         self.store.put_snapshot(run, &snapshot)?;
-        let snapshot: BTreeMap<Hotkey, Hash32> = self.store.snapshot(run)?.unwrap_or_default().into_iter().collect();
+        let snapshot: BTreeMap<Hotkey, Hash32> = self
+            .store
+            .snapshot(run)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
 
         // fetch every eligible validator's report over HTTP (and its DHT reveal) concurrently
         let fetches = eligible.iter().map(|n| {
             let me = n.hotkey == self.key.hotkey();
             let addr = n.axon.clone();
             async move {
-                let http = if me { self.store.own_report(run).ok().flatten() } else { self.fetch_peer_wire(addr, run).await };
+                let http = if me {
+                    self.store.own_report(run).ok().flatten()
+                } else {
+                    self.fetch_peer_wire(addr, run).await
+                };
                 let dht = match &self.dht {
                     Some(d) if !me => match d.get(Kind::ValidatorReveal, run, &n.hotkey).await {
                         Ok(Some(v)) => match v.payload {
@@ -547,15 +675,29 @@ impl Validator {
         let mut excluded: Vec<(Hotkey, Exclusion)> = Vec::new();
         for (n, http, dht) in fetched {
             let commitment = snapshot.get(&n.hotkey);
-            let check = |w: &[u8]| verify_report(w, &n.hotkey, netuid, run, &self.cfg.family, commitment);
+            let check =
+                |w: &[u8]| verify_report(w, &n.hotkey, netuid, run, &self.cfg.family, commitment);
             let verdict = match (&http, &dht) {
                 (Some(a), Some(b)) => {
                     // two signed reports that differ: equivocation, whatever else holds
-                    match (Signed::<ReportBody>::from_bytes(&a[..a.len().saturating_sub(32)]), Signed::<ReportBody>::from_bytes(&b[..b.len().saturating_sub(32)])) {
-                        (Ok(x), Ok(y)) if x.body_bytes() != y.body_bytes() && x.verify().is_ok() && y.verify().is_ok()
-                            && x.body().validator == n.hotkey && y.body().validator == n.hotkey
-                            && x.body().run == run && y.body().run == run => {
-                            let (first, second) = if x.body_bytes() <= y.body_bytes() { (x, y) } else { (y, x) };
+                    match (
+                        Signed::<ReportBody>::from_bytes(&a[..a.len().saturating_sub(32)]),
+                        Signed::<ReportBody>::from_bytes(&b[..b.len().saturating_sub(32)]),
+                    ) {
+                        (Ok(x), Ok(y))
+                            if x.body_bytes() != y.body_bytes()
+                                && x.verify().is_ok()
+                                && y.verify().is_ok()
+                                && x.body().validator == n.hotkey
+                                && y.body().validator == n.hotkey
+                                && x.body().run == run
+                                && y.body().run == run =>
+                        {
+                            let (first, second) = if x.body_bytes() <= y.body_bytes() {
+                                (x, y)
+                            } else {
+                                (y, x)
+                            };
                             let proof = Equivocation { first, second };
                             if proof.verify().is_ok() {
                                 self.store.put_evidence(&proof.to_bytes())?;
@@ -576,7 +718,10 @@ impl Validator {
                 }
                 Err(x) => {
                     self.store.put_rejected(run, &n.hotkey, x.name())?;
-                    self.api.metrics.inc("tally_reports_rejected_total", &format!("reason=\"{}\"", x.name()));
+                    self.api.metrics.inc(
+                        "tally_reports_rejected_total",
+                        &format!("reason=\"{}\"", x.name()),
+                    );
                     excluded.push((n.hotkey, x));
                 }
             }
@@ -586,45 +731,82 @@ impl Validator {
         let incumbent = incumbent_uid.and_then(|u| mg.by_uid(u)).map(|n| n.hotkey);
         let input = RunInput {
             eligible_stake: eligible.iter().map(|n| n.stake as u128).sum(),
-            reports: accepted.iter().map(|(n, r)| (n.stake, r.body().scores.to_vec())).collect(),
+            reports: accepted
+                .iter()
+                .map(|(n, r)| (n.stake, r.body().scores.to_vec()))
+                .collect(),
             incumbent,
         };
-        let outcome = decide_run(&input, &self.cfg.params, 1).map_err(|e| NodeError::Other(e.to_string()))?;
+        let outcome =
+            decide_run(&input, &self.cfg.params, 1).map_err(|e| NodeError::Other(e.to_string()))?;
         let pick = self.owner_pick(run).await;
         let decision = decide_weights(self.cfg.mode, pick.as_ref().map(|p| &p.0), &outcome);
         if decision.track_divergence {
             let mut tracker = match self.store.meta("divergence")? {
-                Some(b) => DivergenceTracker::from_bytes(&b).map_err(|e| NodeError::Other(e.to_string()))?,
-                None => DivergenceTracker::new(self.cfg.divergence_window).map_err(|e| NodeError::Other(e.to_string()))?,
+                Some(b) => DivergenceTracker::from_bytes(&b)
+                    .map_err(|e| NodeError::Other(e.to_string()))?,
+                None => DivergenceTracker::new(self.cfg.divergence_window)
+                    .map_err(|e| NodeError::Other(e.to_string()))?,
             };
             let owner_scores = pick.as_ref().map(|p| p.1.clone()).unwrap_or_default();
-            tracker.record(DivergenceEntry::compute(run, pick.as_ref().map(|p| &p.0), outcome.winner.as_ref(), &owner_scores, &outcome.consensus, 3));
+            tracker.record(DivergenceEntry::compute(
+                run,
+                pick.as_ref().map(|p| &p.0),
+                outcome.winner.as_ref(),
+                &owner_scores,
+                &outcome.consensus,
+                3,
+            ));
             self.store.put_meta("divergence", &tracker.to_bytes())?;
         }
         let uid_weights: Option<Vec<(u16, u16)>> = match &decision.set {
-            Weights::Set(w) => Some(w.iter().filter_map(|(k, f)| {
-                let uid = mg.by_hotkey(k)?.uid;
-                Some((uid, ((f.units() as u64 * u16::MAX as u64) / 1_000_000_000) as u16))
-            }).collect()),
+            Weights::Set(w) => Some(
+                w.iter()
+                    .filter_map(|(k, f)| {
+                        let uid = mg.by_hotkey(k)?.uid;
+                        Some((
+                            uid,
+                            ((f.units() as u64 * u16::MAX as u64) / 1_000_000_000) as u16,
+                        ))
+                    })
+                    .collect(),
+            ),
             Weights::Burn => Some(vec![(t.params.burn_uid, u16::MAX)]),
             Weights::Hold => None,
         };
         let mut set_at = None;
         if let Some(w) = uid_weights.clone() {
             let key = self.key.clone();
-            let res = self.chain(move |c| tally_chain::submit_call(c, &key, netuid, extrinsic::set_weights(w)?)).await;
+            let res = self
+                .chain(move |c| {
+                    tally_chain::submit_call(c, &key, netuid, extrinsic::set_weights(w)?)
+                })
+                .await;
             match res {
                 Ok(b) => set_at = Some(b),
                 Err(e) => warn!(validator = %self.key.hotkey(), run, "weights not set: {e}"),
             }
         }
-        self.api.metrics.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.api
+            .metrics
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !outcome.quorum_met {
-            self.api.metrics.quorum_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.api
+                .metrics
+                .quorum_misses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let consensus: BTreeMap<String, f64> = outcome.consensus.iter().map(|(k, s)| (k.to_ss58(), s.to_f64())).collect();
+        let consensus: BTreeMap<String, f64> = outcome
+            .consensus
+            .iter()
+            .map(|(k, s)| (k.to_ss58(), s.to_f64()))
+            .collect();
         let weights_json = match &decision.set {
-            Weights::Set(w) => json!(w.iter().map(|(k, f)| (k.to_ss58(), f.to_f64())).collect::<BTreeMap<_, _>>()),
+            Weights::Set(w) => json!(w
+                .iter()
+                .map(|(k, f)| (k.to_ss58(), f.to_f64()))
+                .collect::<BTreeMap<_, _>>()),
             Weights::Burn => json!("burn"),
             Weights::Hold => json!("hold"),
         };
@@ -644,7 +826,8 @@ impl Validator {
             "excluded": excluded.iter().map(|(k, x)| json!({"validator": k.to_ss58(), "reason": x.name()})).collect::<Vec<_>>(),
         });
         let out_bytes = serde_json::to_vec(&out).map_err(|e| NodeError::Other(e.to_string()))?;
-        self.store.finish_run(run, &out_bytes, &uid_weights.unwrap_or_default().encode())?;
+        self.store
+            .finish_run(run, &out_bytes, &uid_weights.unwrap_or_default().encode())?;
         info!(validator = %self.key.hotkey(), run, quorum = outcome.quorum_met, winner = ?outcome.winner.map(|w| w.to_ss58()), "run aggregated");
         Ok(())
     }
@@ -655,6 +838,10 @@ pub fn excluded_of(outcome: &serde_json::Value) -> HashSet<String> {
     outcome
         .get("excluded")
         .and_then(|e| e.as_array())
-        .map(|a| a.iter().filter_map(|x| x.get("validator")?.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("validator")?.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -12,7 +12,9 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>) -> DevnetConfig {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
     DevnetConfig {
@@ -25,6 +27,7 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         epoch_length: 20,
         byzantine,
         offline: 0,
+        offline_after: None,
         out: dir.path().join("out"),
         progress: false,
         restart: None,
@@ -36,7 +39,11 @@ fn honest_winner(r: &Report) -> String {
 }
 
 fn byz_hotkey(r: &Report) -> String {
-    r.validators.iter().find(|v| v.2.is_some()).map(|v| v.0.to_ss58()).unwrap()
+    r.validators
+        .iter()
+        .find(|v| v.2.is_some())
+        .map(|v| v.0.to_ss58())
+        .unwrap()
 }
 
 async fn strategy_test(b: Byzantine, reason: Option<&str>) {
@@ -46,15 +53,30 @@ async fn strategy_test(b: Byzantine, reason: Option<&str>) {
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     for run in &r.runs {
         assert!(run.quorum_met, "run {}: {:?}", run.run, run);
-        assert_eq!(run.winner.as_deref(), Some(honest_winner(&r).as_str()), "run {}", run.run);
+        assert_eq!(
+            run.winner.as_deref(),
+            Some(honest_winner(&r).as_str()),
+            "run {}",
+            run.run
+        );
         let byz = byz_hotkey(&r);
-        let ex: Vec<_> = run.excluded.iter().filter(|(v, _)| *v == byz).map(|(_, why)| why.as_str()).collect();
+        let ex: Vec<_> = run
+            .excluded
+            .iter()
+            .filter(|(v, _)| *v == byz)
+            .map(|(_, why)| why.as_str())
+            .collect();
         match reason {
             Some(why) => assert_eq!(ex, vec![why], "run {}: {:?}", run.run, run.excluded),
             None => assert!(ex.is_empty(), "run {}: {:?}", run.run, run.excluded),
         }
         // honest validators are never excluded
-        assert_eq!(run.excluded.len(), usize::from(reason.is_some()), "{:?}", run.excluded);
+        assert_eq!(
+            run.excluded.len(),
+            usize::from(reason.is_some()),
+            "{:?}",
+            run.excluded
+        );
     }
     let out = dir.path().join("out");
     assert!(out.join("summary.json").exists());
@@ -76,7 +98,11 @@ async fn honest_subnet_agrees_on_the_best_miner() {
         // every consensus score is within 0.02 of the true quality
         for (m, q) in &r.miners {
             let c = run.consensus[&m.to_ss58()];
-            assert!((c - q.to_f64()).abs() <= 0.02 + 1e-9, "{c} vs {}", q.to_f64());
+            assert!(
+                (c - q.to_f64()).abs() <= 0.02 + 1e-9,
+                "{c} vs {}",
+                q.to_f64()
+            );
         }
     }
 }
@@ -111,13 +137,21 @@ async fn two_offline_validators_miss_quorum_and_hold_the_incumbent() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir, 4, vec![]);
+    c.epochs = 3;
     c.offline = 2;
+    c.offline_after = Some(0);
     let r = run(c).await.unwrap();
-    for run in &r.runs {
-        assert!(!run.quorum_met, "run {}", run.run);
-        // no weights were ever set, so there is no incumbent to hold and nothing changes
-        assert_eq!(run.winner, None);
-    }
+    // run 0 with everyone: the best miner wins and becomes the incumbent on chain
+    assert!(r.runs[0].quorum_met);
+    assert_eq!(
+        r.runs[0].winner.as_deref(),
+        Some(honest_winner(&r).as_str())
+    );
+    // later runs: half the stake is gone, quorum (2/3) is missed, the incumbent is held
+    let last = r.runs.last().unwrap();
+    assert!(!last.quorum_met, "{last:?}");
+    assert_eq!(last.winner, r.runs[0].winner);
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,5 +165,9 @@ async fn restarted_node_serves_identical_bytes_and_resumes() {
     assert!(!before.is_empty());
     assert_eq!(before, after);
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
-    assert!(r.runs.iter().all(|x| x.quorum_met && x.excluded.is_empty()), "{:?}", r.runs);
+    assert!(
+        r.runs.iter().all(|x| x.quorum_met && x.excluded.is_empty()),
+        "{:?}",
+        r.runs
+    );
 }

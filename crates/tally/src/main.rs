@@ -10,6 +10,7 @@
 mod bench;
 mod bench_net;
 mod consensus_cmd;
+mod devnet_cmd;
 mod key_cmd;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole subnet on this machine: chain, owner and validators on 127.0.0.1.
+    Devnet(devnet_cmd::DevnetArgs),
     /// Create, show, sign with and verify sr25519 hotkeys (Bittensor-compatible).
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Devnet(a) => devnet_cmd::run_cmd(a),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),
         Command::Bench(b) => bench::run(b),

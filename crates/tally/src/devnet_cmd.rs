@@ -1,0 +1,168 @@
+//! `tally devnet`: a whole subnet on this machine, for K runs, with a table per run at the end.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use std::path::PathBuf;
+use tally_consensus::WeightMode;
+use tally_node::devnet::{run, DevnetConfig};
+use tally_node::validator::Byzantine;
+
+#[derive(Args)]
+#[command(after_help = "\
+Runs an embedded chain (served over HTTP), an owner endpoint and N validators on 127.0.0.1,
+each validator with its own DHT node, HTTP API, database and hotkey. Miners have hidden
+qualities 0.1 apart; honest validators observe them with noise of at most 0.02.
+
+--out DIR receives summary.json, chain.redb (the chain's file), evidence/ (every accepted signed
+report and every equivocation proof, a file each) and nodes/ (each validator's database).
+Check it afterwards with: tally audit --chain DIR/chain.redb --evidence DIR/evidence
+
+Exit status: 0 when every honest validator decided the same and set exactly those weights on
+chain; 1 otherwise; 2 for unusable arguments.")]
+pub struct DevnetArgs {
+    /// Validators, byzantine ones included.
+    #[arg(long, default_value_t = 5)]
+    validators: usize,
+    /// Miners (1 to 9).
+    #[arg(long, default_value_t = 6)]
+    miners: usize,
+    /// Runs to complete.
+    #[arg(long, default_value_t = 4)]
+    epochs: u64,
+    /// Weight mode: owner, shadow or decentralized.
+    #[arg(long, default_value = "decentralized")]
+    mode: WeightMode,
+    /// Seed for keys and miner qualities.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Milliseconds per block.
+    #[arg(long, default_value_t = 100)]
+    block_ms: u64,
+    /// Blocks per epoch.
+    #[arg(long, default_value_t = 20)]
+    epoch_length: u64,
+    /// Output directory (must not hold a devnet yet); default: a new directory under the
+    /// system's temporary directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Byzantine strategies for the last validators, in order, comma-separated:
+    /// inflate, equivocate, copy, withhold, forge. Their stake stays below one half.
+    #[arg(long, value_delimiter = ',')]
+    byzantine: Vec<Byzantine>,
+}
+
+fn short(ss58: &str) -> String {
+    ss58.chars().take(8).collect()
+}
+
+pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
+    if a.block_ms < 20 || a.block_ms > 60_000 || a.epoch_length < 5 || a.epoch_length > 10_000 {
+        return Err(Failure::input(anyhow!(
+            "--block-ms must be 20..=60000 and --epoch-length 5..=10000"
+        )));
+    }
+    let out = match a.out {
+        Some(o) => o,
+        None => {
+            std::env::temp_dir().join(format!("tally-devnet-{}-{}", std::process::id(), a.seed))
+        }
+    };
+    let cfg = DevnetConfig {
+        validators: a.validators,
+        miners: a.miners,
+        epochs: a.epochs,
+        mode: a.mode,
+        seed: a.seed,
+        block_ms: a.block_ms,
+        epoch_length: a.epoch_length,
+        byzantine: a.byzantine,
+        offline: 0,
+        offline_after: None,
+        out: out.clone(),
+        progress: true,
+        restart: None,
+    };
+    eprintln!(
+        "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
+        cfg.validators, cfg.byzantine.len(), cfg.miners, cfg.epochs, cfg.epoch_length, cfg.block_ms, cfg.mode, out.display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(cfg)).map_err(|e| {
+        let unusable = e.contains("must be")
+            || e.contains("too many")
+            || e.contains("already holds")
+            || e.contains("one half")
+            || e.contains("at most");
+        Failure {
+            code: if unusable { 2 } else { 1 },
+            error: anyhow!(e),
+        }
+    })?;
+
+    println!("\nvalidators:");
+    for (k, s, b) in &report.validators {
+        println!(
+            "  {}  stake {:>6}  {}",
+            k.to_ss58(),
+            s,
+            b.map(|b| b.name()).unwrap_or("honest")
+        );
+    }
+    println!("miners (hidden true quality):");
+    for (k, q) in &report.miners {
+        println!(
+            "  {}  {:.3}{}",
+            k.to_ss58(),
+            q.to_f64(),
+            if *k == report.best_miner {
+                "  <- best"
+            } else {
+                ""
+            }
+        );
+    }
+    for r in &report.runs {
+        println!(
+            "\nrun {}: winner {}, quorum {}",
+            r.run,
+            r.winner
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "none".into()),
+            if r.quorum_met {
+                "met"
+            } else {
+                "MISSED (incumbent held)"
+            }
+        );
+        let scores: Vec<String> = r
+            .consensus
+            .iter()
+            .map(|(k, v)| format!("{} {:.3}", short(k), v))
+            .collect();
+        println!("  consensus: {}", scores.join(", "));
+        if r.excluded.is_empty() {
+            println!("  excluded: none");
+        }
+        for (v, why) in &r.excluded {
+            println!("  excluded: {} ({why})", short(v));
+        }
+    }
+    println!(
+        "\nwrote {}/summary.json, chain.redb and evidence/",
+        out.display()
+    );
+    if report.mismatches.is_empty() {
+        println!("every honest validator set the weights the consensus decided");
+        Ok(0)
+    } else {
+        for m in &report.mismatches {
+            eprintln!("MISMATCH: {m}");
+        }
+        Ok(1)
+    }
+}
