@@ -1,0 +1,225 @@
+//! The validator API over a real socket on 127.0.0.1: every 4xx, the 425 rule, and the signed
+//! views.
+
+use std::sync::Arc;
+use tally_core::codec::signing_payload;
+use tally_core::{FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport, Signature};
+use tally_node::api::{self, ApiState, Timing, DIVERGENCE_TAG};
+use tally_node::auth::{self, sign_request};
+use tally_node::store::NodeStore;
+use tally_protocol::{ChainTime, EpochClock, PhaseWindows};
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    node: Keypair,
+    caller: Keypair,
+    _dir: tempfile::TempDir,
+    state: Arc<ApiState>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(NodeStore::open(&dir.path().join("n.redb")).unwrap());
+    let node = Keypair::from_seed(&[1; 32]);
+    let caller = Keypair::from_seed(&[2; 32]);
+    for run in [3u64, 4] {
+        let body = ReportBody::new(
+            1,
+            run,
+            FamilyId::new("synthetic").unwrap(),
+            node.hotkey(),
+            vec![(Hotkey([9; 32]), Score::from_units(5).unwrap())],
+        )
+        .unwrap();
+        let r = ScoreReport::sign(body, [run as u8; 32], &node).unwrap();
+        store.put_own_report(run, &r.to_bytes(), b"").unwrap();
+    }
+    let state = Arc::new(ApiState::new(store, node.clone(), 1000, Arc::new(now)));
+    state.known.write().unwrap().insert(caller.hotkey());
+    // head at block 40 of 10-block epochs: epoch 4 just started, so run 3's reveal window is
+    // open and run 4's is not
+    *state.timing.write().unwrap() = Some(Timing {
+        clock: EpochClock {
+            length: 10,
+            offset: 0,
+        },
+        windows: PhaseWindows::default(),
+        time: ChainTime {
+            block: 40,
+            at_ms: now(),
+            block_ms: 1_000_000,
+        },
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api::serve(state.clone(), listener));
+    Server {
+        addr,
+        node,
+        caller,
+        _dir: dir,
+        state,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `path` with `headers`, and an optional body; returns status and body text.
+fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    let resp = match body {
+        None => {
+            let mut r = agent().get(&url);
+            for (k, v) in headers {
+                r = r.header(*k, v);
+            }
+            r.call()
+        }
+        Some(b) => {
+            let mut r = agent().post(&url);
+            for (k, v) in headers {
+                r = r.header(*k, v);
+            }
+            r.send(&b[..])
+        }
+    };
+    let mut resp = resp.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn signed(
+    key: &Keypair,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    ts: u64,
+) -> Vec<(&'static str, String)> {
+    sign_request(key, method, path, body, ts, auth::fresh_nonce()).to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_and_the_reveal_window() {
+    let s = server().await;
+    let a = s.addr;
+    let k = s.caller.clone();
+    tokio::task::spawn_blocking(move || {
+        let p = "/v1/consensus/scores/3";
+        // ok
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now()), None);
+        assert_eq!(st, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let wire = hex::decode(v["wire"].as_str().unwrap()).unwrap();
+        ScoreReport::from_bytes(&wire).unwrap().verify().unwrap();
+        // 425 before the reveal window
+        let p4 = "/v1/consensus/scores/4";
+        let (st, body) = get(a, p4, &signed(&k, "GET", p4, b"", now()), None);
+        assert_eq!(st, 425, "{body}");
+        // 401: missing header, malformed header, stale timestamp, unknown hotkey, bad signature
+        let (st, body) = get(a, p, &[], None);
+        assert_eq!((st, body.contains("missing header")), (401, true), "{body}");
+        let mut h = signed(&k, "GET", p, b"", now());
+        h[1].1 = "yesterday".into();
+        let (st, body) = get(a, p, &h, None);
+        assert_eq!(
+            (st, body.contains("malformed header")),
+            (401, true),
+            "{body}"
+        );
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now() - 61_000), None);
+        assert_eq!(
+            (st, body.contains("stale timestamp")),
+            (401, true),
+            "{body}"
+        );
+        let stranger = Keypair::from_seed(&[7; 32]);
+        let (st, body) = get(a, p, &signed(&stranger, "GET", p, b"", now()), None);
+        assert_eq!((st, body.contains("unknown hotkey")), (401, true), "{body}");
+        let (st, body) = get(
+            a,
+            p,
+            &signed(&k, "GET", "/v1/consensus/scores/2", b"", now()),
+            None,
+        );
+        assert_eq!((st, body.contains("bad signature")), (401, true), "{body}");
+        // 409: the same signed request twice
+        let h = signed(&k, "GET", p, b"", now());
+        assert_eq!(get(a, p, &h, None).0, 200);
+        let (st, body) = get(a, p, &h, None);
+        assert_eq!((st, body.contains("replayed nonce")), (409, true), "{body}");
+        // 413: a body over 64 KiB is refused before anything else
+        let big = vec![0u8; 70 * 1024];
+        let (st, _) = get(a, p, &signed(&k, "POST", p, &big, now()), Some(big.clone()));
+        assert_eq!(st, 413);
+        // open routes
+        assert_eq!(get(a, "/healthz", &[], None).0, 200);
+        let (st, m) = get(a, "/metrics", &[], None);
+        assert_eq!(st, 200);
+        assert!(
+            m.contains("tally_auth_rejections_total{reason=\"replayed_nonce\"} 1"),
+            "{m}"
+        );
+        assert!(
+            m.contains("tally_auth_rejections_total{reason=\"stale_timestamp\"} 1"),
+            "{m}"
+        );
+        let (st, o) = get(a, "/openapi.json", &[], None);
+        assert_eq!(st, 200);
+        let o: serde_json::Value = serde_json::from_str(&o).unwrap();
+        assert!(o["paths"]["/v1/consensus/scores/{run}"]["get"]["responses"]["425"].is_object());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_evidence_and_signed_divergence() {
+    let s = server().await;
+    let (a, k, node) = (s.addr, s.caller.clone(), s.node.hotkey());
+    s.state
+        .store
+        .finish_run(3, br#"{"run":3,"winner":null}"#, b"")
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let p = "/v1/runs/3";
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now()), None);
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains("\"run\":3"));
+        let p = "/v1/runs/9";
+        assert_eq!(get(a, p, &signed(&k, "GET", p, b"", now()), None).0, 404);
+        let p = "/v1/evidence";
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now()), None);
+        assert_eq!(
+            (st, body.contains("\"evidence\":[]")),
+            (200, true),
+            "{body}"
+        );
+        let p = "/v1/consensus/divergence";
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now()), None);
+        assert_eq!(st, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let window = hex::decode(v["window_hex"].as_str().unwrap()).unwrap();
+        let sig = Signature::from_hex(v["signature"].as_str().unwrap()).unwrap();
+        assert!(node.verify(&signing_payload(DIVERGENCE_TAG, &window), &sig));
+        assert_eq!(v["signer"], node.to_ss58());
+    })
+    .await
+    .unwrap();
+}
