@@ -563,7 +563,8 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     // evidence: every accepted signed report and every proof, a file each
     let ev_dir = cfg.out.join("evidence");
     std::fs::create_dir_all(&ev_dir).map_err(|e| e.to_string())?;
-    for nd in nodes.iter().flatten() {
+    // what the honest validators accepted is the run's evidence; byzantine stores are not
+    for nd in honest.iter().filter_map(|i| nodes[*i].as_ref()) {
         for r in 0..cfg.epochs {
             for (v, wire) in nd.store.peer_reports(r).map_err(|e| e.to_string())? {
                 std::fs::write(

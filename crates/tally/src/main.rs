@@ -7,6 +7,7 @@
 //! or arguments.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod bench;
 mod bench_net;
 mod consensus_cmd;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run a whole subnet on this machine: chain, owner and validators on 127.0.0.1.
     Devnet(devnet_cmd::DevnetArgs),
+    /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
+    Audit(audit_cmd::AuditArgs),
     /// Create, show, sign with and verify sr25519 hotkeys (Bittensor-compatible).
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devnet(a) => devnet_cmd::run_cmd(a),
+        Command::Audit(a) => audit_cmd::run(a),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),
         Command::Bench(b) => bench::run(b),

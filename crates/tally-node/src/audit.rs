@@ -1,0 +1,217 @@
+//! The audit: re-derive each run from signed evidence and the chain, and hold the result
+//! against the weights validators set on chain.
+//!
+//! For every run it checks each report's signature and its commitment on chain (made inside the
+//! run's commit window), re-checks every equivocation proof and leaves those validators out,
+//! recomputes the stake-weighted consensus with DESIGN.md's defaults and the incumbent the chain
+//! held then, and compares the resulting weights with those each validator set for that run
+//! (in the window between the run's reveal close and the next one's). Any evidence that fails
+//! its signature, or any weights that differ, make the run's verdict a mismatch.
+
+use crate::validator::{commitment_for_run, Exclusion};
+use std::collections::{BTreeMap, BTreeSet};
+use tally_chain::local::winner_of;
+use tally_chain::{Chain, ChainError, WeightsSet};
+use tally_consensus::equivocation::Equivocation;
+use tally_consensus::{decide_run, Params, RunInput, Weights};
+use tally_core::{Hotkey, ScoreReport};
+use tally_protocol::{EpochClock, PhaseWindows};
+
+/// One run's verdict.
+#[derive(Clone, Debug)]
+pub struct RunVerdict {
+    /// The run.
+    pub run: u64,
+    /// Whether everything held.
+    pub ok: bool,
+    /// What did not.
+    pub problems: Vec<String>,
+    /// Reports that counted.
+    pub accepted: usize,
+    /// `(validator, reason)` left out.
+    pub excluded: Vec<(Hotkey, String)>,
+    /// The re-derived winner.
+    pub winner: Option<Hotkey>,
+    /// Whether quorum was met.
+    pub quorum_met: bool,
+    /// Validators whose weights on chain were checked.
+    pub weights_checked: usize,
+}
+
+/// Evidence: named report files and named proofs.
+#[derive(Default)]
+pub struct Evidence {
+    /// `(name, wire bytes)` of signed reports.
+    pub reports: Vec<(String, Vec<u8>)>,
+    /// `(name, bytes)` of equivocation proofs.
+    pub proofs: Vec<(String, Vec<u8>)>,
+}
+
+/// Audits `runs` (all runs the evidence names when `None`).
+pub fn audit(
+    chain: &dyn Chain,
+    netuid: u16,
+    ev: &Evidence,
+    only: Option<u64>,
+) -> Result<Vec<RunVerdict>, ChainError> {
+    let params = chain.params(netuid)?;
+    let mg = chain.metagraph(netuid)?;
+    let clock = EpochClock {
+        length: params.epoch_length,
+        offset: params.epoch_offset,
+    };
+    let windows = PhaseWindows::default();
+    let mut problems_any: Vec<String> = Vec::new();
+
+    // reports by run; files that fail their signature are problems in every run they claim
+    let mut by_run: BTreeMap<u64, Vec<(String, ScoreReport)>> = BTreeMap::new();
+    for (name, bytes) in &ev.reports {
+        match ScoreReport::from_bytes(bytes) {
+            Ok(r) if r.verify().is_ok() => by_run
+                .entry(r.body().run)
+                .or_default()
+                .push((name.clone(), r)),
+            Ok(r) => {
+                let msg = format!("{name}: signature does not verify (tampered evidence)");
+                by_run.entry(r.body().run).or_default();
+                problems_any.push(msg);
+            }
+            Err(e) => problems_any.push(format!("{name}: not a score report ({e})")),
+        }
+    }
+    let mut equivocators: BTreeMap<u64, BTreeSet<Hotkey>> = BTreeMap::new();
+    for (name, bytes) in &ev.proofs {
+        match Equivocation::from_bytes(bytes) {
+            Ok(p) => {
+                equivocators
+                    .entry(p.first.body().run)
+                    .or_default()
+                    .insert(p.validator());
+            }
+            Err(e) => problems_any.push(format!("{name}: equivocation proof does not hold ({e})")),
+        }
+    }
+    let runs: Vec<u64> = match only {
+        Some(r) => vec![r],
+        None => by_run.keys().copied().collect(),
+    };
+
+    // weights history of every validator
+    let mut history: Vec<WeightsSet> = Vec::new();
+    for n in mg.neurons.iter().filter(|n| n.validator_permit) {
+        history.extend(chain.weights_history(netuid, &n.hotkey)?);
+    }
+    let eligible: Vec<_> = mg
+        .neurons
+        .iter()
+        .filter(|n| n.validator_permit && n.stake >= params.min_validator_stake)
+        .cloned()
+        .collect();
+    let half = params.epoch_length / 2;
+
+    let mut out = Vec::new();
+    for run in runs {
+        let mut problems = problems_any.clone();
+        let mut excluded = Vec::new();
+        let mut accepted: BTreeMap<Hotkey, ScoreReport> = BTreeMap::new();
+        let eq = equivocators.get(&run).cloned().unwrap_or_default();
+        for (name, r) in by_run.get(&run).cloned().unwrap_or_default() {
+            let v = r.body().validator;
+            if eq.contains(&v) {
+                continue;
+            }
+            let hist = chain.commitments(netuid, &v)?;
+            match commitment_for_run(&hist, run, &clock, &windows) {
+                Some(c) if c == r.commitment() => {
+                    if let Some(prev) = accepted.insert(v, r.clone()) {
+                        if prev.signed.body_bytes() != r.signed.body_bytes() {
+                            problems.push(format!(
+                                "{name}: a second, different report by {v} for run {run}"
+                            ));
+                        }
+                    }
+                }
+                Some(_) => problems.push(format!(
+                    "{name}: does not hash to {v}'s commitment on chain"
+                )),
+                None => problems.push(format!(
+                    "{name}: {v} has no commitment on chain for run {run}"
+                )),
+            }
+        }
+        for v in &eq {
+            excluded.push((*v, Exclusion::Equivocation.name().to_string()));
+        }
+        for n in &eligible {
+            if !accepted.contains_key(&n.hotkey) && !eq.contains(&n.hotkey) {
+                excluded.push((n.hotkey, "no_valid_report_in_evidence".to_string()));
+            }
+        }
+        // the incumbent: the chain's winner before this run's weights were set
+        let cutoff = clock.start_of(run + 1) + half;
+        let mut latest: BTreeMap<Hotkey, WeightsSet> = BTreeMap::new();
+        for w in history.iter().filter(|w| w.block < cutoff) {
+            if latest.get(&w.validator).is_none_or(|x| x.block <= w.block) {
+                latest.insert(w.validator, w.clone());
+            }
+        }
+        let incumbent = winner_of(&mg, &latest.into_values().collect::<Vec<_>>())?
+            .and_then(|u| mg.by_uid(u))
+            .map(|n| n.hotkey);
+        let input = RunInput {
+            eligible_stake: eligible.iter().map(|n| n.stake as u128).sum(),
+            reports: accepted
+                .iter()
+                .filter_map(|(v, r)| Some((mg.by_hotkey(v)?.stake, r.body().scores.to_vec())))
+                .collect(),
+            incumbent,
+        };
+        let o = decide_run(&input, &Params::default(), 1)
+            .map_err(|e| ChainError::Malformed(e.to_string()))?;
+        let expected: Option<Vec<(u16, u16)>> = match &o.weights {
+            Weights::Set(w) => Some(
+                w.iter()
+                    .filter_map(|(k, f)| {
+                        Some((
+                            mg.by_hotkey(k)?.uid,
+                            ((f.units() as u64 * u16::MAX as u64) / 1_000_000_000) as u16,
+                        ))
+                    })
+                    .collect(),
+            ),
+            Weights::Burn => Some(vec![(params.burn_uid, u16::MAX)]),
+            Weights::Hold => None,
+        };
+        // weights set for this run: after its reveal window closed, before the next one's did
+        let (lo, hi) = (cutoff, clock.start_of(run + 2) + half);
+        let mut checked = 0;
+        for w in history.iter().filter(|w| w.block >= lo && w.block < hi) {
+            checked += 1;
+            match &expected {
+                Some(e) if *e == w.weights => {}
+                Some(e) => problems.push(format!(
+                    "{} set {:?} at block {} for run {run}; the evidence gives {:?}",
+                    w.validator, w.weights, w.block, e
+                )),
+                None => problems.push(format!(
+                    "{} set weights at block {} although run {run} missed quorum",
+                    w.validator, w.block
+                )),
+            }
+        }
+        if expected.is_some() && checked == 0 {
+            problems.push(format!("no validator set weights for run {run}"));
+        }
+        out.push(RunVerdict {
+            run,
+            ok: problems.is_empty(),
+            problems,
+            accepted: accepted.len(),
+            excluded,
+            winner: o.winner,
+            quorum_met: o.quorum_met,
+            weights_checked: checked,
+        });
+    }
+    Ok(out)
+}
