@@ -10,6 +10,7 @@
 mod audit_cmd;
 mod bench;
 mod bench_net;
+mod chain_cmd;
 mod consensus_cmd;
 mod devnet_cmd;
 mod key_cmd;
@@ -33,6 +34,9 @@ enum Command {
     Devnet(devnet_cmd::DevnetArgs),
     /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
     Audit(audit_cmd::AuditArgs),
+    /// The embedded local chain: serve it over HTTP.
+    #[command(subcommand)]
+    Chain(chain_cmd::ChainCommand),
     /// Create, show, sign with and verify sr25519 hotkeys (Bittensor-compatible).
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devnet(a) => devnet_cmd::run_cmd(a),
         Command::Audit(a) => audit_cmd::run(a),
+        Command::Chain(c) => chain_cmd::run(c),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),
         Command::Bench(b) => bench::run(b),
