@@ -56,6 +56,8 @@ pub struct DevnetConfig {
     pub progress: bool,
     /// Restart validator `i` once it has scored run `r`: `(i, r)`.
     pub restart: Option<(usize, u64)>,
+    /// Evenly spaced qualities for any number of miners (benchmarks), instead of 0.1 apart.
+    pub dense: bool,
 }
 
 /// One run's result, as honest validators decided it.
@@ -89,6 +91,9 @@ pub struct Report {
     pub restart_bytes: Option<(Vec<u8>, Vec<u8>)>,
     /// The true best miner.
     pub best_miner: Hotkey,
+    /// Per honest validator and run: milliseconds from the reveal window's closing block to
+    /// the end of its aggregation.
+    pub aggregation_ms: Vec<u64>,
 }
 
 fn derive_key(seed: u64, role: &str, i: usize) -> Keypair {
@@ -168,7 +173,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if !(2..=64).contains(&n) {
         return Err("--validators must be 2..=64".into());
     }
-    if cfg.miners == 0 || cfg.miners > SyntheticScorer::MAX_MINERS {
+    if cfg.miners == 0 || (cfg.miners > SyntheticScorer::MAX_MINERS && !cfg.dense) {
         return Err(format!(
             "--miners must be 1..={}",
             SyntheticScorer::MAX_MINERS
@@ -306,7 +311,11 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
 
     // the owner knows the true qualities and picks the best miner
     let miners: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
-    let scorer = Arc::new(SyntheticScorer::new(cfg.seed, &miners, 0.02)?);
+    let scorer = Arc::new(if cfg.dense {
+        SyntheticScorer::dense(cfg.seed, &miners, 0.02)?
+    } else {
+        SyntheticScorer::new(cfg.seed, &miners, 0.02)?
+    });
     let qualities = scorer.qualities();
     let best = qualities
         .iter()
@@ -492,6 +501,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     // results
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
+    let mut aggregation_ms = Vec::new();
     let first = honest[0];
     for r in 0..cfg.epochs {
         let base = nodes[first]
@@ -528,6 +538,14 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 }
             } else if o["quorum_met"] == true && !o["uid_weights"].is_null() {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
+            }
+        }
+        for i in &honest {
+            if let Some(o) = nodes[*i].as_ref().and_then(|nd| outcome(&nd.store, r)) {
+                let closed = o["reveal_closed_block"].as_u64().and_then(|b| local.block(b).ok().flatten());
+                if let (Some(c), Some(done)) = (closed, o["aggregated_at_ms"].as_u64()) {
+                    aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
+                }
             }
         }
         let consensus: BTreeMap<String, f64> = base["consensus"]
@@ -611,5 +629,6 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         mismatches,
         restart_bytes,
         best_miner: best,
+        aggregation_ms,
     })
 }

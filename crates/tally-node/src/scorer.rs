@@ -53,6 +53,26 @@ impl SyntheticScorer {
         })
     }
 
+    /// Qualities evenly spaced over [0.1, 0.9] for any number of miners (up to 4,096): for
+    /// benchmarks with many miners, where 0.1 spacing cannot hold.
+    pub fn dense(seed: u64, miners: &[Hotkey], noise: f64) -> Result<Self, String> {
+        if miners.is_empty() || miners.len() > 4_096 {
+            return Err("the dense synthetic scorer takes 1 to 4,096 miners".into());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = miners.len() as u64;
+        let mut ladder: Vec<u32> = (0..n).map(|i| (100_000_000 + 800_000_000 * i / n.max(2).saturating_sub(1).max(1)) as u32).collect();
+        for i in (1..ladder.len()).rev() {
+            let j = rng.gen_range(0..=i);
+            ladder.swap(i, j);
+        }
+        Ok(SyntheticScorer {
+            seed,
+            quality: miners.iter().copied().zip(ladder).collect(),
+            noise_units: (noise.clamp(0.0, 1.0) * 1e9) as u32,
+        })
+    }
+
     /// The hidden quality of `miner`.
     pub fn quality(&self, miner: &Hotkey) -> Option<Score> {
         self.quality

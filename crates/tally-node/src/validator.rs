@@ -823,6 +823,8 @@ impl Validator {
             "uid_weights": uid_weights,
             "weights_set_at_block": set_at,
             "accepted": accepted.iter().map(|(n, _)| n.hotkey.to_ss58()).collect::<Vec<_>>(),
+            "reveal_closed_block": t.clock.start_of(run + 1) + t.clock.length / 2,
+            "aggregated_at_ms": (self.api.now_ms)(),
             "excluded": excluded.iter().map(|(k, x)| json!({"validator": k.to_ss58(), "reason": x.name()})).collect::<Vec<_>>(),
         });
         let out_bytes = serde_json::to_vec(&out).map_err(|e| NodeError::Other(e.to_string()))?;

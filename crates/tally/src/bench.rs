@@ -48,6 +48,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A devnet's aggregation latency: from each run's reveal-window close to the end of every
+    /// honest validator's aggregation.
+    Aggregation {
+        /// Validators.
+        #[arg(long, default_value_t = 32)]
+        validators: usize,
+        /// Miners (qualities evenly spaced).
+        #[arg(long, default_value_t = 256)]
+        miners: usize,
+        /// Runs.
+        #[arg(long, default_value_t = 3)]
+        epochs: u64,
+        /// Print `{"validators":V,"miners":M,"p50_ms":…,"max_ms":…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decoding and verifying signed score reports from their wire bytes.
     Verify {
         /// Reports.
@@ -133,6 +149,7 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
         BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
+        BenchCommand::Aggregation { validators, miners, epochs, json } => crate::bench_net::aggregation(validators, miners, epochs, json),
         BenchCommand::Dht {
             nodes,
             rounds,

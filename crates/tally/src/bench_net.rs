@@ -236,3 +236,42 @@ pub fn dht(nodes: usize, rounds: usize, json_out: bool) -> Result<u8, Failure> {
         Ok::<u8, Failure>(0)
     })
 }
+
+pub fn aggregation(validators: usize, miners: usize, epochs: u64, json_out: bool) -> Result<u8, Failure> {
+    if !(2..=64).contains(&validators) || !(1..=4096).contains(&miners) || !(1..=20).contains(&epochs) {
+        return Err(Failure::input(anyhow!("--validators 2..=64, --miners 1..=4096, --epochs 1..=20")));
+    }
+    let dir = std::env::temp_dir().join(format!("tally-bench-agg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = tally_node::devnet::DevnetConfig {
+        validators,
+        miners,
+        epochs,
+        mode: tally_consensus::WeightMode::Decentralized,
+        seed: 5,
+        block_ms: 250,
+        epoch_length: 20,
+        byzantine: vec![],
+        offline: 0,
+        offline_after: None,
+        out: dir.clone(),
+        progress: true,
+        restart: None,
+        dense: true,
+    };
+    eprintln!("devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = rt.block_on(tally_node::devnet::run(cfg)).map_err(|e| anyhow!(e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !report.mismatches.is_empty() {
+        return Err(anyhow!("honest validators disagreed: {:?}", report.mismatches).into());
+    }
+    let mut ms: Vec<f64> = report.aggregation_ms.iter().map(|&x| x as f64).collect();
+    let p50 = percentile(&mut ms, 0.5);
+    let max = ms.iter().cloned().fold(0.0, f64::max);
+    eprintln!("aggregation after the reveal window closed, over {} (validator, run) pairs: p50 {p50:.0} ms, max {max:.0} ms", ms.len());
+    if json_out {
+        println!("{}", json!({"validators": validators, "miners": miners, "p50_ms": p50, "max_ms": max}));
+    }
+    Ok(0)
+}

@@ -82,6 +82,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         out: out.clone(),
         progress: true,
         restart: None,
+        dense: false,
     };
     eprintln!(
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
