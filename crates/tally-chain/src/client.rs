@@ -94,6 +94,16 @@ impl Chain for HttpChain {
     fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError> {
         self.get(&format!("/chain/v1/subnets/{netuid}/commitments/{hotkey}"))
     }
+    fn commitments_in(
+        &self,
+        netuid: u16,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Hotkey, Commitment)>, ChainError> {
+        self.get(&format!(
+            "/chain/v1/subnets/{netuid}/commitments?from={from}&to={to}"
+        ))
+    }
     fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError> {
         self.get(&format!("/chain/v1/subnets/{netuid}/weights"))
     }

@@ -46,6 +46,14 @@ pub trait Chain: Send + Sync {
     fn submit(&self, extrinsic: &[u8]) -> Result<u64, ChainError>;
     /// `hotkey`'s commitments on the subnet, oldest first (the most recent 256).
     fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError>;
+    /// Every commitment on the subnet made in blocks `[from, to)`, as `(hotkey, commitment)`
+    /// (at most 65,536).
+    fn commitments_in(
+        &self,
+        netuid: u16,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Hotkey, Commitment)>, ChainError>;
     /// The latest weights of every validator that set any.
     fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError>;
     /// `hotkey`'s weights history, oldest first (the most recent 256).

@@ -3,7 +3,8 @@
 //! Created from a [`Genesis`] (subnets and their initial neurons with stake and permits) or
 //! reopened from its file, where every block, neuron, commitment, weight setting and nonce is
 //! kept. Each extrinsic is checked and applied in one write transaction, so a crash never leaves
-//! half of one; it is stamped with the head block at the time it is applied.
+//! half of one; it is stamped with the head block at the time it is applied, and becomes durable
+//! with the next block (as a real chain's transactions become final with their block).
 //!
 //! Limits mirrored from the real chain: a commitment's size and the bytes a hotkey may commit per
 //! epoch, the weights rate limit, registration up to `max_uids`, validator-only weights, and
@@ -241,7 +242,10 @@ impl LocalChain {
     }
 
     fn apply(&self, ext: extrinsic::ExtrinsicBody) -> Result<u64, ChainError> {
-        let tx = self.db.begin_write().map_err(storage)?;
+        let mut tx = self.db.begin_write().map_err(storage)?;
+        // like a transaction in a block being built: applied at once, made durable by the next
+        // block's commit (block production commits with immediate durability)
+        tx.set_durability(redb::Durability::Eventual);
         let block = {
             let meta = tx.open_table(META).map_err(storage)?;
             let head: BlockInfo = decode(
@@ -465,10 +469,46 @@ impl Chain for LocalChain {
         })
     }
 
+    fn commitments_in(
+        &self,
+        netuid: u16,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Hotkey, Commitment)>, ChainError> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let t = tx.open_table(COMMITS).map_err(storage)?;
+        let lo = history_key(netuid, &Hotkey([0; 32]), 0);
+        let hi = history_key(netuid, &Hotkey([0xff; 32]), u64::MAX);
+        let mut out = Vec::new();
+        for e in t.range(&lo[..]..=&hi[..]).map_err(storage)? {
+            let (k, v) = e.map_err(storage)?;
+            let k = k.value();
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[34..42]);
+            let block = u64::from_be_bytes(b);
+            if block >= from && block < to {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(&k[2..34]);
+                out.push((
+                    Hotkey(h),
+                    Commitment {
+                        block,
+                        data: v.value().to_vec(),
+                    },
+                ));
+                if out.len() >= 65_536 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError> {
         let mg = self.metagraph(netuid)?;
         let mut out = Vec::new();
-        for n in &mg.neurons {
+        // only permit holders can set weights
+        for n in mg.neurons.iter().filter(|n| n.validator_permit) {
             if let Some(w) = self.weights_history(netuid, &n.hotkey)?.pop() {
                 out.push(w);
             }

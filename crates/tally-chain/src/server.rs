@@ -3,7 +3,7 @@
 //! Routes (JSON unless noted):
 //! `GET /chain/v1/head`, `GET /chain/v1/blocks/{number}`, `GET /chain/v1/subnets/{netuid}/params`,
 //! `GET /chain/v1/subnets/{netuid}/metagraph`, `GET /chain/v1/subnets/{netuid}/commitments/{ss58}`,
-//! `GET /chain/v1/subnets/{netuid}/weights`, `GET /chain/v1/subnets/{netuid}/weights/{ss58}`,
+//! `GET /chain/v1/subnets/{netuid}/commitments?from=A&to=B`, `GET /chain/v1/subnets/{netuid}/weights`, `GET /chain/v1/subnets/{netuid}/weights/{ss58}`,
 //! `GET /chain/v1/subnets/{netuid}/winner`, `GET /chain/v1/nonces/{ss58}`, and
 //! `POST /chain/v1/submit` with the extrinsic's wire bytes (`application/octet-stream`, at most
 //! 64 KiB). Errors come back as `{"error": kind, "detail": …}` with a 4xx/5xx status.
@@ -11,7 +11,7 @@
 use crate::types::ChainError;
 use crate::Chain;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,12 @@ use tally_core::Hotkey;
 pub const MAX_SUBMIT_BYTES: usize = 64 * 1024;
 
 type Shared = Arc<dyn Chain>;
+
+#[derive(serde::Deserialize)]
+struct BlockRange {
+    from: u64,
+    to: u64,
+}
 
 struct ApiError(ChainError);
 
@@ -89,6 +95,14 @@ pub fn router(chain: Shared) -> Router {
                 |State(c): State<Shared>, Path((n, h)): Path<(u16, String)>| async move {
                     let h = hotkey(&h)?;
                     blocking(c, move |c| c.commitments(n, &h)).await
+                },
+            ),
+        )
+        .route(
+            "/chain/v1/subnets/{netuid}/commitments",
+            get(
+                |State(c): State<Shared>, Path(n): Path<u16>, Query(r): Query<BlockRange>| {
+                    blocking(c, move |c| c.commitments_in(n, r.from, r.to))
                 },
             ),
         )

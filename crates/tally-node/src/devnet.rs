@@ -542,7 +542,9 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         }
         for i in &honest {
             if let Some(o) = nodes[*i].as_ref().and_then(|nd| outcome(&nd.store, r)) {
-                let closed = o["reveal_closed_block"].as_u64().and_then(|b| local.block(b).ok().flatten());
+                let closed = o["reveal_closed_block"]
+                    .as_u64()
+                    .and_then(|b| local.block(b).ok().flatten());
                 if let (Some(c), Some(done)) = (closed, o["aggregated_at_ms"].as_u64()) {
                     aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
                 }

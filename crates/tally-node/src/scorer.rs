@@ -61,7 +61,9 @@ impl SyntheticScorer {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = miners.len() as u64;
-        let mut ladder: Vec<u32> = (0..n).map(|i| (100_000_000 + 800_000_000 * i / n.max(2).saturating_sub(1).max(1)) as u32).collect();
+        let mut ladder: Vec<u32> = (0..n)
+            .map(|i| (100_000_000 + 800_000_000 * i / n.max(2).saturating_sub(1).max(1)) as u32)
+            .collect();
         for i in (1..ladder.len()).rev() {
             let j = rng.gen_range(0..=i);
             ladder.swap(i, j);

@@ -258,7 +258,13 @@ pub struct Validator {
     dht: Option<Dht>,
     scorer: Arc<dyn Scorer>,
     peers: PeerClient,
+    cache: std::sync::Mutex<Option<Snapshot>>,
+    /// Reports collected during a run's reveal window: `run -> validator -> (http, dht)`.
+    collected: tokio::sync::Mutex<BTreeMap<u64, BTreeMap<Hotkey, Fetched>>>,
 }
+
+/// What was fetched for one validator: its report over HTTP and its DHT reveal.
+type Fetched = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -280,6 +286,14 @@ fn random_salt() -> [u8; 32] {
         );
     }
     s
+}
+
+#[derive(Clone)]
+struct Snapshot {
+    epoch: u64,
+    params: SubnetParams,
+    mg: ChainMetagraph,
+    seeds: Vec<(u64, Hash32)>,
 }
 
 struct Tick {
@@ -312,6 +326,8 @@ impl Validator {
             dht,
             scorer,
             peers,
+            cache: std::sync::Mutex::new(None),
+            collected: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -347,9 +363,53 @@ impl Validator {
     /// One pass of the schedule.
     pub async fn tick(&self) -> Result<(), NodeError> {
         let netuid = self.cfg.netuid;
-        let (head, params, mg) = self
-            .chain(move |c| Ok((c.head()?, c.params(netuid)?, c.metagraph(netuid)?)))
-            .await?;
+        let head = self.chain(|c| c.head()).await?;
+        // parameters, metagraph and seeds change at most once an epoch here: refresh them when
+        // the head enters a new epoch (or an epoch has passed), not every tick
+        let cached = self.cache.lock().ok().and_then(|c| c.clone());
+        let fresh = match &cached {
+            Some(c) => {
+                let len = c.params.epoch_length.max(1);
+                head.number.saturating_sub(c.params.epoch_offset) / len != c.epoch
+            }
+            None => true,
+        };
+        let snap = if fresh {
+            let (params, mg) = self
+                .chain(move |c| Ok((c.params(netuid)?, c.metagraph(netuid)?)))
+                .await?;
+            let clock = EpochClock {
+                length: params.epoch_length,
+                offset: params.epoch_offset,
+            };
+            let epoch = clock.epoch_of(head.number).unwrap_or(0);
+            let mut seeds = Vec::new();
+            for e in [epoch.saturating_sub(1), epoch] {
+                let start = clock.start_of(e);
+                if let Some(b) = self.chain(move |c| c.block(start)).await? {
+                    seeds.push((e, challenge_seed(&b.hash, netuid, e)));
+                }
+            }
+            if let Ok(mut k) = self.api.known.write() {
+                k.clear();
+                k.extend(mg.neurons.iter().map(|n| n.hotkey));
+            }
+            let snap = Snapshot {
+                epoch,
+                params,
+                mg,
+                seeds,
+            };
+            if let Ok(mut c) = self.cache.lock() {
+                *c = Some(snap.clone());
+            }
+            snap
+        } else {
+            cached.ok_or_else(|| NodeError::Other("no chain snapshot".into()))?
+        };
+        let Snapshot {
+            params, mg, seeds, ..
+        } = snap;
         let clock = EpochClock {
             length: params.epoch_length,
             offset: params.epoch_offset,
@@ -367,21 +427,10 @@ impl Validator {
                 time,
             });
         }
-        if let Ok(mut k) = self.api.known.write() {
-            k.retain(|_| false);
-            k.extend(mg.neurons.iter().map(|n| n.hotkey));
-        }
         let Some(epoch) = clock.epoch_of(head.number) else {
             return Ok(());
         };
         if let Some(dht) = &self.dht {
-            let mut seeds = Vec::new();
-            for e in [epoch.saturating_sub(1), epoch] {
-                let start = clock.start_of(e);
-                if let Some(b) = self.chain(move |c| c.block(start)).await? {
-                    seeds.push((e, challenge_seed(&b.hash, netuid, e)));
-                }
-            }
             dht.set_view(chain_view(&params, &mg, &head, &seeds));
         }
         // the node's own steps follow the head block, not wall-clock estimates: the chain stamps
@@ -413,6 +462,14 @@ impl Validator {
                 self.reveal(&t, run).await?;
             }
             let p = self.store.progress(run)?;
+            // collect peers' reports while the reveal window is still open, so aggregation can
+            // start the moment it closes
+            if p.is_some()
+                && p < Some(Step::Done)
+                && (300_000_000..500_000_000).contains(&t.progress_ppb)
+            {
+                self.collect(&t, run).await;
+            }
             if p.is_some() && p < Some(Step::Done) && t.progress_ppb >= 500_000_000 {
                 self.aggregate(&t, run).await?;
             }
@@ -551,10 +608,17 @@ impl Validator {
                         }
                     }
                 }
-                if let Some(scores) = copied {
-                    let fake = self.sign_report(&self.key, run, scores)?.to_bytes();
-                    self.set_override(run, Some(fake.clone()));
-                    dht_wire = Some(fake);
+                match copied {
+                    Some(scores) => {
+                        let fake = self.sign_report(&self.key, run, scores)?.to_bytes();
+                        self.set_override(run, Some(fake.clone()));
+                        dht_wire = Some(fake);
+                    }
+                    // nobody serves yet: wait for the next tick rather than reveal honestly
+                    None => {
+                        self.set_override(run, None);
+                        return Ok(());
+                    }
                 }
             }
             Some(Byzantine::Forge) => {
@@ -613,8 +677,64 @@ impl Validator {
         Some((winner, scores))
     }
 
+    /// Fetches, concurrently, every eligible validator's report over HTTP and its DHT reveal
+    /// that is not in hand yet for `run`.
+    async fn collect(&self, t: &Tick, run: u64) {
+        let min = t.params.min_validator_stake;
+        let have = self
+            .collected
+            .lock()
+            .await
+            .get(&run)
+            .cloned()
+            .unwrap_or_default();
+        let todo: Vec<tally_chain::NeuronInfo> =
+            t.mg.neurons
+                .iter()
+                .filter(|n| n.validator_permit && n.stake >= min)
+                .filter(|n| !matches!(have.get(&n.hotkey), Some((Some(_), Some(_)))))
+                .cloned()
+                .collect();
+        let fetches = todo.into_iter().map(|n| {
+            let me = n.hotkey == self.key.hotkey();
+            let prev = have.get(&n.hotkey).cloned().unwrap_or((None, None));
+            async move {
+                let http = match prev.0 {
+                    Some(h) => Some(h),
+                    None if me => self.store.own_report(run).ok().flatten(),
+                    None => self.fetch_peer_wire(n.axon.clone(), run).await,
+                };
+                let dht = match (prev.1, &self.dht) {
+                    (Some(d), _) => Some(d),
+                    (None, Some(d)) if !me => {
+                        match d.get(Kind::ValidatorReveal, run, &n.hotkey).await {
+                            Ok(Some(v)) => match v.payload {
+                                Payload::ValidatorReveal(r) => Some(r.to_bytes()),
+                                _ => None,
+                            },
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                (n.hotkey, (http, dht))
+            }
+        });
+        let results = futures::future::join_all(fetches).await;
+        let mut c = self.collected.lock().await;
+        let entry = c.entry(run).or_default();
+        for (k, v) in results {
+            entry.insert(k, v);
+        }
+        // keep the last few runs only
+        while c.len() > 4 {
+            c.pop_first();
+        }
+    }
+
     async fn aggregate(&self, t: &Tick, run: u64) -> Result<(), NodeError> {
         let netuid = self.cfg.netuid;
+        let t0 = std::time::Instant::now();
         // the metagraph at the start of the run
         let mg: ChainMetagraph = match self.store.meta(&format!("metagraph:{run}"))? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| NodeError::Other(e.to_string()))?,
@@ -627,10 +747,22 @@ impl Validator {
             .cloned()
             .collect();
         // the commitments made on chain inside the run's commit window: the snapshot
+        // one call for every commitment made around the run's commit window
+        let (from, to) = {
+            let (a, b) = t.windows.validator_commit.bounds_mb(&t.clock, run);
+            ((a / 1000) as u64, (b / 1000) as u64 + 2)
+        };
+        let all = self
+            .chain(move |c| c.commitments_in(netuid, from.saturating_sub(1), to))
+            .await?;
+        let mut by_validator: BTreeMap<Hotkey, Vec<tally_chain::Commitment>> = BTreeMap::new();
+        for (hk, c) in all {
+            by_validator.entry(hk).or_default().push(c);
+        }
         let mut snapshot: Vec<(Hotkey, Hash32)> = Vec::new();
         for n in &eligible {
             let hk = n.hotkey;
-            let hist = self.chain(move |c| c.commitments(netuid, &hk)).await?;
+            let hist = by_validator.remove(&hk).unwrap_or_default();
             match commitment_for_run(&hist, run, &t.clock, &t.windows) {
                 Some(h) => snapshot.push((hk, h)),
                 None => {
@@ -646,30 +778,24 @@ impl Validator {
             .into_iter()
             .collect();
 
-        // fetch every eligible validator's report over HTTP (and its DHT reveal) concurrently
-        let fetches = eligible.iter().map(|n| {
-            let me = n.hotkey == self.key.hotkey();
-            let addr = n.axon.clone();
-            async move {
-                let http = if me {
-                    self.store.own_report(run).ok().flatten()
-                } else {
-                    self.fetch_peer_wire(addr, run).await
-                };
-                let dht = match &self.dht {
-                    Some(d) if !me => match d.get(Kind::ValidatorReveal, run, &n.hotkey).await {
-                        Ok(Some(v)) => match v.payload {
-                            Payload::ValidatorReveal(r) => Some(r.to_bytes()),
-                            _ => None,
-                        },
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                (n.clone(), http, dht)
-            }
-        });
-        let fetched = futures::future::join_all(fetches).await;
+        // reports collected during the reveal window, completed now for whoever was missing
+        self.collect(t, run).await;
+        let t_commit = t0.elapsed();
+        let got = self
+            .collected
+            .lock()
+            .await
+            .get(&run)
+            .cloned()
+            .unwrap_or_default();
+        let fetched: Vec<(tally_chain::NeuronInfo, Option<Vec<u8>>, Option<Vec<u8>>)> = eligible
+            .iter()
+            .map(|n| {
+                let (h, d) = got.get(&n.hotkey).cloned().unwrap_or((None, None));
+                (n.clone(), h, d)
+            })
+            .collect();
+        let t_fetch = t0.elapsed();
 
         let mut accepted: Vec<(tally_chain::NeuronInfo, ScoreReport)> = Vec::new();
         let mut excluded: Vec<(Hotkey, Exclusion)> = Vec::new();
@@ -727,6 +853,7 @@ impl Validator {
             }
         }
 
+        let t_verify = t0.elapsed();
         let incumbent_uid = self.chain(move |c| c.winner(netuid)).await?;
         let incumbent = incumbent_uid.and_then(|u| mg.by_uid(u)).map(|n| n.hotkey);
         let input = RunInput {
@@ -739,7 +866,10 @@ impl Validator {
         };
         let outcome =
             decide_run(&input, &self.cfg.params, 1).map_err(|e| NodeError::Other(e.to_string()))?;
-        let pick = self.owner_pick(run).await;
+        let pick = match self.cfg.mode {
+            WeightMode::Decentralized => None,
+            WeightMode::Owner | WeightMode::Shadow => self.owner_pick(run).await,
+        };
         let decision = decide_weights(self.cfg.mode, pick.as_ref().map(|p| &p.0), &outcome);
         if decision.track_divergence {
             let mut tracker = match self.store.meta("divergence")? {
@@ -787,6 +917,7 @@ impl Validator {
                 Err(e) => warn!(validator = %self.key.hotkey(), run, "weights not set: {e}"),
             }
         }
+        debug!(run, ?t_commit, ?t_fetch, ?t_verify, total = ?t0.elapsed(), "aggregation timings");
         self.api
             .metrics
             .runs

@@ -183,9 +183,16 @@ async fn shadow_mode_sets_the_owner_pick_and_tracks_divergence() {
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     // the node's database holds one divergence entry per run; the owner picked the best miner,
     // which is also the consensus winner
-    let store = tally_node::store::NodeStore::open(&dir.path().join("out/nodes/validator-0.redb")).unwrap();
-    let t = tally_consensus::divergence::DivergenceTracker::from_bytes(&store.meta("divergence").unwrap().unwrap()).unwrap();
-    assert_eq!(t.entries().iter().map(|e| e.run).collect::<Vec<_>>(), vec![0, 1]);
+    let store =
+        tally_node::store::NodeStore::open(&dir.path().join("out/nodes/validator-0.redb")).unwrap();
+    let t = tally_consensus::divergence::DivergenceTracker::from_bytes(
+        &store.meta("divergence").unwrap().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.entries().iter().map(|e| e.run).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     assert!(t.entries().iter().all(|e| e.top1_agree));
     assert!(t.summary().mean_spearman.unwrap() > 0.9);
 }

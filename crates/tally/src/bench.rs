@@ -149,7 +149,12 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
         BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
-        BenchCommand::Aggregation { validators, miners, epochs, json } => crate::bench_net::aggregation(validators, miners, epochs, json),
+        BenchCommand::Aggregation {
+            validators,
+            miners,
+            epochs,
+            json,
+        } => crate::bench_net::aggregation(validators, miners, epochs, json),
         BenchCommand::Dht {
             nodes,
             rounds,

@@ -237,9 +237,19 @@ pub fn dht(nodes: usize, rounds: usize, json_out: bool) -> Result<u8, Failure> {
     })
 }
 
-pub fn aggregation(validators: usize, miners: usize, epochs: u64, json_out: bool) -> Result<u8, Failure> {
-    if !(2..=64).contains(&validators) || !(1..=4096).contains(&miners) || !(1..=20).contains(&epochs) {
-        return Err(Failure::input(anyhow!("--validators 2..=64, --miners 1..=4096, --epochs 1..=20")));
+pub fn aggregation(
+    validators: usize,
+    miners: usize,
+    epochs: u64,
+    json_out: bool,
+) -> Result<u8, Failure> {
+    if !(2..=64).contains(&validators)
+        || !(1..=4096).contains(&miners)
+        || !(1..=20).contains(&epochs)
+    {
+        return Err(Failure::input(anyhow!(
+            "--validators 2..=64, --miners 1..=4096, --epochs 1..=20"
+        )));
     }
     let dir = std::env::temp_dir().join(format!("tally-bench-agg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -259,9 +269,16 @@ pub fn aggregation(validators: usize, miners: usize, epochs: u64, json_out: bool
         restart: None,
         dense: true,
     };
-    eprintln!("devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report = rt.block_on(tally_node::devnet::run(cfg)).map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt
+        .block_on(tally_node::devnet::run(cfg))
+        .map_err(|e| anyhow!(e))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !report.mismatches.is_empty() {
         return Err(anyhow!("honest validators disagreed: {:?}", report.mismatches).into());
@@ -271,7 +288,10 @@ pub fn aggregation(validators: usize, miners: usize, epochs: u64, json_out: bool
     let max = ms.iter().cloned().fold(0.0, f64::max);
     eprintln!("aggregation after the reveal window closed, over {} (validator, run) pairs: p50 {p50:.0} ms, max {max:.0} ms", ms.len());
     if json_out {
-        println!("{}", json!({"validators": validators, "miners": miners, "p50_ms": p50, "max_ms": max}));
+        println!(
+            "{}",
+            json!({"validators": validators, "miners": miners, "p50_ms": p50, "max_ms": max})
+        );
     }
     Ok(0)
 }

@@ -38,23 +38,47 @@ pub struct ServeArgs {
 pub fn run(c: ChainCommand) -> Result<u8, Failure> {
     let ChainCommand::Serve(a) = c;
     let genesis = match (&a.genesis, a.db.exists()) {
-        (_, true) => Genesis { timestamp_ms: 0, subnets: vec![], neurons: vec![] },
+        (_, true) => Genesis {
+            timestamp_ms: 0,
+            subnets: vec![],
+            neurons: vec![],
+        },
         (Some(g), false) => {
-            let text = std::fs::read(g).with_context(|| format!("cannot read {}", g.display())).map_err(Failure::input)?;
-            serde_json::from_slice(&text).map_err(|e| Failure::input(anyhow!("--genesis {}: {e}", g.display())))?
+            let text = std::fs::read(g)
+                .with_context(|| format!("cannot read {}", g.display()))
+                .map_err(Failure::input)?;
+            serde_json::from_slice(&text)
+                .map_err(|e| Failure::input(anyhow!("--genesis {}: {e}", g.display())))?
         }
-        (None, false) => return Err(Failure::input(anyhow!("{} does not exist: give --genesis FILE to create it", a.db.display()))),
+        (None, false) => {
+            return Err(Failure::input(anyhow!(
+                "{} does not exist: give --genesis FILE to create it",
+                a.db.display()
+            )))
+        }
     };
     if !(10..=600_000).contains(&a.block_ms) {
         return Err(Failure::input(anyhow!("--block-ms must be 10..=600000")));
     }
-    let chain = Arc::new(LocalChain::open(&a.db, &genesis).map_err(|e| Failure::input(anyhow!(e)))?);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let chain =
+        Arc::new(LocalChain::open(&a.db, &genesis).map_err(|e| Failure::input(anyhow!(e)))?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen)).map_err(Failure::input)?;
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))
+            .map_err(Failure::input)?;
         let _producer = chain.spawn_producer(a.block_ms);
-        eprintln!("serving {} on http://{} (head {}), a block every {} ms; Ctrl-C to stop",
-            a.db.display(), listener.local_addr()?, chain.head()?.number, a.block_ms);
+        eprintln!(
+            "serving {} on http://{} (head {}), a block every {} ms; Ctrl-C to stop",
+            a.db.display(),
+            listener.local_addr()?,
+            chain.head()?.number,
+            a.block_ms
+        );
         let shared: Arc<dyn Chain> = chain.clone();
         tokio::select! {
             r = tally_chain::server::serve(shared, listener) => r?,
