@@ -788,18 +788,20 @@ impl Validator {
             .get(&run)
             .cloned()
             .unwrap_or_default();
-        let fetched: Vec<(tally_chain::NeuronInfo, Option<Vec<u8>>, Option<Vec<u8>>)> = eligible
+        let fetched: Vec<(tally_chain::NeuronInfo, Fetched)> = eligible
             .iter()
             .map(|n| {
-                let (h, d) = got.get(&n.hotkey).cloned().unwrap_or((None, None));
-                (n.clone(), h, d)
+                (
+                    n.clone(),
+                    got.get(&n.hotkey).cloned().unwrap_or((None, None)),
+                )
             })
             .collect();
         let t_fetch = t0.elapsed();
 
         let mut accepted: Vec<(tally_chain::NeuronInfo, ScoreReport)> = Vec::new();
         let mut excluded: Vec<(Hotkey, Exclusion)> = Vec::new();
-        for (n, http, dht) in fetched {
+        for (n, (http, dht)) in fetched {
             let commitment = snapshot.get(&n.hotkey);
             let check =
                 |w: &[u8]| verify_report(w, &n.hotkey, netuid, run, &self.cfg.family, commitment);
