@@ -111,6 +111,8 @@ pub struct ApiState {
     pub overrides: RwLock<BTreeMap<u64, Option<Vec<u8>>>>,
     /// Counters.
     pub metrics: Metrics,
+    /// Rendered score responses by run, with the digest of the report they show (at most 16).
+    rendered: Mutex<BTreeMap<u64, (tally_core::Hash32, Arc<Vec<u8>>)>>,
     /// Unix milliseconds now.
     pub now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -131,6 +133,7 @@ impl ApiState {
             timing: RwLock::new(None),
             overrides: RwLock::new(BTreeMap::new()),
             metrics: Metrics::default(),
+            rendered: Mutex::new(BTreeMap::new()),
             now_ms,
         }
     }
@@ -227,17 +230,24 @@ async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Respons
     let Some(wire) = wire else {
         return error(StatusCode::NOT_FOUND, "no report for this run");
     };
+    // the body for a given report never changes: render it once
+    let digest = tally_core::sha256(&wire);
+    if let Some(body) = s.rendered.lock().ok().and_then(|r| r.get(&run).filter(|(d, _)| *d == digest).map(|(_, b)| b.clone())) {
+        return ([("content-type", "application/json")], body.as_ref().clone()).into_response();
+    }
     let view = ScoreReport::from_bytes(&wire).ok().map(|r| {
-        let scores: BTreeMap<String, f64> = r
-            .body()
-            .scores
-            .iter()
-            .map(|(k, v)| (k.to_ss58(), v.to_f64()))
-            .collect();
+        let scores: BTreeMap<String, f64> = r.body().scores.iter().map(|(k, v)| (k.to_ss58(), v.to_f64())).collect();
         json!({"validator": r.body().validator.to_ss58(), "family": r.body().family_id.as_str(),
                "commitment": hex::encode(r.commitment()), "scores": scores})
     });
-    Json(json!({"run": run, "wire": hex::encode(&wire), "view": view})).into_response()
+    let body = Arc::new(json!({"run": run, "wire": hex::encode(&wire), "view": view}).to_string().into_bytes());
+    if let Ok(mut r) = s.rendered.lock() {
+        r.insert(run, (digest, body.clone()));
+        while r.len() > 16 {
+            r.pop_first();
+        }
+    }
+    ([("content-type", "application/json")], body.as_ref().clone()).into_response()
 }
 
 async fn divergence(State(s): State<Arc<ApiState>>) -> Response {

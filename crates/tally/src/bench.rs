@@ -64,6 +64,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Authenticated score fetches against one node on loopback: throughput, p99 latency and
+    /// the node's memory growth across distinct nonces.
+    Api {
+        /// Requests, each with a distinct nonce.
+        #[arg(long, default_value_t = 1_000_000)]
+        requests: u64,
+        /// Client threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Print `{"requests_per_s":…,"p99_ms":…,"rss_growth_mb":…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node side of `bench api` (started by it).
+    #[command(hide = true)]
+    ApiServer,
     /// Decoding and verifying signed score reports from their wire bytes.
     Verify {
         /// Reports.
@@ -149,6 +165,8 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
         BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
+        BenchCommand::Api { requests, threads, json } => crate::bench_api::bench(requests, threads, json),
+        BenchCommand::ApiServer => crate::bench_api::server(),
         BenchCommand::Aggregation {
             validators,
             miners,

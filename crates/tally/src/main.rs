@@ -9,6 +9,7 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_api;
 mod bench_net;
 mod chain_cmd;
 mod consensus_cmd;
