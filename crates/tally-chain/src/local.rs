@@ -58,6 +58,18 @@ fn decode<T: Decode>(bytes: &[u8]) -> Result<T, ChainError> {
     T::decode(&mut &bytes[..]).map_err(|e| ChainError::Storage(format!("corrupt record: {e}")))
 }
 
+/// The head block from the meta table.
+fn read_head(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<BlockInfo, ChainError> {
+    decode(
+        meta.get("head")
+            .map_err(storage)?
+            .ok_or_else(|| storage("no head"))?
+            .value(),
+    )
+}
+
 fn neuron_key(netuid: u16, uid: u16) -> [u8; 4] {
     let mut k = [0u8; 4];
     k[..2].copy_from_slice(&netuid.to_be_bytes());
@@ -140,12 +152,7 @@ impl LocalChain {
         let tx = self.db.begin_write().map_err(storage)?;
         let b = {
             let mut meta = tx.open_table(META).map_err(storage)?;
-            let head: BlockInfo = decode(
-                meta.get("head")
-                    .map_err(storage)?
-                    .ok_or_else(|| storage("no head"))?
-                    .value(),
-            )?;
+            let head: BlockInfo = read_head(&meta)?;
             let number = head.number + 1;
             let ts = timestamp_ms.max(head.timestamp_ms);
             let b = BlockInfo {
@@ -248,12 +255,7 @@ impl LocalChain {
         tx.set_durability(redb::Durability::Eventual);
         let block = {
             let meta = tx.open_table(META).map_err(storage)?;
-            let head: BlockInfo = decode(
-                meta.get("head")
-                    .map_err(storage)?
-                    .ok_or_else(|| storage("no head"))?
-                    .value(),
-            )?;
+            let head: BlockInfo = read_head(&meta)?;
             let params: SubnetParams = {
                 let t = tx.open_table(PARAMS).map_err(storage)?;
                 let v = t
@@ -404,12 +406,7 @@ impl Chain for LocalChain {
     fn head(&self) -> Result<BlockInfo, ChainError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let t = tx.open_table(META).map_err(storage)?;
-        decode(
-            t.get("head")
-                .map_err(storage)?
-                .ok_or_else(|| storage("no head"))?
-                .value(),
-        )
+        read_head(&t)
     }
 
     fn block(&self, number: u64) -> Result<Option<BlockInfo>, ChainError> {
@@ -431,12 +428,7 @@ impl Chain for LocalChain {
         self.params_in(&tx, netuid)?;
         let head: BlockInfo = {
             let t = tx.open_table(META).map_err(storage)?;
-            decode(
-                t.get("head")
-                    .map_err(storage)?
-                    .ok_or_else(|| storage("no head"))?
-                    .value(),
-            )?
+            read_head(&t)?
         };
         let t = tx.open_table(NEURONS).map_err(storage)?;
         Ok(Metagraph {

@@ -232,22 +232,43 @@ async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Respons
     };
     // the body for a given report never changes: render it once
     let digest = tally_core::sha256(&wire);
-    if let Some(body) = s.rendered.lock().ok().and_then(|r| r.get(&run).filter(|(d, _)| *d == digest).map(|(_, b)| b.clone())) {
-        return ([("content-type", "application/json")], body.as_ref().clone()).into_response();
+    if let Some(body) = s.rendered.lock().ok().and_then(|r| {
+        r.get(&run)
+            .filter(|(d, _)| *d == digest)
+            .map(|(_, b)| b.clone())
+    }) {
+        return (
+            [("content-type", "application/json")],
+            body.as_ref().clone(),
+        )
+            .into_response();
     }
     let view = ScoreReport::from_bytes(&wire).ok().map(|r| {
-        let scores: BTreeMap<String, f64> = r.body().scores.iter().map(|(k, v)| (k.to_ss58(), v.to_f64())).collect();
+        let scores: BTreeMap<String, f64> = r
+            .body()
+            .scores
+            .iter()
+            .map(|(k, v)| (k.to_ss58(), v.to_f64()))
+            .collect();
         json!({"validator": r.body().validator.to_ss58(), "family": r.body().family_id.as_str(),
                "commitment": hex::encode(r.commitment()), "scores": scores})
     });
-    let body = Arc::new(json!({"run": run, "wire": hex::encode(&wire), "view": view}).to_string().into_bytes());
+    let body = Arc::new(
+        json!({"run": run, "wire": hex::encode(&wire), "view": view})
+            .to_string()
+            .into_bytes(),
+    );
     if let Ok(mut r) = s.rendered.lock() {
         r.insert(run, (digest, body.clone()));
         while r.len() > 16 {
             r.pop_first();
         }
     }
-    ([("content-type", "application/json")], body.as_ref().clone()).into_response()
+    (
+        [("content-type", "application/json")],
+        body.as_ref().clone(),
+    )
+        .into_response()
 }
 
 async fn divergence(State(s): State<Arc<ApiState>>) -> Response {

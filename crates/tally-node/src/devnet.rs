@@ -372,6 +372,18 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         tick: Duration::from_millis((cfg.block_ms / 2).max(20)),
         http_timeout,
     };
+    // starts validator `i` (its database, API on `l`, DHT node and loop)
+    let launch = |i: usize, l: TcpListener| {
+        let db = cfg.out.join("nodes").join(format!("validator-{i}.redb"));
+        let (c, k, d, sc, url) = (
+            vcfg(i),
+            vkeys[i].clone(),
+            dhts[i].clone(),
+            scorer.clone(),
+            chain_url.clone(),
+        );
+        async move { start_node(c, k, &url, &db, l, Some(d), sc, http_timeout).await }
+    };
     let mut nodes: Vec<Option<Node>> = Vec::new();
     let mut listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
     for i in 0..n {
@@ -380,17 +392,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
             continue;
         }
         let l = listeners[i].take().ok_or("listener used twice")?;
-        let node = start_node(
-            vcfg(i),
-            vkeys[i].clone(),
-            &chain_url,
-            &cfg.out.join("nodes").join(format!("validator-{i}.redb")),
-            l,
-            Some(dhts[i].clone()),
-            scorer.clone(),
-            http_timeout,
-        )
-        .await?;
+        let node = launch(i, l).await?;
         nodes.push(Some(node));
     }
 
@@ -444,17 +446,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 let l = TcpListener::bind(addrs[i])
                     .await
                     .map_err(|e| format!("rebind {}: {e}", addrs[i]))?;
-                let node = start_node(
-                    vcfg(i),
-                    vkeys[i].clone(),
-                    &chain_url,
-                    &cfg.out.join("nodes").join(format!("validator-{i}.redb")),
-                    l,
-                    Some(dhts[i].clone()),
-                    scorer.clone(),
-                    http_timeout,
-                )
-                .await?;
+                let node = launch(i, l).await?;
                 let after = node.store.own_report(r).ok().flatten().unwrap_or_default();
                 restart_bytes = Some((before, after));
                 nodes[i] = Some(node);

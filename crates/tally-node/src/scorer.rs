@@ -38,19 +38,10 @@ impl SyntheticScorer {
                 Self::MAX_MINERS
             ));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut ladder: Vec<u32> = (0..miners.len())
+        let ladder: Vec<u32> = (0..miners.len())
             .map(|i| 100_000_000 * (i as u32 + 1))
             .collect();
-        for i in (1..ladder.len()).rev() {
-            let j = rng.gen_range(0..=i);
-            ladder.swap(i, j);
-        }
-        Ok(SyntheticScorer {
-            seed,
-            quality: miners.iter().copied().zip(ladder).collect(),
-            noise_units: (noise.clamp(0.0, 1.0) * 1e9) as u32,
-        })
+        Ok(Self::with_ladder(seed, miners, ladder, noise))
     }
 
     /// Qualities evenly spaced over [0.1, 0.9] for any number of miners (up to 4,096): for
@@ -59,20 +50,25 @@ impl SyntheticScorer {
         if miners.is_empty() || miners.len() > 4_096 {
             return Err("the dense synthetic scorer takes 1 to 4,096 miners".into());
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = miners.len() as u64;
-        let mut ladder: Vec<u32> = (0..n)
+        let ladder: Vec<u32> = (0..n)
             .map(|i| (100_000_000 + 800_000_000 * i / n.max(2).saturating_sub(1).max(1)) as u32)
             .collect();
+        Ok(Self::with_ladder(seed, miners, ladder, noise))
+    }
+
+    /// Assigns the qualities of `ladder`, shuffled by `seed`, to `miners`.
+    fn with_ladder(seed: u64, miners: &[Hotkey], mut ladder: Vec<u32>, noise: f64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for i in (1..ladder.len()).rev() {
             let j = rng.gen_range(0..=i);
             ladder.swap(i, j);
         }
-        Ok(SyntheticScorer {
+        SyntheticScorer {
             seed,
             quality: miners.iter().copied().zip(ladder).collect(),
             noise_units: (noise.clamp(0.0, 1.0) * 1e9) as u32,
-        })
+        }
     }
 
     /// The hidden quality of `miner`.

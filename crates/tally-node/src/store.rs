@@ -16,7 +16,7 @@ use thiserror::Error;
 const OWN: TableDefinition<u64, &[u8]> = TableDefinition::new("own_reports");
 const SCORES: TableDefinition<u64, &[u8]> = TableDefinition::new("scores");
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_reports");
-const REJECTED: TableDefinition<&[u8], &str> = TableDefinition::new("rejected_reports");
+const REJECTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rejected_reports");
 const EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("evidence");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("commit_snapshots");
 const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
@@ -201,15 +201,19 @@ impl NodeStore {
         let tx = self.db.begin_write().map_err(db)?;
         tx.open_table(REJECTED)
             .map_err(db)?
-            .insert(&run_key(run, validator)[..], reason)
+            .insert(&run_key(run, validator)[..], reason.as_bytes())
             .map_err(db)?;
         tx.commit().map_err(db)
     }
 
-    /// Accepted peer reports of `run`.
-    pub fn peer_reports(&self, run: u64) -> Result<Vec<(Hotkey, Vec<u8>)>, StoreError> {
+    /// Entries of a `(run, hotkey)`-keyed table for `run`, in hotkey order.
+    fn by_run(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        run: u64,
+    ) -> Result<Vec<(Hotkey, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(PEERS).map_err(db)?;
+        let t = tx.open_table(table).map_err(db)?;
         let (lo, hi) = (
             run_key(run, &Hotkey([0; 32])),
             run_key(run, &Hotkey([0xff; 32])),
@@ -224,22 +228,18 @@ impl NodeStore {
         Ok(out)
     }
 
+    /// Accepted peer reports of `run`.
+    pub fn peer_reports(&self, run: u64) -> Result<Vec<(Hotkey, Vec<u8>)>, StoreError> {
+        self.by_run(PEERS, run)
+    }
+
     /// Rejected reports of `run` with reasons.
     pub fn rejected(&self, run: u64) -> Result<Vec<(Hotkey, String)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(REJECTED).map_err(db)?;
-        let (lo, hi) = (
-            run_key(run, &Hotkey([0; 32])),
-            run_key(run, &Hotkey([0xff; 32])),
-        );
-        let mut out = Vec::new();
-        for e in t.range(&lo[..]..=&hi[..]).map_err(db)? {
-            let (k, v) = e.map_err(db)?;
-            let mut h = [0u8; 32];
-            h.copy_from_slice(&k.value()[8..40]);
-            out.push((Hotkey(h), v.value().to_string()));
-        }
-        Ok(out)
+        Ok(self
+            .by_run(REJECTED, run)?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 
     /// Stores an evidence item under its hash; returns the hash.

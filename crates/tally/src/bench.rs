@@ -165,7 +165,11 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
         BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
-        BenchCommand::Api { requests, threads, json } => crate::bench_api::bench(requests, threads, json),
+        BenchCommand::Api {
+            requests,
+            threads,
+            json,
+        } => crate::bench_api::bench(requests, threads, json),
         BenchCommand::ApiServer => crate::bench_api::server(),
         BenchCommand::Aggregation {
             validators,
