@@ -94,6 +94,9 @@ impl Metrics {
     }
 }
 
+/// A rendered score response and the digest of the report it shows.
+type Rendered = (tally_core::Hash32, Arc<Vec<u8>>);
+
 /// Shared state of the API.
 pub struct ApiState {
     /// The node's database.
@@ -112,7 +115,7 @@ pub struct ApiState {
     /// Counters.
     pub metrics: Metrics,
     /// Rendered score responses by run, with the digest of the report they show (at most 16).
-    rendered: Mutex<BTreeMap<u64, (tally_core::Hash32, Arc<Vec<u8>>)>>,
+    rendered: Mutex<BTreeMap<u64, Rendered>>,
     /// Unix milliseconds now.
     pub now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
 }

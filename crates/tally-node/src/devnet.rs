@@ -386,12 +386,12 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     };
     let mut nodes: Vec<Option<Node>> = Vec::new();
     let mut listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
-    for i in 0..n {
+    for (i, slot) in listeners.iter_mut().enumerate() {
         if i < cfg.offline && cfg.offline_after.is_none() {
             nodes.push(None);
             continue;
         }
-        let l = listeners[i].take().ok_or("listener used twice")?;
+        let l = slot.take().ok_or("listener used twice")?;
         let node = launch(i, l).await?;
         nodes.push(Some(node));
     }
