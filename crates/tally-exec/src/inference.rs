@@ -82,16 +82,35 @@ impl Mlp {
         for (li, l) in self.layers.iter().enumerate() {
             let mut y = vec![0f32; l.output];
             for (o, out) in y.iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for i in 0..l.input {
-                    acc += l.w[o * l.input + i] * cur.get(i).copied().unwrap_or(0.0);
-                }
+                let row = &l.w[o * l.input..(o + 1) * l.input];
+                let acc = dot(row, &cur);
                 let v = acc + l.b[o];
                 *out = if li + 1 < n { v.max(0.0) } else { v };
             }
             cur = y;
         }
         cur
+    }
+}
+
+/// The dot product in the reference's order: four lanes (element `i` into lane `i % 4`, then
+/// `(l0 + l1) + (l2 + l3)`) when the width is divisible by four, else one running sum.
+pub fn dot(w: &[f32], x: &[f32]) -> f32 {
+    let x = |i: usize| x.get(i).copied().unwrap_or(0.0);
+    if w.len().is_multiple_of(4) {
+        let mut l = [0f32; 4];
+        for (c, chunk) in w.chunks_exact(4).enumerate() {
+            for u in 0..4 {
+                l[u] += chunk[u] * x(4 * c + u);
+            }
+        }
+        (l[0] + l[1]) + (l[2] + l[3])
+    } else {
+        let mut acc = 0f32;
+        for (i, wi) in w.iter().enumerate() {
+            acc += wi * x(i);
+        }
+        acc
     }
 }
 

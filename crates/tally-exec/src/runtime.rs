@@ -81,6 +81,9 @@ impl Default for Limits {
     }
 }
 
+/// A compiled submission.
+pub type WasmModule = Module;
+
 /// A tool call a submission made through a host function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolCall {

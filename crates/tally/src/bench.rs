@@ -77,6 +77,12 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sandbox evaluation overhead and the wasm MLP against native Rust.
+    Exec {
+        /// Print `{"overhead_ms":…,"wasm_ms":…,"native_ms":…,"ratio":…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// The node side of `bench api` (started by it).
     #[command(hide = true)]
     ApiServer,
@@ -171,6 +177,7 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
             json,
         } => crate::bench_api::bench(requests, threads, json),
         BenchCommand::ApiServer => crate::bench_api::server(),
+        BenchCommand::Exec { json } => crate::bench_net::exec(json),
         BenchCommand::Aggregation {
             validators,
             miners,

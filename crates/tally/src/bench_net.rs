@@ -295,3 +295,98 @@ pub fn aggregation(
     }
     Ok(0)
 }
+
+/// `tally bench exec`: evaluation overhead per submission (instantiate + one task, compile
+/// excluded, module cached) and the faithful wasm MLP against the same MLP in native Rust.
+pub fn exec(json_out: bool) -> Result<u8, Failure> {
+    use tally_exec::builder::{build, build_repeated, Variant};
+    use tally_exec::inference::{Inference, Mlp};
+    use tally_exec::runtime::{Limits, WasmRuntime};
+    use tally_exec::Family;
+    let rt = WasmRuntime::new().map_err(|e| anyhow!("{e}"))?;
+    let fam = Inference::new(Inference::default_mlp(7), &rt, Limits::default())
+        .map_err(|e| anyhow!("{e}"))?;
+    let bytes = build(fam.mlp(), Variant::Faithful);
+    let _ = rt.load(&bytes, fam.imports()).map_err(|e| anyhow!("{e}"))?; // compile once
+    let task = fam.tasks(&[1; 32], 1).remove(0);
+    let overhead = |n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            // the cached module, a fresh instance, one task
+            if let Ok(m) = rt.load(&bytes, fam.imports()) {
+                std::hint::black_box(rt.run(
+                    &m,
+                    &task.input,
+                    fam.limits(),
+                    "task-eval=0;deployment=bench",
+                ));
+            }
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    overhead(50);
+    let over = median((0..21).map(|_| overhead(100)).collect());
+
+    // a larger model for the compute comparison: 256 -> 256 -> 64
+    let big = Mlp::from_seed(11, &[256, 256, 64]);
+    // compute only: one call that runs the forward pass REPS times, minus one that runs it once
+    const REPS: u32 = 21;
+    let module = rt
+        .load(&build(&big, Variant::Faithful), &[])
+        .map_err(|e| anyhow!("{e}"))?;
+    let module_rep = rt
+        .load(&build_repeated(&big, Variant::Faithful, REPS), &[])
+        .map_err(|e| anyhow!("{e}"))?;
+    let x: Vec<f32> = (0..256)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let input: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let limits = Limits {
+        fuel: 1_000_000_000,
+        ..Limits::default()
+    };
+    let time_of = |m: &tally_exec::runtime::WasmModule, n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(rt.run(m, &input, &limits, "bench"));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let wasm_time = |n: usize| (time_of(&module_rep, n) - time_of(&module, n)) / (REPS - 1) as f64;
+    let native_time = |n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(big.forward(std::hint::black_box(&x)));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    // the same output, bit for bit
+    let r = rt.run(&module, &input, &limits, "bench");
+    let want: Vec<u8> = big
+        .forward(&x)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    if r.output.as_deref() != Ok(&want[..]) {
+        return Err(anyhow!("the wasm MLP does not reproduce the native output").into());
+    }
+    wasm_time(20);
+    native_time(20);
+    let w = median((0..21).map(|_| wasm_time(50)).collect());
+    let n = median((0..21).map(|_| native_time(50)).collect());
+    eprintln!(
+        "evaluation overhead (cached module, instantiate + one 64-64-16 task): median {:.3} ms; \
+         256-256-64 MLP forward pass: wasm {:.3} ms vs native {:.3} ms (ratio {:.2})",
+        over / 1e6,
+        w / 1e6,
+        n / 1e6,
+        w / n
+    );
+    if json_out {
+        println!(
+            "{}",
+            json!({"overhead_ms": (over / 1e3).round() / 1e3, "wasm_ms": (w / 1e3).round() / 1e3, "native_ms": (n / 1e3).round() / 1e3, "ratio": ((w / n) * 100.0).round() / 100.0})
+        );
+    }
+    Ok(0)
+}

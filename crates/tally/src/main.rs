@@ -14,6 +14,7 @@ mod bench_net;
 mod chain_cmd;
 mod consensus_cmd;
 mod devnet_cmd;
+mod exec_cmd;
 mod key_cmd;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,12 @@ enum Command {
     Devnet(devnet_cmd::DevnetArgs),
     /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
     Audit(audit_cmd::AuditArgs),
+    /// Build miner submissions.
+    #[command(subcommand)]
+    Miner(exec_cmd::MinerCommand),
+    /// Evaluate submissions in the sandbox exactly as a validator would.
+    #[command(subcommand)]
+    Exec(exec_cmd::ExecCommand),
     /// The embedded local chain: serve it over HTTP.
     #[command(subcommand)]
     Chain(chain_cmd::ChainCommand),
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Command::Devnet(a) => devnet_cmd::run_cmd(a),
         Command::Audit(a) => audit_cmd::run(a),
         Command::Chain(c) => chain_cmd::run(c),
+        Command::Miner(c) => exec_cmd::miner(c),
+        Command::Exec(c) => exec_cmd::exec(c),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),
         Command::Bench(b) => bench::run(b),

@@ -277,3 +277,76 @@ fn bench_json_last_line() {
     let bad = tally(&["bench", "consensus", "--validators", "0"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn miner_build_and_exec_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scores = std::collections::BTreeMap::new();
+    for v in ["faithful", "quantized", "noisy", "lazy", "slow"] {
+        let p = dir.path().join(format!("{v}.wasm"));
+        let o = tally(&[
+            "miner",
+            "build",
+            "--variant",
+            v,
+            "--out",
+            p.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = tally(&["exec", "run", "--archive", p.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v2: serde_json::Value =
+            serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+        assert!(v2["error"].is_null());
+        assert!(v2["fuel"].as_u64().unwrap() > 0);
+        scores.insert(v, v2["score"].as_f64().unwrap());
+    }
+    assert!(scores["faithful"] > scores["noisy"] && scores["quantized"] > scores["noisy"]);
+    assert!(scores["faithful"] > scores["lazy"] && scores["quantized"] > scores["lazy"]);
+    assert!(scores["slow"] < scores["faithful"]);
+    assert_eq!(scores["lazy"], 0.0);
+    // a broken submission still exits 0, with its error
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let o = tally(&["exec", "run", "--archive", junk.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(v["score"], 0.0);
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid wasm module"));
+    // unusable arguments
+    assert_eq!(
+        tally(&["exec", "run", "--archive", "/nonexistent.wasm"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        tally(&[
+            "exec",
+            "run",
+            "--archive",
+            junk.to_str().unwrap(),
+            "--family",
+            "nope"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        tally(&[
+            "miner",
+            "build",
+            "--variant",
+            "clever",
+            "--out",
+            "/tmp/x.wasm"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}
