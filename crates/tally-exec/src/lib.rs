@@ -8,6 +8,9 @@
 //!   computes itself, and a score from an answer and its measurements.
 //! * [`inference`]: the built-in `inference` family (a reference MLP run faithfully and
 //!   efficiently).
+//! * [`archive`]: the content-addressed, size-bounded archive cache that refuses bytes not
+//!   hashing to the roster's pin.
+//! * [`safetensors`]: loading the reference MLP from a safetensors file.
 //! * [`builder`]: the miner builder that emits submissions with `wasm-encoder`.
 //!
 //! # The ABI
@@ -20,10 +23,12 @@
 //! validator's ledger under the job id `task-eval={task_id};deployment={id}` and returns 0.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod builder;
 pub mod family;
 pub mod inference;
 pub mod runtime;
+pub mod safetensors;
 
 pub use family::{Family, Measured, Task};
 pub use runtime::{Failure, Limits, WasmRuntime};
