@@ -17,4 +17,5 @@ pub mod owner;
 pub mod peer;
 pub mod scorer;
 pub mod store;
+pub mod submissions;
 pub mod validator;
