@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod devnet;
+pub mod exec_scorer;
 pub mod owner;
 pub mod peer;
 pub mod scorer;

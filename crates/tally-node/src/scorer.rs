@@ -12,9 +12,15 @@ use tally_core::{sha256, Hotkey, Score};
 
 /// Measures miners for one run.
 pub trait Scorer: Send + Sync {
-    /// Scores `miners` for `run` as seen by `validator`; miners it could not measure are left
-    /// out.
-    fn score(&self, run: u64, validator: &Hotkey, miners: &[Hotkey]) -> Vec<(Hotkey, Score)>;
+    /// Scores `miners` for `run` (whose challenge seed is `seed`) as seen by `validator`;
+    /// miners it could not measure are left out.
+    fn score(
+        &self,
+        run: u64,
+        seed: &tally_core::Hash32,
+        validator: &Hotkey,
+        miners: &[Hotkey],
+    ) -> Vec<(Hotkey, Score)>;
 }
 
 /// Hidden qualities plus bounded per-validator noise.
@@ -88,7 +94,13 @@ impl SyntheticScorer {
 }
 
 impl Scorer for SyntheticScorer {
-    fn score(&self, run: u64, validator: &Hotkey, miners: &[Hotkey]) -> Vec<(Hotkey, Score)> {
+    fn score(
+        &self,
+        run: u64,
+        _seed: &tally_core::Hash32,
+        validator: &Hotkey,
+        miners: &[Hotkey],
+    ) -> Vec<(Hotkey, Score)> {
         miners
             .iter()
             .filter_map(|m| {
@@ -122,12 +134,12 @@ mod tests {
         q.sort_unstable();
         assert!(q.windows(2).all(|w| w[1] - w[0] >= 99_999_999), "{q:?}");
         let v = Hotkey([42; 32]);
-        let a = s.score(3, &v, &miners);
-        assert_eq!(a, s.score(3, &v, &miners));
+        let a = s.score(3, &[0; 32], &v, &miners);
+        assert_eq!(a, s.score(3, &[0; 32], &v, &miners));
         for (m, x) in &a {
             let t = s.quality(m).unwrap().units() as i64;
             assert!((x.units() as i64 - t).abs() <= 20_000_000);
         }
-        assert_ne!(a, s.score(4, &v, &miners));
+        assert_ne!(a, s.score(4, &[0; 32], &v, &miners));
     }
 }

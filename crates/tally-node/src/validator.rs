@@ -302,6 +302,7 @@ struct Tick {
     clock: EpochClock,
     windows: PhaseWindows,
     progress_ppb: u32,
+    seeds: Vec<(u64, Hash32)>,
 }
 
 impl Validator {
@@ -444,6 +445,7 @@ impl Validator {
             clock,
             windows,
             progress_ppb,
+            seeds,
         };
 
         // run `epoch`: score, then commit in the commit window
@@ -505,7 +507,16 @@ impl Validator {
 
     async fn score(&self, t: &Tick, run: u64) -> Result<(), NodeError> {
         let miners = Self::miners(&t.mg, t.params.burn_uid);
-        let mut scores = self.scorer.score(run, &self.key.hotkey(), &miners);
+        // the run's challenge seed: from the hash of its first block, so no one picks the tasks
+        let seed = t
+            .seeds
+            .iter()
+            .find(|(e, _)| *e == run)
+            .map(|x| x.1)
+            .ok_or_else(|| NodeError::Other(format!("no challenge seed for run {run} yet")))?;
+        // scoring may run submissions: keep it off the async workers
+        let (scorer, me, ms) = (self.scorer.clone(), self.key.hotkey(), miners.clone());
+        let mut scores = blocking(move || scorer.score(run, &seed, &me, &ms)).await?;
         if self.cfg.byzantine == Some(Byzantine::Inflate) {
             // boost the miner it measured lowest
             if let Some(low) = scores.iter_mut().min_by_key(|s| s.1) {

@@ -1,0 +1,127 @@
+//! [`ExecScorer`]: the validator measures miners first-hand by running their submissions.
+//!
+//! For each run it fetches the owner's roster, checks it is signed by the pinned owner hotkey
+//! for this netuid, run and family (refusing it otherwise), fetches each listed archive through
+//! the bounded cache that refuses bytes not hashing to the roster's pin, runs the family's tasks
+//! (derived from the run's challenge seed) in the fuel-metered sandbox, and scores each miner by
+//! its mean task score against the validator's own reference. A miner with no usable submission
+//! scores 0.
+
+use crate::peer::PeerClient;
+use crate::scorer::Scorer;
+use std::sync::Arc;
+use tally_core::hash::Hash32;
+use tally_core::{FamilyId, Hotkey, RosterBody, Score, Signed};
+use tally_exec::archive::ArchiveCache;
+use tally_exec::runtime::WasmRuntime;
+use tally_exec::Family;
+use tracing::warn;
+
+/// Scores miners by executing their submissions.
+pub struct ExecScorer {
+    /// The owner's endpoint (`host:port`).
+    pub owner_addr: String,
+    /// The pinned owner hotkey.
+    pub owner: Hotkey,
+    /// The subnet.
+    pub netuid: u16,
+    /// The family id in rosters.
+    pub family_id: FamilyId,
+    /// The sandbox.
+    pub runtime: Arc<WasmRuntime>,
+    /// The family.
+    pub family: Arc<dyn Family>,
+    /// Verified archives.
+    pub cache: ArchiveCache,
+    /// Signed HTTP client.
+    pub peers: PeerClient,
+    /// Tasks per run.
+    pub tasks: usize,
+}
+
+impl ExecScorer {
+    fn roster(&self, run: u64) -> Result<Signed<RosterBody>, String> {
+        let (status, body) = self
+            .peers
+            .get(&self.owner_addr, &format!("/v1/runs/{run}/roster"))?;
+        if status != 200 {
+            return Err(format!("owner answered HTTP {status} for the roster"));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let wire = hex::decode(v["wire"].as_str().ok_or("no wire")?).map_err(|e| e.to_string())?;
+        let r = Signed::<RosterBody>::from_bytes(&wire).map_err(|e| e.to_string())?;
+        r.verify_for(&self.owner, self.netuid, run, &self.family_id)
+            .map_err(|e| format!("roster refused: {e}"))?;
+        Ok(r)
+    }
+
+    fn miner_score(&self, roster: &Signed<RosterBody>, miner: &Hotkey, seed: &Hash32) -> Score {
+        let Some(m) = roster.member(miner) else {
+            return Score::ZERO;
+        };
+        let id = String::from_utf8_lossy(&m.submission_id).into_owned();
+        let fetch = || {
+            let (status, body) = self
+                .peers
+                .get(&self.owner_addr, &format!("/v1/submissions/{id}/archive"))?;
+            if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("HTTP {status}"))
+            }
+        };
+        let archive = match self.cache.get_or_fetch(&m.archive_sha256, fetch) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(miner = %miner, "archive refused: {e}");
+                return Score::ZERO;
+            }
+        };
+        let module = match self.runtime.load(&archive, self.family.imports()) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(miner = %miner, "submission does not load: {e}");
+                return Score::ZERO;
+            }
+        };
+        let tasks = self.family.tasks(seed, self.tasks.max(1));
+        let limits = tally_exec::runtime::Limits::default();
+        let mut total = 0u64;
+        for t in &tasks {
+            let r = self.runtime.run(
+                &module,
+                &t.input,
+                &limits,
+                &format!("task-eval={};deployment={id}", t.id),
+            );
+            total += self
+                .family
+                .score(t, &self.family.reference(t), &r)
+                .score
+                .units() as u64;
+        }
+        Score::saturating_from_units(total / tasks.len() as u64)
+    }
+}
+
+impl Scorer for ExecScorer {
+    fn score(
+        &self,
+        run: u64,
+        seed: &Hash32,
+        _validator: &Hotkey,
+        miners: &[Hotkey],
+    ) -> Vec<(Hotkey, Score)> {
+        let roster = match self.roster(run) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(run, "no usable roster: {e}");
+                return Vec::new();
+            }
+        };
+        miners
+            .iter()
+            .map(|m| (*m, self.miner_score(&roster, m, seed)))
+            .collect()
+    }
+}
