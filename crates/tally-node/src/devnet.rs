@@ -7,9 +7,12 @@
 //! with noise of at most 0.02.
 
 use crate::api::{self, ApiState};
+use crate::exec_scorer::ExecScorer;
 use crate::owner;
+use crate::peer::PeerClient;
 use crate::scorer::{Scorer, SyntheticScorer};
 use crate::store::NodeStore;
+use crate::submissions::{self, upload, Registry};
 use crate::validator::{Byzantine, Validator, ValidatorConfig};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -20,6 +23,11 @@ use std::time::{Duration, Instant};
 use tally_chain::{Chain, Genesis, HttpChain, LocalChain, NeuronInfo, SubnetParams};
 use tally_consensus::{Params, WeightMode};
 use tally_core::{sha256, FamilyId, Hotkey, Keypair, Score};
+use tally_exec::archive::ArchiveCache;
+use tally_exec::builder::{build, Variant};
+use tally_exec::inference::Inference;
+use tally_exec::runtime::{Limits, WasmRuntime};
+use tally_exec::Family;
 use tally_net::{system_clock, Dht, DhtConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -58,7 +66,19 @@ pub struct DevnetConfig {
     pub restart: Option<(usize, u64)>,
     /// Evenly spaced qualities for any number of miners (benchmarks), instead of 0.1 apart.
     pub dense: bool,
+    /// Score with the synthetic scorer (hidden qualities plus noise) instead of running the
+    /// miners' submissions.
+    pub synthetic: bool,
 }
+
+/// The submission variants real-execution miners cycle through.
+pub const MINER_VARIANTS: [Variant; 5] = [
+    Variant::Faithful,
+    Variant::Quantized,
+    Variant::Noisy,
+    Variant::Slow,
+    Variant::Lazy,
+];
 
 /// One run's result, as honest validators decided it.
 #[derive(Clone, Debug, PartialEq)]
@@ -309,26 +329,106 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         let _ = tally_chain::server::serve(shared, chain_listener).await;
     });
 
-    // the owner knows the true qualities and picks the best miner
+    // the miners and what the owner knows of them
     let miners: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
-    let scorer = Arc::new(if cfg.dense {
-        SyntheticScorer::dense(cfg.seed, &miners, 0.02)?
+    let family_name = if cfg.synthetic {
+        "synthetic"
     } else {
-        SyntheticScorer::new(cfg.seed, &miners, 0.02)?
-    });
-    let qualities = scorer.qualities();
+        "inference"
+    };
+    let family = FamilyId::new(family_name).map_err(|e| e.to_string())?;
+    let registry = Arc::new(Registry::new(owner_key.clone(), NETUID, family.clone()));
+    let mlp = Inference::default_mlp(cfg.seed);
+    let synthetic = if cfg.synthetic {
+        Some(Arc::new(if cfg.dense {
+            SyntheticScorer::dense(cfg.seed, &miners, 0.02)?
+        } else {
+            SyntheticScorer::new(cfg.seed, &miners, 0.02)?
+        }))
+    } else {
+        None
+    };
+    let qualities: Vec<(Hotkey, Score)> = match &synthetic {
+        Some(s) => s.qualities(),
+        None => {
+            // each miner submits a built variant; its quality is what the family scores it
+            let rt = WasmRuntime::new().map_err(|e| e.to_string())?;
+            let fam =
+                Inference::new(mlp.clone(), &rt, Limits::default()).map_err(|e| e.to_string())?;
+            let probe = fam.tasks(&[0; 32], 3);
+            let mut q = Vec::new();
+            for (i, k) in mkeys.iter().enumerate() {
+                let bytes = build(&mlp, MINER_VARIANTS[i % MINER_VARIANTS.len()]);
+                if let Ok(mut m) = registry.miners.write() {
+                    m.insert(k.hotkey());
+                }
+                let up = upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?;
+                registry.accept(&up).map_err(|(_, e)| e)?;
+                let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
+                let total: u64 = probe
+                    .iter()
+                    .map(|t| {
+                        fam.score(
+                            t,
+                            &fam.reference(t),
+                            &rt.run(&module, &t.input, fam.limits(), "owner"),
+                        )
+                        .score
+                        .units() as u64
+                    })
+                    .sum();
+                q.push((
+                    k.hotkey(),
+                    Score::saturating_from_units(total / probe.len() as u64),
+                ));
+            }
+            q
+        }
+    };
+    // the best miner (ties to the first listed)
     let best = qualities
         .iter()
-        .max_by_key(|q| q.1)
+        .fold(None::<&(Hotkey, Score)>, |b, q| {
+            if b.is_none_or(|b| q.1 > b.1) {
+                Some(q)
+            } else {
+                b
+            }
+        })
         .map(|q| q.0)
         .ok_or("no miners")?;
     let pick: owner::Pick = {
         let q = qualities.clone();
         Arc::new(move |_run| Some((best, q.clone())))
     };
+    let owner_routes = owner::router(pick).merge(submissions::router(registry.clone()));
     let owner_task = tokio::spawn(async move {
-        let _ = axum::serve(owner_listener, owner::router(pick)).await;
+        let _ = axum::serve(owner_listener, owner_routes).await;
     });
+    let mut scorers: Vec<Arc<dyn Scorer>> = Vec::new();
+    for k in &vkeys {
+        match &synthetic {
+            Some(s) => scorers.push(s.clone()),
+            None => {
+                let rt = Arc::new(WasmRuntime::new().map_err(|e| e.to_string())?);
+                let fam = Arc::new(
+                    Inference::new(mlp.clone(), &rt, Limits::default())
+                        .map_err(|e| e.to_string())?,
+                );
+                scorers.push(Arc::new(ExecScorer {
+                    owner_addr: owner_addr.to_string(),
+                    owner: owner_key.hotkey(),
+                    netuid: NETUID,
+                    family_id: family.clone(),
+                    runtime: rt,
+                    family: fam,
+                    cache: ArchiveCache::new(64 << 20, 8 << 20),
+                    peers: PeerClient::new(k.clone(), Duration::from_secs(2), system_clock()),
+                    tasks: 3,
+                }));
+            }
+        }
+    }
 
     // DHT nodes, fully dialled
     let tmp_view = {
@@ -360,7 +460,6 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     }
 
     let http_timeout = Duration::from_millis((cfg.block_ms * 3).clamp(500, 5_000));
-    let family = FamilyId::new("synthetic").map_err(|e| e.to_string())?;
     let vcfg = |i: usize| ValidatorConfig {
         netuid: NETUID,
         family: family.clone(),
@@ -379,7 +478,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
             vcfg(i),
             vkeys[i].clone(),
             dhts[i].clone(),
-            scorer.clone(),
+            scorers[i].clone(),
             chain_url.clone(),
         );
         async move { start_node(c, k, &url, &db, l, Some(d), sc, http_timeout).await }

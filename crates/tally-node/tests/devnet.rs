@@ -32,6 +32,7 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         progress: false,
         restart: None,
         dense: false,
+        synthetic: true,
     }
 }
 
@@ -195,4 +196,23 @@ async fn shadow_mode_sets_the_owner_pick_and_tracks_divergence() {
     );
     assert!(t.entries().iter().all(|e| e.top1_agree));
     assert!(t.summary().mean_spearman.unwrap() > 0.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_execution_ranks_the_faithful_miner_first() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, 4, vec![]);
+    c.synthetic = false;
+    c.miners = 5; // faithful, quantized, noisy, slow, lazy
+    let r = run(c).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    let faithful = r.miners[0].0.to_ss58();
+    let lazy = r.miners[4].0.to_ss58();
+    for run in &r.runs {
+        assert!(run.quorum_met && run.excluded.is_empty(), "{run:?}");
+        assert_eq!(run.winner.as_deref(), Some(faithful.as_str()));
+        assert_eq!(run.consensus[&faithful], 1.0);
+        assert_eq!(run.consensus[&lazy], 0.0);
+    }
 }

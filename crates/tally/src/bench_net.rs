@@ -268,6 +268,7 @@ pub fn aggregation(
         progress: true,
         restart: None,
         dense: true,
+        synthetic: true,
     };
     eprintln!(
         "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"

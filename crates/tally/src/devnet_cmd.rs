@@ -10,9 +10,13 @@ use tally_node::validator::Byzantine;
 
 #[derive(Args)]
 #[command(after_help = "\
-Runs an embedded chain (served over HTTP), an owner endpoint and N validators on 127.0.0.1,
-each validator with its own DHT node, HTTP API, database and hotkey. Miners have hidden
-qualities 0.1 apart; honest validators observe them with noise of at most 0.02.
+Runs an embedded chain (served over HTTP), an owner (registry of submissions, signed rosters,
+archives, its weight pick) and N validators on 127.0.0.1, each validator with its own DHT node,
+HTTP API, database and hotkey. By default miners upload wasm submissions (faithful, quantized,
+noisy, slow, lazy) and every validator fetches the owner-signed roster, checks each archive's
+SHA-256 and runs it in the fuel-metered sandbox on tasks from the run's challenge seed. With
+--synthetic, miners instead have hidden qualities 0.1 apart that validators observe with noise
+of at most 0.02.
 
 --out DIR receives summary.json, chain.redb (the chain's file), evidence/ (every accepted signed
 report and every equivocation proof, a file each) and nodes/ (each validator's database).
@@ -24,9 +28,14 @@ pub struct DevnetArgs {
     /// Validators, byzantine ones included.
     #[arg(long, default_value_t = 5)]
     validators: usize,
-    /// Miners (1 to 9).
-    #[arg(long, default_value_t = 6)]
+    /// Miners: 1 to 64 (1 to 9 with --synthetic). They submit wasm builds cycling through
+    /// faithful, quantized, noisy, slow and lazy.
+    #[arg(long, default_value_t = 5)]
     miners: usize,
+    /// Score with the synthetic scorer (hidden qualities 0.1 apart, noise up to 0.02) instead
+    /// of executing the miners' submissions.
+    #[arg(long)]
+    synthetic: bool,
     /// Runs to complete.
     #[arg(long, default_value_t = 4)]
     epochs: u64,
@@ -83,6 +92,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         progress: true,
         restart: None,
         dense: false,
+        synthetic: a.synthetic,
     };
     eprintln!(
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
@@ -113,7 +123,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             b.map(|b| b.name()).unwrap_or("honest")
         );
     }
-    println!("miners (hidden true quality):");
+    println!("miners (true quality: the owner's own measurement, or the hidden synthetic value):");
     for (k, q) in &report.miners {
         println!(
             "  {}  {:.3}{}",
