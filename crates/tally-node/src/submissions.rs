@@ -227,6 +227,18 @@ impl Registry {
         Ok(wire)
     }
 
+    /// The latest submission of every miner: `(miner, submission id, archive)`.
+    pub fn latest(&self) -> Vec<(Hotkey, String, Arc<Vec<u8>>)> {
+        self.latest
+            .lock()
+            .map(|l| {
+                l.values()
+                    .map(|e| (e.body.miner, e.id.clone(), e.archive.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// An archive by submission id.
     pub fn archive(&self, id: &str) -> Option<Arc<Vec<u8>>> {
         self.latest

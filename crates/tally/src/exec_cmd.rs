@@ -25,6 +25,30 @@ pub enum MinerCommand {
         #[arg(long, default_value_t = 7)]
         model_seed: u64,
     },
+    /// Sign a submission with the miner's hotkey and upload it to the owner.
+    Submit(SubmitArgs),
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// The owner's address (host:port).
+    #[arg(long)]
+    owner: String,
+    /// The submission (.wasm).
+    #[arg(long)]
+    archive: PathBuf,
+    /// The miner's hotkey seed (hex); or use --key.
+    #[arg(long)]
+    seed: Option<String>,
+    /// The miner's hotkey file.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The subnet.
+    #[arg(long, default_value_t = 1)]
+    netuid: u16,
+    /// The family.
+    #[arg(long, default_value = "inference")]
+    family: String,
 }
 
 #[derive(Subcommand)]
@@ -57,12 +81,64 @@ pub struct RunArgs {
     json: bool,
 }
 
+fn submit(a: SubmitArgs) -> Result<u8, Failure> {
+    let key = match (&a.key, &a.seed) {
+        (Some(p), None) => tally_core::Keypair::from_keyfile_json(
+            &std::fs::read(p)
+                .with_context(|| format!("--key {}", p.display()))
+                .map_err(Failure::input)?,
+        )
+        .map_err(Failure::input)?,
+        (None, Some(s)) => tally_core::Keypair::from_seed_hex(s).map_err(Failure::input)?,
+        _ => {
+            return Err(Failure::input(anyhow!(
+                "give exactly one of --key and --seed"
+            )))
+        }
+    };
+    let archive = std::fs::read(&a.archive)
+        .with_context(|| format!("cannot read {}", a.archive.display()))
+        .map_err(Failure::input)?;
+    let family = tally_core::FamilyId::new(&a.family).map_err(Failure::input)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let body = tally_node::submissions::upload(&key, a.netuid, &family, &archive, now)
+        .map_err(Failure::input)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!(
+        "http://{}/v1/submissions",
+        a.owner.trim_start_matches("http://")
+    );
+    let mut r = agent
+        .post(&url)
+        .header("content-type", "application/octet-stream")
+        .send(&body[..])
+        .map_err(|e| anyhow!("{url}: {e}"))?;
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    if status == 201 {
+        println!("{text}");
+        Ok(0)
+    } else {
+        Err(anyhow!("the owner refused the submission (HTTP {status}): {text}").into())
+    }
+}
+
 pub fn miner(c: MinerCommand) -> Result<u8, Failure> {
-    let MinerCommand::Build {
-        variant,
-        out,
-        model_seed,
-    } = c;
+    let (variant, out, model_seed) = match c {
+        MinerCommand::Build {
+            variant,
+            out,
+            model_seed,
+        } => (variant, out, model_seed),
+        MinerCommand::Submit(a) => return submit(a),
+    };
     let bytes = build(&Inference::default_mlp(model_seed), variant);
     std::fs::write(&out, &bytes)
         .with_context(|| format!("cannot write {}", out.display()))

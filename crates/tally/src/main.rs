@@ -16,6 +16,7 @@ mod consensus_cmd;
 mod devnet_cmd;
 mod exec_cmd;
 mod key_cmd;
+mod owner_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Devnet(devnet_cmd::DevnetArgs),
     /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
     Audit(audit_cmd::AuditArgs),
+    /// Run the owner service: submissions in, signed rosters, archives and its pick out.
+    Owner(owner_cmd::OwnerArgs),
     /// Build miner submissions.
     #[command(subcommand)]
     Miner(exec_cmd::MinerCommand),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => audit_cmd::run(a),
         Command::Chain(c) => chain_cmd::run(c),
         Command::Miner(c) => exec_cmd::miner(c),
+        Command::Owner(a) => owner_cmd::run(a),
         Command::Exec(c) => exec_cmd::exec(c),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),

@@ -350,3 +350,102 @@ fn miner_build_and_exec_run() {
         Some(2)
     );
 }
+
+#[test]
+fn owner_service_and_miner_submit() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let miner_seed = format!("0x{}", "22".repeat(32));
+    let show = stdout(&tally(&["key", "show", "--seed", &miner_seed]));
+    let miner = show
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("ss58: ")
+        .to_string();
+    let cfg = dir.path().join("owner.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"listen":"127.0.0.1:0","netuid":1,"owner_seed":"0x{}","miners":["{miner}"]}}"#,
+            "11".repeat(32)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["owner", "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let wasm = dir.path().join("f.wasm");
+    assert!(tally(&[
+        "miner",
+        "build",
+        "--variant",
+        "faithful",
+        "--out",
+        wasm.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let ok = tally(&[
+        "miner",
+        "submit",
+        "--owner",
+        &addr,
+        "--archive",
+        wasm.to_str().unwrap(),
+        "--seed",
+        &miner_seed,
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("submission_id"));
+    // an unregistered miner is refused
+    let other = format!("0x{}", "33".repeat(32));
+    let bad = tally(&[
+        "miner",
+        "submit",
+        "--owner",
+        &addr,
+        "--archive",
+        wasm.to_str().unwrap(),
+        "--seed",
+        &other,
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("not a registered miner"),
+        "{}",
+        stderr(&bad)
+    );
+    // the owner's pick runs the submission itself
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let body = agent
+        .get(&format!("http://{addr}/v1/weights?run=2"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["winner"], miner);
+    assert_eq!(v["scores"][&miner], 1.0);
+    child.kill().unwrap();
+    let _ = child.wait();
+}

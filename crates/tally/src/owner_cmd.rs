@@ -1,0 +1,197 @@
+//! `tally owner --config FILE`: the owner service. Accepts miner submissions, builds and signs
+//! the roster of each run, serves rosters and archives, and serves its own weight pick (for
+//! `owner` and `shadow` modes), which it computes by running the submissions itself.
+
+use crate::Failure;
+use anyhow::{anyhow, Context};
+use clap::Args;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_chain::{Chain, HttpChain};
+use tally_core::{FamilyId, Hotkey, Keypair, Score};
+use tally_exec::inference::Inference;
+use tally_exec::runtime::{Limits, WasmRuntime};
+use tally_exec::Family;
+use tally_node::owner;
+use tally_node::submissions::{self, Registry};
+
+#[derive(Args)]
+#[command(after_help = "\
+CONFIG (JSON):
+  {\"listen\": \"127.0.0.1:8800\", \"netuid\": 1, \"family\": \"inference\",
+   \"owner_key\": \"/path/to/hotkey.json\" | \"owner_seed\": \"0x…\",
+   \"miners\": [\"5…\", …],            (registered miners allowed to submit)
+   \"chain\": \"http://127.0.0.1:9944\",  (optional: also allow the subnet's registered miners)
+   \"model_seed\": 7}
+Routes: POST /v1/submissions, GET /v1/runs/{run}/roster, GET /v1/submissions/{id}/archive,
+GET /v1/weights?run=R, GET /healthz.")]
+pub struct OwnerArgs {
+    /// The config file (JSON).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    listen: String,
+    netuid: u16,
+    #[serde(default = "default_family")]
+    family: String,
+    owner_key: Option<PathBuf>,
+    owner_seed: Option<String>,
+    #[serde(default)]
+    miners: Vec<String>,
+    chain: Option<String>,
+    #[serde(default = "default_model_seed")]
+    model_seed: u64,
+}
+
+fn default_family() -> String {
+    "inference".into()
+}
+fn default_model_seed() -> u64 {
+    7
+}
+
+pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
+    let text = std::fs::read(&a.config)
+        .with_context(|| format!("cannot read {}", a.config.display()))
+        .map_err(Failure::input)?;
+    let cfg: Config = serde_json::from_slice(&text)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", a.config.display())))?;
+    let key = match (&cfg.owner_key, &cfg.owner_seed) {
+        (Some(p), None) => Keypair::from_keyfile_json(
+            &std::fs::read(p)
+                .with_context(|| format!("owner_key {}", p.display()))
+                .map_err(Failure::input)?,
+        )
+        .map_err(Failure::input)?,
+        (None, Some(s)) => Keypair::from_seed_hex(s).map_err(Failure::input)?,
+        _ => {
+            return Err(Failure::input(anyhow!(
+                "give exactly one of owner_key and owner_seed"
+            )))
+        }
+    };
+    if cfg.family != "inference" {
+        return Err(Failure::input(anyhow!(
+            "family {:?}: the built-in family is inference",
+            cfg.family
+        )));
+    }
+    let family_id = FamilyId::new(&cfg.family).map_err(Failure::input)?;
+    let reg = Arc::new(Registry::new(key.clone(), cfg.netuid, family_id));
+    for m in &cfg.miners {
+        let hk: Hotkey = m
+            .parse()
+            .map_err(|e| Failure::input(anyhow!("miners: {m}: {e}")))?;
+        reg.miners.write().map_err(|_| anyhow!("lock"))?.insert(hk);
+    }
+    let runtime = Arc::new(WasmRuntime::new().map_err(|e| anyhow!("{e}"))?);
+    let family = Arc::new(
+        Inference::new(
+            Inference::default_mlp(cfg.model_seed),
+            &runtime,
+            Limits::default(),
+        )
+        .map_err(|e| anyhow!("{e}"))?,
+    );
+    // the owner's pick: it runs every latest submission itself on tasks from the run number
+    let pick: owner::Pick = {
+        let (reg, rt, fam) = (reg.clone(), runtime.clone(), family.clone());
+        Arc::new(move |run| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&run.to_le_bytes());
+            let tasks = fam.tasks(&seed, 3);
+            let mut scores: Vec<(Hotkey, Score)> = reg
+                .latest()
+                .into_iter()
+                .map(|(miner, _, archive)| {
+                    let s = match rt.load(&archive, fam.imports()) {
+                        Ok(m) => {
+                            tasks
+                                .iter()
+                                .map(|t| {
+                                    fam.score(
+                                        t,
+                                        &fam.reference(t),
+                                        &rt.run(&m, &t.input, fam.limits(), "owner"),
+                                    )
+                                    .score
+                                    .units() as u64
+                                })
+                                .sum::<u64>()
+                                / tasks.len() as u64
+                        }
+                        Err(_) => 0,
+                    };
+                    (miner, Score::saturating_from_units(s))
+                })
+                .collect();
+            scores.sort_by_key(|s| s.0);
+            let best = scores
+                .iter()
+                .fold(None::<&(Hotkey, Score)>, |b, q| {
+                    if b.is_none_or(|b| q.1 > b.1) {
+                        Some(q)
+                    } else {
+                        b
+                    }
+                })
+                .map(|q| q.0)?;
+            Some((best, scores))
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        if let Some(url) = cfg.chain.clone() {
+            let (reg, netuid) = (reg.clone(), cfg.netuid);
+            tokio::spawn(async move {
+                loop {
+                    let url2 = url.clone();
+                    let mg = tokio::task::spawn_blocking(move || {
+                        HttpChain::new(&url2, Duration::from_secs(5)).metagraph(netuid)
+                    })
+                    .await;
+                    match mg {
+                        Ok(Ok(mg)) => {
+                            if let Ok(mut m) = reg.miners.write() {
+                                m.extend(
+                                    mg.neurons
+                                        .iter()
+                                        .filter(|n| !n.validator_permit)
+                                        .map(|n| n.hotkey),
+                                );
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!("cannot read the metagraph: {e}"),
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))
+            .map_err(Failure::input)?;
+        eprintln!(
+            "owner {} serving netuid {} on http://{}; Ctrl-C to stop",
+            key.hotkey(),
+            cfg.netuid,
+            listener.local_addr()?
+        );
+        let app = owner::router(pick).merge(submissions::router(reg));
+        tokio::select! {
+            r = axum::serve(listener, app) => r?,
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        }
+        Ok::<u8, Failure>(0)
+    })
+}
