@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod devnet;
 pub mod exec_scorer;
+pub mod http_runtime;
 pub mod owner;
 pub mod peer;
 pub mod scorer;

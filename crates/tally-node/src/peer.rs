@@ -30,6 +30,31 @@ impl PeerClient {
         PeerClient { agent, key, now_ms }
     }
 
+    /// `POST http://{addr}{path}` with `body`, signed; returns the status and body.
+    pub fn post(&self, addr: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let url = format!("http://{addr}{path}");
+        let mut req = self.agent.post(&url);
+        for (k, v) in sign_request(
+            &self.key,
+            "POST",
+            path,
+            body,
+            (self.now_ms)(),
+            fresh_nonce(),
+        ) {
+            req = req.header(k, v);
+        }
+        let mut resp = req.send(body).map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let out = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok((status, out))
+    }
+
     /// `GET http://{addr}{path}`, signed; returns the status and body.
     pub fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
         let url = format!("http://{addr}{path}");
