@@ -425,6 +425,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     cache: ArchiveCache::new(64 << 20, 8 << 20),
                     peers: PeerClient::new(k.clone(), Duration::from_secs(2), system_clock()),
                     tasks: 3,
+                    ledger: Default::default(),
                 }));
             }
         }

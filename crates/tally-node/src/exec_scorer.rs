@@ -37,7 +37,12 @@ pub struct ExecScorer {
     pub peers: PeerClient,
     /// Tasks per run.
     pub tasks: usize,
+    /// The validator's ledger of tool calls (bounded: the oldest go first).
+    pub ledger: std::sync::Mutex<std::collections::VecDeque<tally_exec::runtime::ToolCall>>,
 }
+
+/// Most tool calls the ledger keeps.
+pub const LEDGER_CAP: usize = 10_000;
 
 impl ExecScorer {
     fn roster(&self, run: u64) -> Result<Signed<RosterBody>, String> {

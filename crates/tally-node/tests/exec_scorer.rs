@@ -70,6 +70,7 @@ async fn validator_runs_the_roster_it_verified() {
                 tally_net::system_clock(),
             ),
             tasks: 3,
+            ledger: Default::default(),
         };
         let hks: Vec<_> = miners.iter().map(|m| m.0.hotkey()).collect();
         let good = scorer(owner.hotkey()).score(4, &[9; 32], &validator.hotkey(), &hks);

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// The family seed the reference model's weights come from.
     #[arg(long, default_value_t = 7)]
     model_seed: u64,
+    /// Load the reference model from a safetensors file instead (tensors layers.{i}.weight and
+    /// layers.{i}.bias, F32).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Print `{"score":…,"fuel":…,"wall_ms":…,"error":null|"…"}` as the last line.
     #[arg(long)]
     json: bool,
@@ -176,8 +180,17 @@ pub fn exec(c: ExecCommand) -> Result<u8, Failure> {
         .with_context(|| format!("cannot read {}", a.archive.display()))
         .map_err(Failure::input)?;
     let rt = WasmRuntime::new().map_err(|e| anyhow!("{e}"))?;
-    let fam = Inference::new(Inference::default_mlp(a.model_seed), &rt, Limits::default())
-        .map_err(|e| anyhow!("{e}"))?;
+    let mlp = match &a.model {
+        Some(p) => {
+            let b = std::fs::read(p)
+                .with_context(|| format!("cannot read {}", p.display()))
+                .map_err(Failure::input)?;
+            tally_exec::safetensors::load_mlp(&b)
+                .map_err(|e| Failure::input(anyhow!("{}: {e}", p.display())))?
+        }
+        None => Inference::default_mlp(a.model_seed),
+    };
+    let fam = Inference::new(mlp, &rt, Limits::default()).map_err(|e| anyhow!("{e}"))?;
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&a.seed.to_le_bytes());
     let deployment = hex::encode(&tally_core::sha256(&bytes)[..8]);

@@ -449,3 +449,64 @@ fn owner_service_and_miner_submit() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn exec_run_with_a_safetensors_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.safetensors");
+    std::fs::write(
+        &model,
+        tally_exec::safetensors::save_mlp(&tally_exec::inference::Inference::default_mlp(7)),
+    )
+    .unwrap();
+    let wasm = dir.path().join("f.wasm");
+    assert!(tally(&[
+        "miner",
+        "build",
+        "--variant",
+        "faithful",
+        "--out",
+        wasm.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let o = tally(&[
+        "exec",
+        "run",
+        "--archive",
+        wasm.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(v["score"], 1.0);
+    // a model with other weights: the same submission is no longer faithful to it
+    std::fs::write(
+        &model,
+        tally_exec::safetensors::save_mlp(&tally_exec::inference::Inference::default_mlp(8)),
+    )
+    .unwrap();
+    let o = tally(&[
+        "exec",
+        "run",
+        "--archive",
+        wasm.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert!(v["score"].as_f64().unwrap() < 0.5);
+    std::fs::write(&model, b"junk").unwrap();
+    let o = tally(&[
+        "exec",
+        "run",
+        "--archive",
+        wasm.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
