@@ -46,3 +46,56 @@ pub trait Family: Send + Sync {
     /// Scores a measured run against the reference.
     fn score(&self, task: &Task, reference: &[u8], measured: &Measured) -> Scored;
 }
+
+/// One submission over a run's tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Mean task score.
+    pub score: Score,
+    /// Fuel used over all tasks.
+    pub fuel: u64,
+    /// Wall time over all tasks.
+    pub wall: std::time::Duration,
+    /// Tool calls over all tasks, in order.
+    pub tool_calls: Vec<crate::runtime::ToolCall>,
+    /// The first failure, if any task failed.
+    pub error: Option<Failure>,
+}
+
+/// Runs `module` on every task under `limits` and scores it against the family's reference;
+/// each task's tool calls carry the job id `task-eval={task};deployment={deployment}`.
+pub fn evaluate(
+    family: &dyn Family,
+    runtime: &crate::runtime::WasmRuntime,
+    module: &crate::runtime::WasmModule,
+    tasks: &[Task],
+    limits: &crate::runtime::Limits,
+    deployment: &str,
+) -> Evaluation {
+    let mut e = Evaluation {
+        score: Score::ZERO,
+        fuel: 0,
+        wall: std::time::Duration::ZERO,
+        tool_calls: Vec::new(),
+        error: None,
+    };
+    let mut total = 0u64;
+    for t in tasks {
+        let r = runtime.run(
+            module,
+            &t.input,
+            limits,
+            &format!("task-eval={};deployment={deployment}", t.id),
+        );
+        let s = family.score(t, &family.reference(t), &r);
+        total += s.score.units() as u64;
+        e.fuel += r.fuel;
+        e.wall += r.wall;
+        e.tool_calls.extend(r.tool_calls);
+        if e.error.is_none() {
+            e.error = s.error;
+        }
+    }
+    e.score = Score::saturating_from_units(total.checked_div(tasks.len() as u64).unwrap_or(0));
+    e
+}

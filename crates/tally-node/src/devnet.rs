@@ -365,22 +365,9 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 let up = upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?;
                 registry.accept(&up).map_err(|(_, e)| e)?;
                 let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
-                let total: u64 = probe
-                    .iter()
-                    .map(|t| {
-                        fam.score(
-                            t,
-                            &fam.reference(t),
-                            &rt.run(&module, &t.input, fam.limits(), "owner"),
-                        )
-                        .score
-                        .units() as u64
-                    })
-                    .sum();
-                q.push((
-                    k.hotkey(),
-                    Score::saturating_from_units(total / probe.len() as u64),
-                ));
+                let ev =
+                    tally_exec::family::evaluate(&fam, &rt, &module, &probe, fam.limits(), "owner");
+                q.push((k.hotkey(), ev.score));
             }
             q
         }

@@ -91,21 +91,21 @@ impl ExecScorer {
         };
         let tasks = self.family.tasks(seed, self.tasks.max(1));
         let limits = tally_exec::runtime::Limits::default();
-        let mut total = 0u64;
-        for t in &tasks {
-            let r = self.runtime.run(
-                &module,
-                &t.input,
-                &limits,
-                &format!("task-eval={};deployment={id}", t.id),
-            );
-            total += self
-                .family
-                .score(t, &self.family.reference(t), &r)
-                .score
-                .units() as u64;
+        let ev = tally_exec::family::evaluate(
+            self.family.as_ref(),
+            &self.runtime,
+            &module,
+            &tasks,
+            &limits,
+            &id,
+        );
+        if let Ok(mut l) = self.ledger.lock() {
+            l.extend(ev.tool_calls);
+            while l.len() > LEDGER_CAP {
+                l.pop_front();
+            }
         }
-        Score::saturating_from_units(total / tasks.len() as u64)
+        ev.score
     }
 }
 

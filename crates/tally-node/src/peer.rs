@@ -44,15 +44,7 @@ impl PeerClient {
         ) {
             req = req.header(k, v);
         }
-        let mut resp = req.send(body).map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let out = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok((status, out))
+        finish(&url, req.send(body))
     }
 
     /// `GET http://{addr}{path}`, signed; returns the status and body.
@@ -62,14 +54,22 @@ impl PeerClient {
         for (k, v) in sign_request(&self.key, "GET", path, b"", (self.now_ms)(), fresh_nonce()) {
             req = req.header(k, v);
         }
-        let mut resp = req.call().map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok((status, body))
+        finish(&url, req.call())
     }
+}
+
+/// The status and (bounded) body of a response.
+fn finish(
+    url: &str,
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut resp = r.map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_vec()
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok((status, body))
 }

@@ -112,23 +112,19 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
                 .map(|(miner, _, archive)| {
                     let s = match rt.load(&archive, fam.imports()) {
                         Ok(m) => {
-                            tasks
-                                .iter()
-                                .map(|t| {
-                                    fam.score(
-                                        t,
-                                        &fam.reference(t),
-                                        &rt.run(&m, &t.input, fam.limits(), "owner"),
-                                    )
-                                    .score
-                                    .units() as u64
-                                })
-                                .sum::<u64>()
-                                / tasks.len() as u64
+                            tally_exec::family::evaluate(
+                                fam.as_ref(),
+                                &rt,
+                                &m,
+                                &tasks,
+                                fam.limits(),
+                                "owner",
+                            )
+                            .score
                         }
-                        Err(_) => 0,
+                        Err(_) => Score::ZERO,
                     };
-                    (miner, Score::saturating_from_units(s))
+                    (miner, s)
                 })
                 .collect();
             scores.sort_by_key(|s| s.0);
