@@ -179,19 +179,26 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let known = s.known.read().map(|k| k.clone()).unwrap_or_default();
-    let res = match s.nonces.lock() {
-        Ok(mut cache) => auth::verify(
+    // the signature is checked under the allow list's read lock only (no copy of the set);
+    // the nonce cache's lock is taken just to record the nonce
+    let now = (s.now_ms)();
+    let res = match s.known.read() {
+        Ok(known) => auth::authenticate(
             &Headers(&parts.headers),
             parts.method.as_str(),
             pq,
             &bytes,
-            (s.now_ms)(),
+            now,
             |h| known.contains(h),
-            &mut cache,
         ),
+        Err(_) => Err(AuthError::UnknownHotkey),
+    }
+    .and_then(|a| match s.nonces.lock() {
+        Ok(mut cache) => cache
+            .insert(&a.hotkey, &a.nonce, a.timestamp_ms, now)
+            .map(|_| a.hotkey),
         Err(_) => Err(AuthError::CacheFull),
-    };
+    });
     match res {
         Ok(_) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))

@@ -222,6 +222,33 @@ pub fn verify(
     known: impl Fn(&Hotkey) -> bool,
     cache: &mut NonceCache,
 ) -> Result<Hotkey, AuthError> {
+    let a = authenticate(headers, method, path_and_query, body, now_ms, known)?;
+    cache.insert(&a.hotkey, &a.nonce, a.timestamp_ms, now_ms)?;
+    Ok(a.hotkey)
+}
+
+/// A request whose headers, window, hotkey and signature checked out; its nonce still has to
+/// be recorded ([`NonceCache::insert`]) before it is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The caller.
+    pub hotkey: Hotkey,
+    /// The request's nonce.
+    pub nonce: [u8; 16],
+    /// The request's timestamp.
+    pub timestamp_ms: u64,
+}
+
+/// Every check of [`verify`] but the nonce cache: callers that share one cache between
+/// threads check the signature (the expensive part) without holding the cache's lock.
+pub fn authenticate(
+    headers: &impl HeaderSource,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+    known: impl Fn(&Hotkey) -> bool,
+) -> Result<Authenticated, AuthError> {
     let get = |n: &'static str| headers.header(n).ok_or(AuthError::Missing(n));
     let hotkey: Hotkey = get(H_HOTKEY)?
         .parse()
@@ -245,8 +272,11 @@ pub fn verify(
     ) {
         return Err(AuthError::BadSignature);
     }
-    cache.insert(&hotkey, &nonce, ts, now_ms)?;
-    Ok(hotkey)
+    Ok(Authenticated {
+        hotkey,
+        nonce,
+        timestamp_ms: ts,
+    })
 }
 
 #[cfg(test)]
