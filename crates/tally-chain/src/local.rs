@@ -345,10 +345,9 @@ impl LocalChain {
                     if !n.validator_permit {
                         return Err(ChainError::NotValidator(who));
                     }
-                    if let Some((uid, _)) = weights
-                        .iter()
-                        .find(|(u, _)| !all.iter().any(|n| n.uid == *u))
-                    {
+                    // a set of the uids, not a scan per weight: a call may carry 4,096 weights
+                    let uids: std::collections::BTreeSet<u16> = all.iter().map(|n| n.uid).collect();
+                    if let Some((uid, _)) = weights.iter().find(|(u, _)| !uids.contains(u)) {
                         return Err(ChainError::UnknownUid(*uid));
                     }
                     let mut wt = tx.open_table(WEIGHTS).map_err(storage)?;

@@ -8,7 +8,7 @@
 //! (in the window between the run's reveal close and the next one's). Any evidence that fails
 //! its signature, or any weights that differ, make the run's verdict a mismatch.
 
-use crate::validator::{commitment_for_run, Exclusion};
+use crate::validator::{check_report, commitment_for_run, Exclusion};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_chain::local::winner_of;
 use tally_chain::{Chain, ChainError, WeightsSet};
@@ -121,8 +121,10 @@ pub fn audit(
                 continue;
             }
             let hist = chain.commitments(netuid, &v)?;
-            match commitment_for_run(&hist, run, &clock, &windows) {
-                Some(c) if c == r.commitment() => {
+            let commitment = commitment_for_run(&hist, run, &clock, &windows);
+            let family = r.body().family_id.clone();
+            match check_report(r.clone(), &v, netuid, run, &family, commitment.as_ref()) {
+                Ok(r) => {
                     if let Some(prev) = accepted.insert(v, r.clone()) {
                         if prev.signed.body_bytes() != r.signed.body_bytes() {
                             problems.push(format!(
@@ -131,12 +133,13 @@ pub fn audit(
                         }
                     }
                 }
-                Some(_) => problems.push(format!(
+                Err(Exclusion::CommitmentMismatch) => problems.push(format!(
                     "{name}: does not hash to {v}'s commitment on chain"
                 )),
-                None => problems.push(format!(
+                Err(Exclusion::NoCommitment) => problems.push(format!(
                     "{name}: {v} has no commitment on chain for run {run}"
                 )),
+                Err(x) => problems.push(format!("{name}: refused ({})", x.name())),
             }
         }
         for v in &eq {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tally_chain::{extrinsic, Chain, ChainError, Metagraph as ChainMetagraph, SubnetParams};
 use tally_consensus::divergence::{DivergenceEntry, DivergenceTracker};
-use tally_consensus::equivocation::Equivocation;
+use tally_consensus::equivocation::find_equivocations;
 use tally_consensus::{decide_run, decide_weights, Params, RunInput, WeightMode, Weights};
 use tally_core::hash::Hash32;
 use tally_core::{FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport, Signed};
@@ -195,6 +195,18 @@ pub fn verify_report(
     commitment: Option<&Hash32>,
 ) -> Result<ScoreReport, Exclusion> {
     let r = ScoreReport::from_bytes(wire).map_err(|_| Exclusion::Malformed)?;
+    check_report(r, expected, netuid, run, family, commitment)
+}
+
+/// [`verify_report`] for a report already decoded.
+pub fn check_report(
+    r: ScoreReport,
+    expected: &Hotkey,
+    netuid: u16,
+    run: u64,
+    family: &FamilyId,
+    commitment: Option<&Hash32>,
+) -> Result<ScoreReport, Exclusion> {
     r.verify().map_err(|_| Exclusion::BadSignature)?;
     let b = r.body();
     if b.validator != *expected {
@@ -246,6 +258,12 @@ pub fn chain_view(
         v.set_seed(*e, *s);
     }
     v
+}
+
+/// How long this node's DHT records live: four epochs (saturating: the parameters come from
+/// the chain).
+fn record_ttl(p: &SubnetParams) -> Duration {
+    Duration::from_millis(p.block_ms.saturating_mul(p.epoch_length).saturating_mul(4))
 }
 
 /// A validator node.
@@ -551,7 +569,7 @@ impl Validator {
         })
         .await?;
         if let Some(dht) = &self.dht {
-            let ttl = Duration::from_millis(t.params.block_ms * t.params.epoch_length * 4);
+            let ttl = record_ttl(&t.params);
             if let Err(e) = dht
                 .publish(Kind::ValidatorCommit, run, Commit(h).encode(), ttl)
                 .await
@@ -580,7 +598,7 @@ impl Validator {
             .store
             .own_report(run)?
             .ok_or_else(|| NodeError::Other("no report to reveal".into()))?;
-        let ttl = Duration::from_millis(t.params.block_ms * t.params.epoch_length * 4);
+        let ttl = record_ttl(&t.params);
         let mut dht_wire = Some(wire.clone());
         match self.cfg.byzantine {
             Some(Byzantine::Withhold) => {
@@ -818,32 +836,20 @@ impl Validator {
                 |w: &[u8]| verify_report(w, &n.hotkey, netuid, run, &self.cfg.family, commitment);
             let verdict = match (&http, &dht) {
                 (Some(a), Some(b)) => {
-                    // two signed reports that differ: equivocation, whatever else holds
-                    match (
-                        Signed::<ReportBody>::from_bytes(&a[..a.len().saturating_sub(32)]),
-                        Signed::<ReportBody>::from_bytes(&b[..b.len().saturating_sub(32)]),
-                    ) {
-                        (Ok(x), Ok(y))
-                            if x.body_bytes() != y.body_bytes()
-                                && x.verify().is_ok()
-                                && y.verify().is_ok()
-                                && x.body().validator == n.hotkey
-                                && y.body().validator == n.hotkey
-                                && x.body().run == run
-                                && y.body().run == run =>
-                        {
-                            let (first, second) = if x.body_bytes() <= y.body_bytes() {
-                                (x, y)
-                            } else {
-                                (y, x)
-                            };
-                            let proof = Equivocation { first, second };
-                            if proof.verify().is_ok() {
-                                self.store.put_evidence(&proof.to_bytes())?;
-                            }
+                    // two different reports validly signed by this hotkey for this run:
+                    // equivocation, whatever else holds
+                    let signed: Vec<Signed<ReportBody>> = [a, b]
+                        .iter()
+                        .filter_map(|w| ScoreReport::from_bytes(w).ok())
+                        .map(|r| r.signed)
+                        .filter(|s| s.body().validator == n.hotkey && s.body().run == run)
+                        .collect();
+                    match find_equivocations(&signed).into_iter().next() {
+                        Some(proof) => {
+                            self.store.put_evidence(&proof.to_bytes())?;
                             Err(Exclusion::Equivocation)
                         }
-                        _ => check(a).or_else(|_| check(b)),
+                        None => check(a).or_else(|_| check(b)),
                     }
                 }
                 (Some(a), None) => check(a),
