@@ -10,6 +10,7 @@
 //!   extrinsics with nonces).
 //! * [`server`]: serves any `Chain` over HTTP (`tally chain serve`), so several processes share
 //!   one devnet chain; [`client::HttpChain`] implements `Chain` against it.
+//! * [`snapshot`]: the chain snapshot the validator machine asks for, read from any `Chain`.
 //! * [`extrinsic`]: signed calls (register, commit, set weights), SCALE-encoded with the domain
 //!   tag `tally/extrinsic/v1` and a per-hotkey nonce against replay.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod client;
 pub mod extrinsic;
 pub mod local;
 pub mod server;
+pub mod snapshot;
 pub mod types;
 
 pub use client::HttpChain;

@@ -102,6 +102,18 @@ impl LocalChain {
                 path.display()
             ))
         })?;
+        LocalChain::init(db, genesis)
+    }
+
+    /// A chain held in memory only (the simulator's: driven by virtual time, gone on drop).
+    pub fn in_memory(genesis: &Genesis) -> Result<LocalChain, ChainError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(storage)?;
+        LocalChain::init(db, genesis)
+    }
+
+    fn init(db: Database, genesis: &Genesis) -> Result<LocalChain, ChainError> {
         let chain = LocalChain { db };
         let tx = chain.db.begin_write().map_err(storage)?;
         {

@@ -191,6 +191,8 @@ pub struct Keypair {
     inner: schnorrkel::Keypair,
     /// The mini-secret seed, when the pair was made from one (kept to write keyfiles).
     seed: Option<Zeroizing<[u8; 32]>>,
+    /// Sign without fresh randomness (the simulator's keys: a seed must replay bit for bit).
+    deterministic: bool,
 }
 
 impl fmt::Debug for Keypair {
@@ -207,7 +209,16 @@ impl Keypair {
         Keypair {
             inner: mini.expand_to_keypair(ExpansionMode::Ed25519),
             seed: Some(Zeroizing::new(*seed)),
+            deterministic: false,
         }
+    }
+
+    /// The same key, signing deterministically: the nonce is derived from the secret nonce key
+    /// and the message only (as Ed25519 does), with no fresh randomness mixed in. Plain Schnorr
+    /// signatures stay secure; the simulator uses it so one seed replays the same bytes.
+    pub fn deterministic(mut self) -> Keypair {
+        self.deterministic = true;
+        self
     }
 
     /// From 64 hex digits of a mini-secret seed (an optional `0x` prefix allowed).
@@ -270,6 +281,7 @@ impl Keypair {
             Keypair {
                 inner: secret.to_keypair(),
                 seed: None,
+                deterministic: false,
             }
         } else {
             return Err(CoreError::Keyfile(
@@ -322,6 +334,16 @@ impl Keypair {
 
     /// Signs `message` with context `substrate`.
     pub fn sign(&self, message: &[u8]) -> Signature {
+        if self.deterministic {
+            use rand_chacha::rand_core::SeedableRng;
+            let t = schnorrkel::signing_context(SIGNING_CONTEXT).bytes(message);
+            let rng = rand_chacha::ChaCha20Rng::from_seed([0; 32]);
+            return Signature(
+                self.inner
+                    .sign(schnorrkel::context::attach_rng(t, rng))
+                    .to_bytes(),
+            );
+        }
         Signature(self.inner.sign_simple(SIGNING_CONTEXT, message).to_bytes())
     }
 }

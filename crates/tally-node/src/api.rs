@@ -33,6 +33,8 @@ use tally_protocol::{ChainTime, EpochClock, PhaseWindows};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Runs whose report the API serves.
+pub const MAX_SERVED: usize = 64;
 /// Domain tag of the signed divergence view.
 pub const DIVERGENCE_TAG: &[u8] = b"tally/divergence/v1";
 
@@ -109,9 +111,9 @@ pub struct ApiState {
     pub nonces: Mutex<NonceCache>,
     /// Time, once the node has seen the chain.
     pub timing: RwLock<Option<Timing>>,
-    /// Per-run replacements of the served report: `None` withholds it (devnet byzantine
-    /// strategies only; honest nodes leave this empty).
-    pub overrides: RwLock<BTreeMap<u64, Option<Vec<u8>>>>,
+    /// The report served per run, as the validator's machine asked (the last
+    /// [`MAX_SERVED`] runs).
+    pub served: RwLock<BTreeMap<u64, Vec<u8>>>,
     /// Counters.
     pub metrics: Metrics,
     /// Rendered score responses by run, with the digest of the report they show (at most 16).
@@ -134,10 +136,20 @@ impl ApiState {
             known: RwLock::new(HashSet::new()),
             nonces: Mutex::new(NonceCache::new(nonce_capacity)),
             timing: RwLock::new(None),
-            overrides: RwLock::new(BTreeMap::new()),
+            served: RwLock::new(BTreeMap::new()),
             metrics: Metrics::default(),
             rendered: Mutex::new(BTreeMap::new()),
             now_ms,
+        }
+    }
+
+    /// Serves `wire` as this node's report for `run` from now on.
+    pub fn serve(&self, run: u64, wire: Vec<u8>) {
+        if let Ok(mut s) = self.served.write() {
+            s.insert(run, wire);
+            while s.len() > MAX_SERVED {
+                s.pop_first();
+            }
         }
     }
 
@@ -231,12 +243,7 @@ async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Respons
             "the reveal window of this run has not opened",
         );
     }
-    let over = s.overrides.read().ok().and_then(|o| o.get(&run).cloned());
-    let wire = match over {
-        Some(None) => None,
-        Some(Some(w)) => Some(w),
-        None => s.store.own_report(run).ok().flatten(),
-    };
+    let wire = s.served.read().ok().and_then(|o| o.get(&run).cloned());
     let Some(wire) = wire else {
         return error(StatusCode::NOT_FOUND, "no report for this run");
     };

@@ -8,14 +8,15 @@
 //! (in the window between the run's reveal close and the next one's). Any evidence that fails
 //! its signature, or any weights that differ, make the run's verdict a mismatch.
 
-use crate::validator::{check_report, commitment_for_run, Exclusion};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_chain::local::winner_of;
 use tally_chain::{Chain, ChainError, WeightsSet};
 use tally_consensus::equivocation::Equivocation;
-use tally_consensus::{decide_run, Params, RunInput, Weights};
+use tally_consensus::{decide_run, Params, RunInput};
 use tally_core::{Hotkey, ScoreReport};
+use tally_protocol::rules::{counting_commitment, is_eligible, reveal_close_block};
 use tally_protocol::{EpochClock, PhaseWindows};
+use tally_validator::{check_report, uid_weights, Exclusion, Member};
 
 /// One run's verdict.
 #[derive(Clone, Debug)]
@@ -104,10 +105,10 @@ pub fn audit(
     let eligible: Vec<_> = mg
         .neurons
         .iter()
-        .filter(|n| n.validator_permit && n.stake >= params.min_validator_stake)
+        .filter(|n| is_eligible(n.validator_permit, n.stake, params.min_validator_stake))
         .cloned()
         .collect();
-    let half = params.epoch_length / 2;
+    let members: Vec<Member> = crate::validator::members_of(&mg);
 
     let mut out = Vec::new();
     for run in runs {
@@ -121,7 +122,12 @@ pub fn audit(
                 continue;
             }
             let hist = chain.commitments(netuid, &v)?;
-            let commitment = commitment_for_run(&hist, run, &clock, &windows);
+            let commitment = counting_commitment(
+                hist.iter().map(|c| (c.block, &c.data[..])),
+                run,
+                &clock,
+                &windows,
+            );
             let family = r.body().family_id.clone();
             match check_report(r.clone(), &v, netuid, run, &family, commitment.as_ref()) {
                 Ok(r) => {
@@ -151,7 +157,7 @@ pub fn audit(
             }
         }
         // the incumbent: the chain's winner before this run's weights were set
-        let cutoff = clock.start_of(run + 1) + half;
+        let cutoff = reveal_close_block(&clock, &windows, run);
         let mut latest: BTreeMap<Hotkey, WeightsSet> = BTreeMap::new();
         for w in history.iter().filter(|w| w.block < cutoff) {
             if latest.get(&w.validator).is_none_or(|x| x.block <= w.block) {
@@ -171,22 +177,9 @@ pub fn audit(
         };
         let o = decide_run(&input, &Params::default(), 1)
             .map_err(|e| ChainError::Malformed(e.to_string()))?;
-        let expected: Option<Vec<(u16, u16)>> = match &o.weights {
-            Weights::Set(w) => Some(
-                w.iter()
-                    .filter_map(|(k, f)| {
-                        Some((
-                            mg.by_hotkey(k)?.uid,
-                            ((f.units() as u64 * u16::MAX as u64) / 1_000_000_000) as u16,
-                        ))
-                    })
-                    .collect(),
-            ),
-            Weights::Burn => Some(vec![(params.burn_uid, u16::MAX)]),
-            Weights::Hold => None,
-        };
+        let expected = uid_weights(&o.weights, &members, params.burn_uid);
         // weights set for this run: after its reveal window closed, before the next one's did
-        let (lo, hi) = (cutoff, clock.start_of(run + 2) + half);
+        let (lo, hi) = (cutoff, reveal_close_block(&clock, &windows, run + 1));
         let mut checked = 0;
         for w in history.iter().filter(|w| w.block >= lo && w.block < hi) {
             checked += 1;

@@ -11,6 +11,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use tally_core::hash::Hash32;
 use tally_core::Hotkey;
+use tally_validator::{Member, Persist, RunOutcome, Stored, StoredRun};
 use thiserror::Error;
 
 const OWN: TableDefinition<u64, &[u8]> = TableDefinition::new("own_reports");
@@ -43,31 +44,7 @@ fn run_key(run: u64, who: &Hotkey) -> [u8; 40] {
     k
 }
 
-/// How far a run has got, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Step {
-    /// Scored and report signed.
-    Scored = 1,
-    /// Commitment posted (chain and DHT).
-    Committed = 2,
-    /// Revealed (DHT record published; HTTP serves it).
-    Revealed = 3,
-    /// Aggregated and weights decided.
-    Done = 4,
-}
-
-impl Step {
-    fn from_u8(v: u8) -> Option<Step> {
-        match v {
-            1 => Some(Step::Scored),
-            2 => Some(Step::Committed),
-            3 => Some(Step::Revealed),
-            4 => Some(Step::Done),
-            _ => None,
-        }
-    }
-}
+pub use tally_validator::Step;
 
 /// The node's database.
 pub struct NodeStore {
@@ -345,6 +322,86 @@ impl NodeStore {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(META).map_err(db)?;
         Ok(t.get(name).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The metagraph `run` was scored against.
+    pub fn members(&self, run: u64) -> Result<Option<Vec<Member>>, StoreError> {
+        match self.meta(&format!("members:{run}"))? {
+            None => Ok(None),
+            Some(b) => Vec::<Member>::decode(&mut &b[..]).map(Some).map_err(db),
+        }
+    }
+
+    /// The most recent `limit` runs the node has any progress for, with what a restarted
+    /// machine needs, and the divergence window.
+    pub fn load(&self, limit: usize) -> Result<Stored, StoreError> {
+        let runs: Vec<(u64, u8)> = {
+            let tx = self.db.begin_read().map_err(db)?;
+            let t = tx.open_table(PROGRESS).map_err(db)?;
+            let mut v = Vec::new();
+            for e in t.iter().map_err(db)?.rev().take(limit) {
+                let (k, s) = e.map_err(db)?;
+                v.push((k.value(), s.value()));
+            }
+            v
+        };
+        let mut out = Stored {
+            runs: Vec::new(),
+            divergence: self.meta("divergence")?,
+        };
+        for (run, step) in runs {
+            out.runs.push(StoredRun {
+                run,
+                step: Step::from_u8(step),
+                own_report: self.own_report(run)?,
+                members: self.members(run)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies one write the machine asked for, as one transaction. A finished run's outcome
+    /// is stamped with `now_ms`.
+    pub fn apply(&self, p: &Persist, now_ms: u64) -> Result<(), StoreError> {
+        match p {
+            Persist::OwnReport { run, wire, scores } => {
+                self.put_own_report(*run, wire, scores).map(|_| ())
+            }
+            Persist::Members { run, members } => {
+                self.put_meta(&format!("members:{run}"), &members.encode())
+            }
+            Persist::Step { run, step } => self.mark(*run, *step),
+            Persist::Snapshot { run, commits } => self.put_snapshot(*run, commits),
+            Persist::PeerReport {
+                run,
+                validator,
+                wire,
+            } => self.put_peer_report(*run, validator, wire),
+            Persist::Rejected {
+                run,
+                validator,
+                reason,
+            } => self.put_rejected(*run, validator, reason),
+            Persist::Evidence { bytes } => self.put_evidence(bytes).map(|_| ()),
+            Persist::Divergence { bytes } => self.put_meta("divergence", bytes),
+            Persist::Finish { outcome } => {
+                let mut o = (**outcome).clone();
+                o.aggregated_at_ms = Some(now_ms);
+                self.finish_run(
+                    o.run,
+                    &o.to_json(),
+                    &o.uid_weights.clone().unwrap_or_default().encode(),
+                )
+            }
+        }
+    }
+
+    /// A run's typed outcome.
+    pub fn run_outcome(&self, run: u64) -> Result<Option<RunOutcome>, StoreError> {
+        match self.outcome(run)? {
+            None => Ok(None),
+            Some(b) => RunOutcome::from_json(&b).map(Some).map_err(StoreError::Db),
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //!   stake-weighted election of the challenge publisher.
 //! * [`predicate`]: the store/read predicate, `(record, now, view, existing) -> Verdict`,
 //!   implementing DESIGN.md's six rules with a countable [`predicate::Reject`] reason.
+//! * [`rules`]: rules several components apply, defined once: eligibility, which commitment
+//!   counts for a run, the reveal-open and reveal-close blocks.
 //! * [`commit_book`]: commit snapshots taken when a commit window closes; a reveal counts only if
 //!   it hashes to a commit in the snapshot.
 //!
@@ -24,6 +26,7 @@ pub mod kind;
 pub mod payload;
 pub mod predicate;
 pub mod record;
+pub mod rules;
 pub mod view;
 
 pub use clock::{ChainTime, EpochClock, PhaseWindows, Window};

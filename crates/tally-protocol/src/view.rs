@@ -60,7 +60,7 @@ impl Metagraph {
     pub fn validators(&self, min_stake: u64) -> impl Iterator<Item = (&Hotkey, &Neuron)> {
         self.neurons
             .iter()
-            .filter(move |(_, n)| n.validator_permit && n.stake >= min_stake)
+            .filter(move |(_, n)| crate::rules::is_eligible(n.validator_permit, n.stake, min_stake))
     }
     /// Number of registered hotkeys.
     pub fn len(&self) -> usize {

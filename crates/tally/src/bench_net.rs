@@ -253,7 +253,7 @@ pub fn aggregation(
     }
     let dir = std::env::temp_dir().join(format!("tally-bench-agg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = tally_node::devnet::DevnetConfig {
+    let cfg = tally::devnet::DevnetConfig {
         validators,
         miners,
         epochs,
@@ -278,7 +278,7 @@ pub fn aggregation(
         .enable_all()
         .build()?;
     let report = rt
-        .block_on(tally_node::devnet::run(cfg))
+        .block_on(tally::devnet::run(cfg))
         .map_err(|e| anyhow!(e))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !report.mismatches.is_empty() {

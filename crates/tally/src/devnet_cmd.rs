@@ -4,9 +4,9 @@ use crate::Failure;
 use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
+use tally::devnet::Byzantine;
+use tally::devnet::{run, DevnetConfig};
 use tally_consensus::WeightMode;
-use tally_node::devnet::{run, DevnetConfig};
-use tally_node::validator::Byzantine;
 
 #[derive(Args)]
 #[command(after_help = "\

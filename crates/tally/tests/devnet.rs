@@ -2,9 +2,9 @@
 //! with DHT nodes, HTTP APIs and databases), one per byzantine strategy, plus quorum loss and a
 //! restart. Short epochs (20 blocks of 80 ms), one devnet at a time, keep each test to a few seconds.
 
+use tally::devnet::Byzantine;
+use tally::devnet::{run, DevnetConfig, Report};
 use tally_consensus::WeightMode;
-use tally_node::devnet::{run, DevnetConfig, Report};
-use tally_node::validator::Byzantine;
 
 /// The devnets run one at a time: each is a dozen tasks on tight block times, and running them
 /// side by side on two cores only makes every one of them late.

@@ -6,14 +6,6 @@
 //! their stake is kept below one half. Honest validators observe each miner's hidden quality
 //! with noise of at most 0.02.
 
-use crate::api::{self, ApiState};
-use crate::exec_scorer::ExecScorer;
-use crate::owner;
-use crate::peer::PeerClient;
-use crate::scorer::{Scorer, SyntheticScorer};
-use crate::store::NodeStore;
-use crate::submissions::{self, upload, Registry};
-use crate::validator::{Byzantine, Validator, ValidatorConfig};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_chain::{Chain, Genesis, HttpChain, LocalChain, NeuronInfo, SubnetParams};
-use tally_consensus::{Params, WeightMode};
+use tally_consensus::WeightMode;
 use tally_core::{sha256, FamilyId, Hotkey, Keypair, Score};
 use tally_exec::archive::ArchiveCache;
 use tally_exec::builder::{build, Variant};
@@ -29,6 +21,16 @@ use tally_exec::inference::Inference;
 use tally_exec::runtime::{Limits, WasmRuntime};
 use tally_exec::Family;
 use tally_net::{system_clock, Dht, DhtConfig};
+use tally_node::api::{self, ApiState};
+use tally_node::exec_scorer::ExecScorer;
+use tally_node::owner;
+use tally_node::peer::PeerClient;
+use tally_node::scorer::{Scorer, SyntheticScorer};
+use tally_node::store::NodeStore;
+use tally_node::submissions::{self, upload, Registry};
+use tally_node::validator::{Driver, DriverConfig, Ports};
+pub use tally_sim::Strategy as Byzantine;
+use tally_validator::{Actor, Config as MachineConfig, Machine, RunOutcome};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -134,9 +136,17 @@ struct Node {
     store: Arc<NodeStore>,
 }
 
+/// What a devnet validator runs with.
+struct NodeSpec {
+    machine: MachineConfig,
+    owner: Option<String>,
+    byzantine: Option<Byzantine>,
+    tick: Duration,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn start_node(
-    cfg: ValidatorConfig,
+    spec: NodeSpec,
     key: Keypair,
     chain_url: &str,
     db: &Path,
@@ -159,9 +169,34 @@ async fn start_node(
         }
     });
     let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(chain_url, http_timeout));
-    let v = Validator::new(cfg, key, chain, store.clone(), state, dht, scorer);
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| e.to_string())?;
+    let machine = Machine::new(spec.machine.clone(), key.clone(), seed);
+    let actor: Box<dyn Actor> = match spec.byzantine {
+        Some(b) => Box::new(tally_sim::Byzantine::new(machine, key.clone(), b)),
+        None => Box::new(machine),
+    };
+    let ports = Ports {
+        chain,
+        store: store.clone(),
+        api: state.clone(),
+        dht: dht.map(|d| Arc::new(d) as Arc<dyn tally_node::ports::DhtPort>),
+        scorer,
+        peers: Arc::new(PeerClient::new(key.clone(), http_timeout, system_clock())),
+        key,
+    };
+    let driver = Driver::new(
+        actor,
+        DriverConfig {
+            netuid: spec.machine.netuid,
+            owner: spec.owner,
+            tick: spec.tick,
+            restore_runs: 16,
+        },
+        ports,
+    );
     let (stop, rx) = watch::channel(false);
-    let loop_task = tokio::spawn(v.run(rx));
+    let loop_task = tokio::spawn(driver.run(rx));
     Ok(Node {
         stop,
         api_task,
@@ -176,15 +211,17 @@ impl Node {
         let _ = self.loop_task.await;
         self.api_task.abort();
         let _ = self.api_task.await;
+        // effects still in flight hold the database; wait (bounded) until they let go, so the
+        // file can be reopened (a restart, or a test reading it)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.store) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
-fn outcome(store: &NodeStore, run: u64) -> Option<serde_json::Value> {
-    store
-        .outcome(run)
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+fn outcome(store: &NodeStore, run: u64) -> Option<RunOutcome> {
+    store.run_outcome(run).ok().flatten()
 }
 
 /// Runs the devnet.
@@ -420,9 +457,17 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
 
     // DHT nodes, fully dialled
     let tmp_view = {
-        let mg = local.metagraph(NETUID).map_err(|e| e.to_string())?;
         let head = local.head().map_err(|e| e.to_string())?;
-        crate::validator::chain_view(&params, &mg, &head, &[])
+        let snap = tally_chain::snapshot::read_snapshot(local.as_ref(), NETUID, head.number)?;
+        tally_validator::view_of(
+            NETUID,
+            tally_protocol::PhaseWindows::default(),
+            &snap,
+            tally_validator::Head {
+                number: head.number,
+                timestamp_ms: head.timestamp_ms,
+            },
+        )
     };
     let mut dhts = Vec::new();
     for k in vkeys.iter() {
@@ -448,16 +493,15 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     }
 
     let http_timeout = Duration::from_millis((cfg.block_ms * 3).clamp(500, 5_000));
-    let vcfg = |i: usize| ValidatorConfig {
-        netuid: NETUID,
-        family: family.clone(),
-        mode: cfg.mode,
-        params: Params::default(),
-        owner: Some(owner_addr.to_string()),
-        byzantine: strategy(i),
-        divergence_window: 100,
-        tick: Duration::from_millis((cfg.block_ms / 2).max(20)),
-        http_timeout,
+    let vcfg = |i: usize| {
+        let mut m = MachineConfig::new(NETUID, family.clone(), cfg.mode);
+        m.has_owner = true;
+        NodeSpec {
+            machine: m,
+            owner: Some(owner_addr.to_string()),
+            byzantine: strategy(i),
+            tick: Duration::from_millis((cfg.block_ms / 2).max(20)),
+        }
     };
     // starts validator `i` (its database, API on `l`, DHT node and loop)
     let launch = |i: usize, l: TcpListener| {
@@ -592,70 +636,48 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 .as_ref()
                 .and_then(|nd| outcome(&nd.store, r))
                 .ok_or("missing outcome")?;
-            if o["winner"] != base["winner"]
-                || o["quorum_met"] != base["quorum_met"]
-                || o["uid_weights"] != base["uid_weights"]
+            if o.winner != base.winner
+                || o.quorum_met != base.quorum_met
+                || o.uid_weights != base.uid_weights
             {
                 mismatches.push(format!(
                     "run {r}: validator {i} decided differently from validator {first}"
                 ));
             }
             // the weights it decided are the weights on chain at the block it set them
-            if let (Some(block), Some(w)) = (
-                o["weights_set_at_block"].as_u64(),
-                o["uid_weights"].as_array(),
-            ) {
+            if let (Some(block), Some(want)) = (o.weights_set_at_block, o.uid_weights.as_ref()) {
                 let hist = local
                     .weights_history(NETUID, &vkeys[*i].hotkey())
                     .map_err(|e| e.to_string())?;
-                let want: Vec<(u16, u16)> = w
-                    .iter()
-                    .filter_map(|x| Some((x[0].as_u64()? as u16, x[1].as_u64()? as u16)))
-                    .collect();
-                if !hist.iter().any(|h| h.block == block && h.weights == want) {
+                if !hist.iter().any(|h| h.block == block && h.weights == *want) {
                     mismatches.push(format!("run {r}: validator {i}'s weights on chain differ from the consensus it computed"));
                 }
-            } else if o["quorum_met"] == true && !o["uid_weights"].is_null() {
+            } else if o.quorum_met && o.uid_weights.is_some() {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
             }
         }
         for i in &honest {
             if let Some(o) = nodes[*i].as_ref().and_then(|nd| outcome(&nd.store, r)) {
-                let closed = o["reveal_closed_block"]
-                    .as_u64()
-                    .and_then(|b| local.block(b).ok().flatten());
-                if let (Some(c), Some(done)) = (closed, o["aggregated_at_ms"].as_u64()) {
+                let closed = local.block(o.reveal_closed_block).ok().flatten();
+                if let (Some(c), Some(done)) = (closed, o.aggregated_at_ms) {
                     aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
                 }
             }
         }
-        let consensus: BTreeMap<String, f64> = base["consensus"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let excluded: Vec<(String, String)> = base["excluded"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| {
-                        Some((
-                            x["validator"].as_str()?.to_string(),
-                            x["reason"].as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         runs.push(RunSummary {
             run: r,
-            winner: base["winner"].as_str().map(String::from),
-            quorum_met: base["quorum_met"] == true,
-            consensus,
-            excluded,
+            winner: base.winner.map(|w| w.to_ss58()),
+            quorum_met: base.quorum_met,
+            consensus: base
+                .consensus
+                .iter()
+                .map(|(k, v)| (k.to_ss58(), *v))
+                .collect(),
+            excluded: base
+                .excluded
+                .iter()
+                .map(|x| (x.validator.to_ss58(), x.reason.clone()))
+                .collect(),
         });
     }
 

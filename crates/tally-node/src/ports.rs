@@ -1,0 +1,78 @@
+//! The ports the validator driver executes effects against, and their real adapters.
+//!
+//! | port | trait | adapter |
+//! | --- | --- | --- |
+//! | chain | `tally_chain::Chain` | the embedded chain over HTTP (`HttpChain`), `LocalChain` |
+//! | DHT | [`DhtPort`] | `tally_net::Dht` (libp2p Kademlia under the predicate) |
+//! | peers | [`PeerPort`] | [`crate::peer::PeerClient`] (signed HTTP requests) |
+//! | store | [`crate::store::NodeStore`] | redb |
+//! | scorer | [`crate::scorer::Scorer`] | `ExecScorer` (wasmtime), `SyntheticScorer` |
+//!
+//! Blocking ports (chain, peers, scorer, store) are called from `spawn_blocking`.
+
+use futures::future::BoxFuture;
+use std::time::Duration;
+use tally_core::Hotkey;
+use tally_net::Dht;
+use tally_protocol::payload::Payload;
+use tally_protocol::{ChainView, Kind};
+
+/// The DHT as the driver uses it.
+pub trait DhtPort: Send + Sync {
+    /// Replaces the view the predicate reads.
+    fn set_view(&self, view: ChainView);
+    /// Signs and publishes a record.
+    fn publish(
+        &self,
+        kind: Kind,
+        epoch: u64,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), String>>;
+    /// The report in `publisher`'s `validator-reveal` record for `run`, if one passes the
+    /// predicate.
+    fn reveal(&self, run: u64, publisher: Hotkey) -> BoxFuture<'_, Option<Vec<u8>>>;
+}
+
+impl DhtPort for Dht {
+    fn set_view(&self, view: ChainView) {
+        Dht::set_view(self, view)
+    }
+    fn publish(
+        &self,
+        kind: Kind,
+        epoch: u64,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            Dht::publish(self, kind, epoch, payload, ttl)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+    fn reveal(&self, run: u64, publisher: Hotkey) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            match self.get(Kind::ValidatorReveal, run, &publisher).await {
+                Ok(Some(v)) => match v.payload {
+                    Payload::ValidatorReveal(r) => Some(r.to_bytes()),
+                    _ => None,
+                },
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Signed HTTP calls to peers (blocking).
+pub trait PeerPort: Send + Sync {
+    /// `GET http://{addr}{path}`; the status and body.
+    fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String>;
+}
+
+impl PeerPort for crate::peer::PeerClient {
+    fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+        crate::peer::PeerClient::get(self, addr, path)
+    }
+}

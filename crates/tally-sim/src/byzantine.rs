@@ -1,0 +1,375 @@
+//! Byzantine actors: each wraps an honest [`Machine`] and changes what it publishes, using only
+//! the machine's own vocabulary of inputs and effects, so the same adversary runs in the
+//! simulator and (for the strategies the devnet offers) under the real tokio driver.
+//!
+//! | strategy | what it does | who gains | expected outcome |
+//! | --- | --- | --- | --- |
+//! | `inflate` | scores its lowest miner 1.0, commits and reveals that consistently | a validator boosting a miner | kept, but the median does not move past the honest range |
+//! | `equivocate` | serves the committed report over HTTP and a different signed one in the DHT | a validator showing peers different scores | proven and excluded (`equivocation`) |
+//! | `copy` | reveals a re-signed copy of a peer's report instead of what it committed | a lazy validator | excluded (`commitment_mismatch`) |
+//! | `withhold` | commits, never reveals | a validator hiding its scores | excluded (`no_report`) |
+//! | `forge` | serves a report signed by another key | an outsider posing as a validator | excluded (`wrong_signer`) |
+//! | `commit-late` | skips its commitment, copies a peer's revealed report and commits to it late | a lazy validator copying weights | excluded (`no_commitment`) |
+//! | `split-view` | shows its report to some peers only, publishes nothing in the DHT | a validator splitting honest views | honest validators still agree |
+//! | `silent` | goes silent mid-run, after committing | a validator that stalls the subnet | excluded (`no_report`); quorum holds while honest stake suffices |
+
+use parity_scale_codec::Encode;
+use tally_core::{hash::Hash32, Hotkey, Keypair, ReportBody, Score, ScoreReport};
+use tally_protocol::rules::commitment_data;
+use tally_protocol::Kind;
+use tally_validator::{Actor, Effect, Input, Machine, Member, Target};
+
+/// A byzantine strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Strategy {
+    /// Boost one miner to 1.0.
+    Inflate,
+    /// Different reports over HTTP and in the DHT.
+    Equivocate,
+    /// Reveal a re-signed copy of a peer's report.
+    Copy,
+    /// Commit, never reveal.
+    Withhold,
+    /// Serve a report signed by another key.
+    Forge,
+    /// Copy a revealed report and commit to it late.
+    CommitLate,
+    /// Show the report to some peers only.
+    SplitView,
+    /// Go silent after committing.
+    Silent,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 8] = [
+        Strategy::Inflate,
+        Strategy::Equivocate,
+        Strategy::Copy,
+        Strategy::Withhold,
+        Strategy::Forge,
+        Strategy::CommitLate,
+        Strategy::SplitView,
+        Strategy::Silent,
+    ];
+    /// The strategies the devnet offers (they need nothing but HTTP, the DHT and the chain).
+    pub const DEVNET: [Strategy; 5] = [
+        Strategy::Inflate,
+        Strategy::Equivocate,
+        Strategy::Copy,
+        Strategy::Withhold,
+        Strategy::Forge,
+    ];
+
+    /// The strategy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Inflate => "inflate",
+            Strategy::Equivocate => "equivocate",
+            Strategy::Copy => "copy",
+            Strategy::Withhold => "withhold",
+            Strategy::Forge => "forge",
+            Strategy::CommitLate => "commit-late",
+            Strategy::SplitView => "split-view",
+            Strategy::Silent => "silent",
+        }
+    }
+
+    /// The reason honest validators give when they leave this strategy out, if they do.
+    pub fn expected_exclusion(self) -> Option<&'static str> {
+        match self {
+            Strategy::Inflate | Strategy::SplitView => None,
+            Strategy::Equivocate => Some("equivocation"),
+            Strategy::Copy => Some("commitment_mismatch"),
+            Strategy::Withhold | Strategy::Silent => Some("no_report"),
+            Strategy::Forge => Some("wrong_signer"),
+            Strategy::CommitLate => Some("no_commitment"),
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown byzantine strategy {s:?}: use {}",
+                    Strategy::ALL.map(|x| x.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// Request ids the adversary uses for its own fetches (far above the machine's).
+const OWN_REQ: u64 = 1 << 62;
+
+/// An honest machine wrapped by a strategy.
+pub struct Byzantine {
+    inner: Machine,
+    strategy: Strategy,
+    key: Keypair,
+    salt: u64,
+    members: Vec<Member>,
+    /// Runs whose copy is still wanted: `run -> outstanding request`.
+    copying: std::collections::BTreeMap<u64, Option<u64>>,
+    next_req: u64,
+    silent: bool,
+}
+
+impl Byzantine {
+    /// Wraps `inner`, which signs with `key`.
+    pub fn new(inner: Machine, key: Keypair, strategy: Strategy) -> Byzantine {
+        Byzantine {
+            inner,
+            strategy,
+            key,
+            salt: 0,
+            members: Vec::new(),
+            copying: Default::default(),
+            next_req: OWN_REQ,
+            silent: false,
+        }
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    fn sign(&mut self, run: u64, scores: Vec<(Hotkey, Score)>, key: &Keypair) -> Option<Vec<u8>> {
+        self.salt += 1;
+        let salt: Hash32 = tally_core::sha256(&(self.key.hotkey(), run, self.salt).encode());
+        let cfg = self.inner.config();
+        let body =
+            ReportBody::new(cfg.netuid, run, cfg.family.clone(), key.hotkey(), scores).ok()?;
+        ScoreReport::sign(body, salt, key)
+            .ok()
+            .map(|r| r.to_bytes())
+    }
+
+    fn fetch_peers(&mut self, run: u64) -> Effect {
+        let me = self.key.hotkey();
+        let req = self.next_req;
+        self.next_req += 1;
+        self.copying.insert(run, Some(req));
+        Effect::FetchReports {
+            req,
+            run,
+            targets: self
+                .members
+                .iter()
+                .filter(|m| m.validator_permit && m.hotkey != me)
+                .map(|m| Target {
+                    hotkey: m.hotkey,
+                    axon: m.axon.clone(),
+                    http: true,
+                    dht: true,
+                    evidence: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn rewrite(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for e in effects {
+            match (self.strategy, e) {
+                (
+                    Strategy::Withhold | Strategy::SplitView,
+                    Effect::Publish {
+                        kind: Kind::ValidatorReveal,
+                        ..
+                    },
+                ) => {}
+                (Strategy::Withhold, Effect::Serve { .. }) => {}
+                (
+                    Strategy::Equivocate,
+                    Effect::Publish {
+                        kind: Kind::ValidatorReveal,
+                        run,
+                        payload,
+                    },
+                ) => {
+                    let shifted = ScoreReport::from_bytes(&payload)
+                        .map(|r| {
+                            r.body()
+                                .scores
+                                .iter()
+                                .map(|(k, s)| {
+                                    (
+                                        *k,
+                                        Score::saturating_from_units(
+                                            1_000_000_000 - s.units() as u64,
+                                        ),
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                    let key = self.key.clone();
+                    if let Some(w) = self.sign(run, shifted, &key) {
+                        out.push(Effect::Publish {
+                            kind: Kind::ValidatorReveal,
+                            run,
+                            payload: w,
+                        });
+                    }
+                }
+                (Strategy::Forge, Effect::Serve { run, wire }) => {
+                    let other = Keypair::from_seed(&tally_core::sha256(&self.key.hotkey().0))
+                        .deterministic();
+                    let scores = ScoreReport::from_bytes(&wire)
+                        .map(|r| r.body().scores.to_vec())
+                        .unwrap_or_default();
+                    if let Some(w) = self.sign(run, scores, &other) {
+                        out.push(Effect::Serve { run, wire: w });
+                    }
+                }
+                (
+                    Strategy::Forge,
+                    Effect::Publish {
+                        kind: Kind::ValidatorReveal,
+                        ..
+                    },
+                ) => {}
+                (
+                    Strategy::Copy | Strategy::CommitLate,
+                    Effect::Publish {
+                        kind: Kind::ValidatorReveal,
+                        ..
+                    },
+                ) => {}
+                (Strategy::Copy | Strategy::CommitLate, Effect::Serve { run, .. }) => {
+                    out.push(self.fetch_peers(run));
+                }
+                (
+                    Strategy::CommitLate,
+                    Effect::PostCommitment { .. }
+                    | Effect::Publish {
+                        kind: Kind::ValidatorCommit,
+                        ..
+                    },
+                ) => {}
+                (_, e) => out.push(e),
+            }
+        }
+        out
+    }
+
+    /// A copy of the first peer report among `fetched`, re-signed.
+    fn copied(&mut self, run: u64, fetched: &[tally_validator::Fetched]) -> Option<Vec<u8>> {
+        let scores = fetched
+            .iter()
+            .filter_map(|f| f.http.as_ref().or(f.dht.as_ref()))
+            .find_map(|w| ScoreReport::from_bytes(w).ok())?
+            .body()
+            .scores
+            .to_vec();
+        let key = self.key.clone();
+        self.sign(run, scores, &key)
+    }
+}
+
+impl Actor for Byzantine {
+    fn handle(&mut self, input: Input) -> Vec<Effect> {
+        if self.silent {
+            return Vec::new();
+        }
+        let input = match input {
+            Input::Snapshot { req, result: Ok(s) } => {
+                self.members = s.members.clone();
+                Input::Snapshot { req, result: Ok(s) }
+            }
+            Input::Scored {
+                run,
+                result: Ok(mut scores),
+            } if self.strategy == Strategy::Inflate => {
+                if let Some(low) = scores.iter_mut().min_by_key(|s| s.1) {
+                    low.1 = Score::ONE;
+                }
+                Input::Scored {
+                    run,
+                    result: Ok(scores),
+                }
+            }
+            Input::Reports { req, run, fetched } if req >= OWN_REQ => {
+                if self.copying.get(&run) != Some(&Some(req)) {
+                    return Vec::new();
+                }
+                let Some(w) = self.copied(run, &fetched) else {
+                    // nothing revealed yet: ask again on the next head
+                    self.copying.insert(run, None);
+                    return Vec::new();
+                };
+                self.copying.remove(&run);
+                let mut out = Vec::new();
+                if self.strategy == Strategy::CommitLate {
+                    if let Ok(r) = ScoreReport::from_bytes(&w) {
+                        out.push(Effect::PostCommitment {
+                            run,
+                            data: commitment_data(run, &r.commitment()),
+                        });
+                    }
+                }
+                out.push(Effect::Serve {
+                    run,
+                    wire: w.clone(),
+                });
+                out.push(Effect::Publish {
+                    kind: Kind::ValidatorReveal,
+                    run,
+                    payload: w,
+                });
+                return out;
+            }
+            other => other,
+        };
+        let committed_run = match &input {
+            Input::Committed {
+                run, result: Ok(_), ..
+            } => Some(*run),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        if let Input::Head(_) = &input {
+            let retry: Vec<u64> = self
+                .copying
+                .iter()
+                .filter(|(_, r)| r.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            for run in retry {
+                out.push(self.fetch_peers(run));
+            }
+        }
+        let inner = self.inner.handle(input);
+        // commit-late skips the commitment but lets its machine believe it was made
+        let fake: Vec<u64> = if self.strategy == Strategy::CommitLate {
+            inner
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::PostCommitment { run, .. } => Some(*run),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.extend(self.rewrite(inner));
+        for run in fake {
+            let more = self.inner.handle(Input::Committed { run, result: Ok(0) });
+            out.extend(self.rewrite(more));
+        }
+        if self.strategy == Strategy::Silent && committed_run.is_some() {
+            self.silent = true;
+        }
+        out
+    }
+
+    fn serves_to(&self, _run: u64, peer: &Hotkey) -> bool {
+        self.strategy != Strategy::SplitView || peer.0[0] % 2 == 0
+    }
+}

@@ -1,0 +1,23 @@
+//! Deterministic simulation of Tally's validators, and the byzantine actors.
+//!
+//! * [`world`]: the seeded world (virtual clock, event queue, one RNG), the embedded chain on an
+//!   in-memory backend driven by virtual time, an in-memory DHT under the real predicate,
+//!   simulated HTTP links with latency, loss and partitions, crashes and restarts from
+//!   persisted state. The validators are the production `tally_validator::Machine`.
+//! * [`byzantine`]: adversaries that wrap an honest machine and rewrite its effects (inflate,
+//!   equivocate, copy, withhold, forge, commit late, split view, go silent). The devnet uses the
+//!   same actors; no production service contains them.
+//! * [`invariants`]: what every run must keep (identical honest weights, consensus within the
+//!   honest range, no report without an in-window commitment, equivocations proven and
+//!   excluded, quorum misses hold).
+//! * [`sweep`]: many seeds mixing strategies and faults, with one trace hash over all.
+#![forbid(unsafe_code)]
+
+pub mod byzantine;
+pub mod invariants;
+pub mod sweep;
+pub mod world;
+
+pub use byzantine::{Byzantine, Strategy};
+pub use sweep::{sweep, SweepConfig, SweepResult};
+pub use world::{Faults, SimConfig, SimResult, World};

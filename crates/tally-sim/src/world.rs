@@ -1,0 +1,891 @@
+//! The seeded world: a virtual clock and an event queue, one RNG, the embedded chain on an
+//! in-memory backend producing a block every `block_ms` of virtual time, an in-memory DHT that
+//! runs the real predicate on the virtual clock, HTTP links with latency, loss and partitions,
+//! and validators (honest [`Machine`]s or [`Byzantine`] wrappers) that crash and restart from
+//! what they persisted. Nothing reads the wall clock or the OS RNG, so one seed replays the same
+//! trace; every effect executed is folded into the trace hash.
+
+use crate::byzantine::{Byzantine, Strategy};
+use crate::invariants;
+use parity_scale_codec::Encode;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use tally_chain::snapshot::read_snapshot;
+use tally_chain::{extrinsic, Chain, Genesis, LocalChain, NeuronInfo, SubnetParams};
+use tally_consensus::WeightMode;
+use tally_core::hash::Hash32;
+use tally_core::{BoundedBytes, FamilyId, Hotkey, Keypair, Score};
+use tally_protocol::predicate::{check, check_without_signature, Mode};
+use tally_protocol::record::{RecordBody, SignedRecord};
+use tally_protocol::{
+    record_key, ChainTime, ChainView, EpochClock, Kind, Metagraph, Neuron, PhaseWindows,
+};
+use tally_validator::*;
+
+/// The simulated subnet.
+pub const NETUID: u16 = 1;
+
+/// Faults injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Per-request loss on HTTP links, in per mille.
+    pub loss_permille: u32,
+    /// Partitions that cut up to a third of the nodes off for 1 to 3 blocks, then heal.
+    pub partitions: bool,
+    /// Honest nodes crash and restart from their store 2 to 6 blocks later.
+    pub crashes: bool,
+}
+
+/// One simulation.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: everything follows from it.
+    pub seed: u64,
+    /// Validators, byzantine ones included.
+    pub validators: usize,
+    /// Miners.
+    pub miners: usize,
+    /// Runs to complete.
+    pub epochs: u64,
+    /// Strategies of the last validators.
+    pub byzantine: Vec<Strategy>,
+    /// Faults.
+    pub faults: Faults,
+    /// Blocks per epoch.
+    pub epoch_length: u64,
+    /// Virtual milliseconds per block.
+    pub block_ms: u64,
+    /// Test-only: break the rule of which commitment counts (see
+    /// `tally_validator::Config::broken_any_commitment`).
+    pub broken_rule: bool,
+}
+
+impl SimConfig {
+    /// A small subnet for `seed`.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            validators: 7,
+            miners: 6,
+            epochs: 4,
+            byzantine: Vec::new(),
+            faults: Faults::default(),
+            epoch_length: 20,
+            block_ms: 1_000,
+            broken_rule: false,
+        }
+    }
+}
+
+/// What one simulation found.
+#[derive(Clone, Debug)]
+pub struct SimResult {
+    /// The seed.
+    pub seed: u64,
+    /// Invariant violations, each a sentence.
+    pub violations: Vec<String>,
+    /// SHA-256 over every effect executed and every DHT verdict, in order.
+    pub trace: Hash32,
+    /// Honest outcomes produced (node, run).
+    pub outcomes: usize,
+    /// Runs in which every honest node that aggregated met quorum.
+    pub quorum_runs: u64,
+    /// Exclusions by reason, over honest outcomes.
+    pub exclusions: BTreeMap<String, u64>,
+    /// Effects executed.
+    pub effects: u64,
+}
+
+/// What a node persisted: enough to restart it.
+#[derive(Default)]
+pub(crate) struct SimStore {
+    runs: BTreeMap<u64, StoredRun>,
+    divergence: Option<Vec<u8>>,
+    pub evidence: BTreeMap<u64, Vec<Vec<u8>>>,
+    pub outcomes: BTreeMap<u64, RunOutcome>,
+}
+
+impl SimStore {
+    fn apply(&mut self, p: &Persist) {
+        match p {
+            Persist::OwnReport { run, wire, .. } => {
+                let r = self.runs.entry(*run).or_insert_with(|| StoredRun {
+                    run: *run,
+                    ..Default::default()
+                });
+                if r.own_report.is_none() {
+                    r.own_report = Some(wire.clone());
+                    r.step = r.step.max(Some(Step::Scored));
+                }
+            }
+            Persist::Members { run, members } => {
+                self.runs
+                    .entry(*run)
+                    .or_insert_with(|| StoredRun {
+                        run: *run,
+                        ..Default::default()
+                    })
+                    .members = Some(members.clone());
+            }
+            Persist::Step { run, step } => {
+                let r = self.runs.entry(*run).or_insert_with(|| StoredRun {
+                    run: *run,
+                    ..Default::default()
+                });
+                r.step = r.step.max(Some(*step));
+            }
+            Persist::Evidence { bytes } => {
+                if let Ok(e) = tally_consensus::equivocation::Equivocation::from_bytes(bytes) {
+                    let v = self.evidence.entry(e.first.body().run).or_default();
+                    if !v.contains(bytes) {
+                        v.push(bytes.clone());
+                    }
+                }
+            }
+            Persist::Divergence { bytes } => self.divergence = Some(bytes.clone()),
+            Persist::Finish { outcome } => {
+                let r = self.runs.entry(outcome.run).or_insert_with(|| StoredRun {
+                    run: outcome.run,
+                    ..Default::default()
+                });
+                r.step = Some(Step::Done);
+                self.outcomes.insert(outcome.run, (**outcome).clone());
+            }
+            Persist::Snapshot { .. } | Persist::PeerReport { .. } | Persist::Rejected { .. } => {}
+        }
+    }
+
+    fn stored(&self) -> Stored {
+        Stored {
+            runs: self.runs.values().rev().take(8).cloned().collect(),
+            divergence: self.divergence.clone(),
+        }
+    }
+}
+
+pub(crate) struct Node {
+    pub key: Keypair,
+    pub strategy: Option<Strategy>,
+    actor: Option<Box<dyn Actor>>,
+    gen: u64,
+    pub served: BTreeMap<u64, Vec<u8>>,
+    pub store: SimStore,
+    /// Every report this node made available (served or published), by run.
+    pub shown: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// Runs it set weights for.
+    pub weights_runs: BTreeSet<u64>,
+    /// Down until this block (crashed).
+    down_until: Option<u64>,
+}
+
+enum Ev {
+    Block,
+    Deliver { node: usize, gen: u64, input: Input },
+    Call { node: usize, gen: u64, call: Call },
+    Restart { node: usize },
+}
+
+enum Call {
+    Commit { run: u64, data: Vec<u8> },
+    Weights { run: u64, weights: Vec<(u16, u16)> },
+}
+
+/// The world.
+pub struct World {
+    cfg: SimConfig,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    pub(crate) chain: LocalChain,
+    pub(crate) nodes: Vec<Node>,
+    dht: BTreeMap<Hash32, SignedRecord>,
+    view: ChainView,
+    head: u64,
+    partition: Option<(BTreeSet<usize>, u64)>,
+    pub(crate) qualities: Vec<(Hotkey, u32)>,
+    /// The first block at which an honest node served or published a report, by run.
+    pub(crate) first_reveal: BTreeMap<u64, u64>,
+    /// Honest nodes' own scores, by run.
+    pub(crate) honest_scores: BTreeMap<u64, Vec<(Hotkey, Vec<(Hotkey, Score)>)>>,
+    pub(crate) stakes: Vec<u64>,
+    trace: Sha256,
+    effects: u64,
+    family: FamilyId,
+}
+
+fn key_for(seed: u64, role: &str, i: usize) -> Keypair {
+    Keypair::from_seed(&tally_core::sha256(&(seed, role, i as u64).encode())).deterministic()
+}
+
+impl World {
+    /// A world for `cfg`.
+    pub fn new(cfg: SimConfig) -> Result<World, String> {
+        let n = cfg.validators;
+        if !(2..=256).contains(&n) || cfg.miners == 0 || cfg.miners > 4096 {
+            return Err("validators must be 2..=256 and miners 1..=4096".into());
+        }
+        if cfg.byzantine.len() >= n {
+            return Err("too many byzantine validators for the number of validators".into());
+        }
+        if cfg.epoch_length < 10 {
+            return Err("epochs must be at least 10 blocks".into());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let nb = cfg.byzantine.len();
+        let mut stakes: Vec<u64> = (0..n - nb).map(|_| rng.gen_range(20_000..30_000)).collect();
+        // byzantine stake stays below one third of the eligible stake
+        let honest: u64 = stakes.iter().sum();
+        let each = if nb > 0 {
+            ((honest / 2).saturating_sub(1) / nb as u64).clamp(1_000, 30_000)
+        } else {
+            0
+        };
+        stakes.extend(std::iter::repeat_n(each, nb));
+        let owner = key_for(cfg.seed, "owner", 0);
+        let keys: Vec<Keypair> = (0..n).map(|i| key_for(cfg.seed, "validator", i)).collect();
+        let miners: Vec<Keypair> = (0..cfg.miners)
+            .map(|i| key_for(cfg.seed, "miner", i))
+            .collect();
+        // one clear best miner (0.9); the others spread over [0.1, 0.7]
+        let best = rng.gen_range(0..cfg.miners);
+        let qualities: Vec<(Hotkey, u32)> = miners
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let q = if i == best {
+                    900_000_000
+                } else {
+                    100_000_000 + (600_000_000u64 * i as u64 / cfg.miners.max(2) as u64) as u32
+                };
+                (k.hotkey(), q)
+            })
+            .collect();
+        let params = SubnetParams {
+            netuid: NETUID,
+            epoch_length: cfg.epoch_length,
+            epoch_offset: 0,
+            block_ms: cfg.block_ms,
+            weights_rate_limit: 1,
+            commitment_max_bytes: 64,
+            commitment_bytes_per_epoch: 1024,
+            max_uids: 8192,
+            min_validator_stake: 1_000,
+            burn_uid: 0,
+        };
+        let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
+            (
+                NETUID,
+                NeuronInfo {
+                    uid: 0,
+                    hotkey: k.hotkey(),
+                    stake,
+                    validator_permit: permit,
+                    axon,
+                    peer: String::new(),
+                },
+            )
+        };
+        let mut neurons = vec![neuron(&owner, 0, false, String::new())];
+        for (i, k) in keys.iter().enumerate() {
+            neurons.push(neuron(k, stakes[i], true, format!("sim:{i}")));
+        }
+        for k in &miners {
+            neurons.push(neuron(k, 0, false, String::new()));
+        }
+        let chain = LocalChain::in_memory(&Genesis {
+            timestamp_ms: 0,
+            subnets: vec![params],
+            neurons,
+        })
+        .map_err(|e| e.to_string())?;
+        let family = FamilyId::new("synthetic").map_err(|e| e.to_string())?;
+        let mut nodes = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let strategy = (i >= n - nb).then(|| cfg.byzantine[i - (n - nb)]);
+            let mut node = Node {
+                key: k.clone(),
+                strategy,
+                actor: None,
+                gen: 0,
+                served: BTreeMap::new(),
+                store: SimStore::default(),
+                shown: BTreeMap::new(),
+                weights_runs: BTreeSet::new(),
+                down_until: None,
+            };
+            node.actor = Some(Self::actor(&cfg, &family, &node, rng.gen()));
+            nodes.push(node);
+        }
+        let view = ChainView::new(
+            NETUID,
+            EpochClock {
+                length: cfg.epoch_length,
+                offset: 0,
+            },
+            PhaseWindows::default(),
+            ChainTime {
+                block: 0,
+                at_ms: 0,
+                block_ms: cfg.block_ms,
+            },
+            Metagraph::new(keys.iter().enumerate().map(|(i, k)| {
+                (
+                    k.hotkey(),
+                    Neuron {
+                        uid: i as u16 + 1,
+                        stake: stakes[i],
+                        validator_permit: true,
+                    },
+                )
+            }))?,
+            1_000,
+        );
+        let mut w = World {
+            cfg,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            chain,
+            nodes,
+            dht: BTreeMap::new(),
+            view,
+            head: 0,
+            partition: None,
+            qualities,
+            first_reveal: BTreeMap::new(),
+            honest_scores: BTreeMap::new(),
+            stakes,
+            trace: Sha256::new(),
+            effects: 0,
+            family,
+        };
+        for i in 0..w.nodes.len() {
+            let input = Input::Restore(Stored::default());
+            w.push(
+                0,
+                Ev::Deliver {
+                    node: i,
+                    gen: 0,
+                    input,
+                },
+            );
+        }
+        w.push(w.cfg.block_ms, Ev::Block);
+        Ok(w)
+    }
+
+    fn actor(cfg: &SimConfig, family: &FamilyId, node: &Node, seed: [u8; 32]) -> Box<dyn Actor> {
+        let mut c = Config::new(NETUID, family.clone(), WeightMode::Decentralized);
+        c.broken_any_commitment = cfg.broken_rule;
+        let m = Machine::new(c, node.key.clone(), seed);
+        match node.strategy {
+            Some(s) => Box::new(Byzantine::new(m, node.key.clone(), s)),
+            None => Box::new(m),
+        }
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn latency(&mut self, lo: u64, hi: u64) -> u64 {
+        self.rng.gen_range(lo..=hi)
+    }
+
+    fn link_ok(&mut self, a: usize, b: usize) -> bool {
+        if let Some((cut, _)) = &self.partition {
+            if cut.contains(&a) != cut.contains(&b) {
+                return false;
+            }
+        }
+        if self.nodes[b].down_until.is_some() {
+            return false;
+        }
+        self.cfg.faults.loss_permille == 0
+            || self.rng.gen_range(0..1000) >= self.cfg.faults.loss_permille
+    }
+
+    /// The last block the simulation runs to: the last run's reveal window closed, plus slack.
+    fn last_block(&self) -> u64 {
+        let l = self.cfg.epoch_length;
+        (self.cfg.epochs + 1) * l + l / 2 + 6
+    }
+
+    /// Runs the world to its end and checks the invariants.
+    pub fn run(mut self) -> SimResult {
+        while let Some(((at, _), ev)) = self.queue.pop_first() {
+            self.now = at;
+            match ev {
+                Ev::Block => self.block(),
+                Ev::Deliver { node, gen, input } => self.deliver(node, gen, input),
+                Ev::Call { node, gen, call } => self.call(node, gen, call),
+                Ev::Restart { node } => self.restart(node),
+            }
+        }
+        let violations = invariants::check(&self);
+        let mut exclusions = BTreeMap::new();
+        let mut outcomes = 0;
+        for n in self.nodes.iter().filter(|n| n.strategy.is_none()) {
+            for o in n
+                .store
+                .outcomes
+                .values()
+                .filter(|o| o.run < self.cfg.epochs)
+            {
+                outcomes += 1;
+                for x in &o.excluded {
+                    *exclusions.entry(x.reason.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        let quorum_runs = (0..self.cfg.epochs)
+            .filter(|r| {
+                let os: Vec<&RunOutcome> = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.strategy.is_none())
+                    .filter_map(|n| n.store.outcomes.get(r))
+                    .collect();
+                !os.is_empty() && os.iter().all(|o| o.quorum_met)
+            })
+            .count() as u64;
+        SimResult {
+            seed: self.cfg.seed,
+            violations,
+            trace: self.trace.finalize().into(),
+            outcomes,
+            quorum_runs,
+            exclusions,
+            effects: self.effects,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    fn block(&mut self) {
+        let b = match self.chain.produce_block(self.now) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        self.head = b.number;
+        self.view.time = ChainTime {
+            block: b.number,
+            at_ms: b.timestamp_ms,
+            block_ms: self.cfg.block_ms,
+        };
+        self.trace.update(b.hash);
+        // faults
+        if let Some((_, until)) = &self.partition {
+            if *until <= b.number {
+                self.partition = None;
+            }
+        }
+        let n = self.nodes.len();
+        if self.cfg.faults.partitions && self.partition.is_none() && self.rng.gen_range(0..10) == 0
+        {
+            let size = self.rng.gen_range(1..=(n / 3).max(1));
+            let mut cut = BTreeSet::new();
+            while cut.len() < size {
+                cut.insert(self.rng.gen_range(0..n));
+            }
+            let len = self.rng.gen_range(1..=3);
+            self.partition = Some((cut, b.number + len));
+        }
+        if self.cfg.faults.crashes && self.rng.gen_range(0..12) == 0 {
+            let i = self.rng.gen_range(0..n);
+            if self.nodes[i].strategy.is_none() && self.nodes[i].down_until.is_none() {
+                let back = b.number + self.rng.gen_range(2..=6);
+                let node = &mut self.nodes[i];
+                node.actor = None;
+                node.gen += 1;
+                node.served.clear();
+                node.down_until = Some(back);
+                let at = self.now + (back - b.number) * self.cfg.block_ms + 10;
+                self.push(at, Ev::Restart { node: i });
+            }
+        }
+        for i in 0..n {
+            if self.nodes[i].down_until.is_some() {
+                continue;
+            }
+            let at = self.now + self.latency(0, 50);
+            let gen = self.nodes[i].gen;
+            self.push(
+                at,
+                Ev::Deliver {
+                    node: i,
+                    gen,
+                    input: Input::Head(Head {
+                        number: b.number,
+                        timestamp_ms: b.timestamp_ms,
+                    }),
+                },
+            );
+        }
+        if b.number < self.last_block() {
+            let next = self.now + self.cfg.block_ms;
+            self.push(next, Ev::Block);
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let family = self.family.clone();
+        let seed: [u8; 32] = self.rng.gen();
+        let node = &mut self.nodes[i];
+        node.down_until = None;
+        node.gen += 1;
+        node.actor = Some(Self::actor(&self.cfg, &family, node, seed));
+        let stored = node.store.stored();
+        let gen = node.gen;
+        self.trace.update(b"restart");
+        self.trace.update((i as u64).to_le_bytes());
+        self.deliver(i, gen, Input::Restore(stored));
+    }
+
+    fn deliver(&mut self, i: usize, gen: u64, input: Input) {
+        if self.nodes[i].gen != gen {
+            return;
+        }
+        let Some(actor) = self.nodes[i].actor.as_mut() else {
+            return;
+        };
+        let effects = actor.handle(input);
+        for e in effects {
+            self.execute(i, e);
+        }
+    }
+
+    fn answer(&mut self, i: usize, delay: u64, input: Input) {
+        let gen = self.nodes[i].gen;
+        self.push(
+            self.now + delay,
+            Ev::Deliver {
+                node: i,
+                gen,
+                input,
+            },
+        );
+    }
+
+    fn call(&mut self, i: usize, gen: u64, call: Call) {
+        if self.nodes[i].gen != gen {
+            return;
+        }
+        let key = self.nodes[i].key.clone();
+        match call {
+            Call::Commit { run, data } => {
+                let result = extrinsic::commit(data)
+                    .and_then(|c| tally_chain::submit_call(&self.chain, &key, NETUID, c))
+                    .map_err(|e| e.to_string());
+                self.trace.update(format!("commit {i} {run} {result:?}"));
+                self.deliver(i, gen, Input::Committed { run, result });
+            }
+            Call::Weights { run, weights } => {
+                let result = extrinsic::set_weights(weights)
+                    .and_then(|c| tally_chain::submit_call(&self.chain, &key, NETUID, c))
+                    .map_err(|e| e.to_string());
+                if result.is_ok() {
+                    self.nodes[i].weights_runs.insert(run);
+                }
+                self.trace.update(format!("weights {i} {run} {result:?}"));
+                self.deliver(i, gen, Input::WeightsSet { run, result });
+            }
+        }
+    }
+
+    fn digest(&mut self, i: usize, e: &Effect) {
+        self.effects += 1;
+        let t = &mut self.trace;
+        t.update(self.now.to_le_bytes());
+        t.update((i as u64).to_le_bytes());
+        match e {
+            Effect::ReadChain { req, at_block } => t.update((0u8, req, at_block).encode()),
+            Effect::View(_) => t.update([1u8]),
+            Effect::Time(c) => t.update((2u8, c.block).encode()),
+            Effect::Score { run, seed, miners } => {
+                t.update((3u8, run, seed, miners.len() as u64).encode())
+            }
+            Effect::Persist(p) => {
+                let tag: u8 = match p {
+                    Persist::OwnReport { wire, .. } => {
+                        t.update(wire);
+                        0
+                    }
+                    Persist::Members { .. } => 1,
+                    Persist::Step { run, step } => {
+                        t.update((run, *step as u8).encode());
+                        2
+                    }
+                    Persist::Snapshot { commits, .. } => {
+                        t.update(commits.encode());
+                        3
+                    }
+                    Persist::PeerReport { run, validator, .. } => {
+                        t.update((run, validator).encode());
+                        4
+                    }
+                    Persist::Rejected {
+                        run,
+                        validator,
+                        reason,
+                    } => {
+                        t.update((run, validator, reason.as_bytes()).encode());
+                        5
+                    }
+                    Persist::Evidence { bytes } => {
+                        t.update(bytes);
+                        6
+                    }
+                    Persist::Divergence { .. } => 7,
+                    Persist::Finish { outcome } => {
+                        t.update(outcome.to_json());
+                        8
+                    }
+                };
+                t.update([4u8, tag]);
+            }
+            Effect::PostCommitment { run, data } => t.update((5u8, run, data).encode()),
+            Effect::Publish { kind, run, payload } => {
+                t.update((6u8, kind.name(), run).encode());
+                t.update(payload);
+            }
+            Effect::Serve { run, wire } => {
+                t.update((7u8, run).encode());
+                t.update(wire);
+            }
+            Effect::FetchReports { req, run, targets } => {
+                t.update((8u8, req, run, targets.len() as u64).encode())
+            }
+            Effect::ReadCommitments { req, run, from, to } => {
+                t.update((9u8, req, run, from, to).encode())
+            }
+            Effect::ReadIncumbent { req, run } => t.update((10u8, req, run).encode()),
+            Effect::FetchOwnerPick { req, run } => t.update((11u8, req, run).encode()),
+            Effect::SetWeights { run, weights } => t.update((12u8, run, weights).encode()),
+        }
+    }
+
+    fn score(&self, validator: &Hotkey, run: u64, miners: &[Hotkey]) -> Vec<(Hotkey, Score)> {
+        let q: BTreeMap<&Hotkey, u32> = self.qualities.iter().map(|(k, q)| (k, *q)).collect();
+        miners
+            .iter()
+            .filter_map(|m| {
+                let base = *q.get(m)? as i64;
+                let mut r = ChaCha8Rng::from_seed(tally_core::sha256(
+                    &(self.cfg.seed, run, validator, m).encode(),
+                ));
+                let noisy = base + r.gen_range(-20_000_000i64..=20_000_000);
+                Score::from_units(noisy.clamp(0, 1_000_000_000) as u32)
+                    .ok()
+                    .map(|s| (*m, s))
+            })
+            .collect()
+    }
+
+    fn publish(&mut self, i: usize, kind: Kind, run: u64, payload: Vec<u8>) {
+        let key = self.nodes[i].key.clone();
+        let ttl = (self.cfg.block_ms * self.cfg.epoch_length * 4).min(kind.max_ttl_ms());
+        let Ok(payload) = BoundedBytes::new(payload) else {
+            return;
+        };
+        let body = RecordBody {
+            kind,
+            netuid: NETUID,
+            epoch: run,
+            publisher: key.hotkey(),
+            payload,
+            expires_at_ms: self.now + ttl,
+        };
+        let Ok(rec) = SignedRecord::sign(body, &key) else {
+            return;
+        };
+        let k = rec.key();
+        let bytes = rec.to_bytes();
+        let verdict = check(
+            &k,
+            &bytes,
+            self.now,
+            &self.view,
+            self.dht.get(&k),
+            Mode::Store,
+        );
+        self.trace.update(
+            format!(
+                "dht {i} {} {run} {:?}",
+                kind.name(),
+                verdict.as_ref().map(|v| v.replica).map_err(|r| r.name())
+            )
+            .as_bytes(),
+        );
+        if verdict.is_ok() {
+            self.dht.insert(k, rec);
+        }
+    }
+
+    fn dht_reveal(&self, run: u64, publisher: &Hotkey) -> Option<Vec<u8>> {
+        let k = record_key(NETUID, Kind::ValidatorReveal, run, publisher);
+        let rec = self.dht.get(&k)?;
+        let v =
+            check_without_signature(&k, &rec.to_bytes(), self.now, &self.view, None, Mode::Read)
+                .ok()?;
+        match v.payload {
+            tally_protocol::payload::Payload::ValidatorReveal(r) => Some(r.to_bytes()),
+            _ => None,
+        }
+    }
+
+    fn execute(&mut self, i: usize, e: Effect) {
+        self.digest(i, &e);
+        let honest = self.nodes[i].strategy.is_none();
+        match e {
+            Effect::ReadChain { req, at_block } => {
+                let result = read_snapshot(&self.chain, NETUID, at_block);
+                let d = self.latency(5, 100);
+                self.answer(i, d, Input::Snapshot { req, result });
+            }
+            Effect::View(_) | Effect::Time(_) => {}
+            Effect::Score { run, miners, .. } => {
+                let me = self.nodes[i].key.hotkey();
+                let scores = self.score(&me, run, &miners);
+                let d = self.latency(50, 2_000);
+                self.answer(
+                    i,
+                    d,
+                    Input::Scored {
+                        run,
+                        result: Ok(scores),
+                    },
+                );
+            }
+            Effect::Persist(p) => {
+                if let (true, Persist::OwnReport { run, wire, .. }) = (honest, &p) {
+                    if let Ok(r) = tally_core::ScoreReport::from_bytes(wire) {
+                        let me = self.nodes[i].key.hotkey();
+                        self.honest_scores
+                            .entry(*run)
+                            .or_default()
+                            .push((me, r.body().scores.to_vec()));
+                    }
+                }
+                self.nodes[i].store.apply(&p);
+            }
+            Effect::PostCommitment { run, data } => {
+                let d = self.latency(20, 400);
+                let gen = self.nodes[i].gen;
+                self.push(
+                    self.now + d,
+                    Ev::Call {
+                        node: i,
+                        gen,
+                        call: Call::Commit { run, data },
+                    },
+                );
+            }
+            Effect::Publish { kind, run, payload } => {
+                if kind == Kind::ValidatorReveal {
+                    self.shown(i, run, &payload);
+                }
+                self.publish(i, kind, run, payload);
+            }
+            Effect::Serve { run, wire } => {
+                self.shown(i, run, &wire);
+                self.nodes[i].served.insert(run, wire);
+            }
+            Effect::FetchReports { req, run, targets } => {
+                let me = self.nodes[i].key.hotkey();
+                let index: BTreeMap<Hotkey, usize> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, n)| (n.key.hotkey(), j))
+                    .collect();
+                let mut fetched = Vec::with_capacity(targets.len());
+                for t in targets {
+                    let Some(&j) = index.get(&t.hotkey) else {
+                        continue;
+                    };
+                    let reachable = (t.http || t.evidence) && self.link_ok(i, j);
+                    let peer = &self.nodes[j];
+                    let shows = peer.actor.as_ref().is_some_and(|a| a.serves_to(run, &me));
+                    let http = (reachable && t.http && shows)
+                        .then(|| peer.served.get(&run).cloned())
+                        .flatten();
+                    let evidence = if reachable && t.evidence {
+                        peer.store.evidence.get(&run).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let dht = if t.dht {
+                        self.dht_reveal(run, &t.hotkey)
+                    } else {
+                        None
+                    };
+                    fetched.push(Fetched {
+                        hotkey: t.hotkey,
+                        http,
+                        dht,
+                        evidence,
+                    });
+                }
+                let d = self.latency(10, 500);
+                self.answer(i, d, Input::Reports { req, run, fetched });
+            }
+            Effect::ReadCommitments { req, run, from, to } => {
+                let result = self
+                    .chain
+                    .commitments_in(NETUID, from, to)
+                    .map(|v| v.into_iter().map(|(k, c)| (k, c.block, c.data)).collect())
+                    .map_err(|e| e.to_string());
+                let d = self.latency(5, 100);
+                self.answer(i, d, Input::Commitments { req, run, result });
+            }
+            Effect::ReadIncumbent { req, run } => {
+                let result = self.chain.winner(NETUID).map_err(|e| e.to_string());
+                let d = self.latency(5, 100);
+                self.answer(i, d, Input::Incumbent { req, run, result });
+            }
+            Effect::FetchOwnerPick { req, run } => {
+                self.answer(
+                    i,
+                    10,
+                    Input::OwnerPick {
+                        req,
+                        run,
+                        pick: None,
+                    },
+                );
+            }
+            Effect::SetWeights { run, weights } => {
+                let d = self.latency(20, 400);
+                let gen = self.nodes[i].gen;
+                self.push(
+                    self.now + d,
+                    Ev::Call {
+                        node: i,
+                        gen,
+                        call: Call::Weights { run, weights },
+                    },
+                );
+            }
+        }
+    }
+
+    fn shown(&mut self, i: usize, run: u64, wire: &[u8]) {
+        if self.nodes[i].strategy.is_none() {
+            let h = self.head;
+            let e = self.first_reveal.entry(run).or_insert(h);
+            *e = (*e).min(h);
+        }
+        let v = self.nodes[i].shown.entry(run).or_default();
+        if !v.iter().any(|w| w == wire) {
+            v.push(wire.to_vec());
+        }
+    }
+}

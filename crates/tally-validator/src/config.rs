@@ -1,0 +1,52 @@
+//! The machine's settings.
+
+use tally_consensus::{Params, WeightMode};
+use tally_core::{FamilyId, Fraction};
+use tally_protocol::PhaseWindows;
+
+/// Settings of one validator.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The subnet.
+    pub netuid: u16,
+    /// The task family scored.
+    pub family: FamilyId,
+    /// Weight mode.
+    pub mode: WeightMode,
+    /// Aggregation parameters.
+    pub params: Params,
+    /// Phase windows of the network.
+    pub windows: PhaseWindows,
+    /// Runs kept in the divergence window (shadow mode).
+    pub divergence_window: usize,
+    /// Whether an owner is configured to ask for its pick (owner and shadow modes).
+    pub has_owner: bool,
+    /// From which share of the reveal window peers' reports are collected (default 0.6: late
+    /// enough that peers have revealed, early enough to retry before the window closes).
+    pub collect_from: Fraction,
+    /// Runs kept in memory (older ones are finished or abandoned).
+    pub keep_runs: usize,
+    /// Test-only: accept the latest commitment a hotkey made for a run at any block, as the
+    /// first version did (the late-commitment hole), so the simulator's invariants can be shown
+    /// to catch a broken rule. Honoured only in builds with the `test-switches` feature (tests);
+    /// a shipped binary ignores it.
+    pub broken_any_commitment: bool,
+}
+
+impl Config {
+    /// DESIGN.md's defaults for `netuid` and `family`.
+    pub fn new(netuid: u16, family: FamilyId, mode: WeightMode) -> Config {
+        Config {
+            netuid,
+            family,
+            mode,
+            params: Params::default(),
+            windows: PhaseWindows::default(),
+            divergence_window: 100,
+            has_owner: false,
+            collect_from: Fraction::saturating_from_units(600_000_000),
+            keep_runs: 4,
+            broken_any_commitment: false,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The [`Machine`]: state, dispatch of inputs, and the schedule run on every head block.
+
+use crate::config::Config;
+use crate::types::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use tally_consensus::divergence::DivergenceTracker;
+use tally_consensus::equivocation::Equivocation;
+use tally_core::hash::Hash32;
+use tally_core::{Hotkey, Keypair, ScoreReport};
+use tally_protocol::{ChainTime, ChainView, EpochClock, Metagraph, Neuron, PhaseWindows};
+
+/// One run's state.
+#[derive(Default)]
+pub(crate) struct RunState {
+    /// The last step done.
+    pub step: Option<Step>,
+    /// The node's own report.
+    pub report: Option<ScoreReport>,
+    /// Its wire bytes.
+    pub wire: Option<Vec<u8>>,
+    /// The metagraph the run is scored and aggregated against.
+    pub members: Option<Vec<Member>>,
+    /// A score request is out.
+    pub scoring: bool,
+    /// The run could not be evaluated: no report.
+    pub unscorable: Option<String>,
+    /// A commitment is being posted.
+    pub committing: bool,
+    /// What was fetched per validator (first HTTP and first DHT copy kept).
+    pub collected: BTreeMap<Hotkey, Fetched>,
+    /// Equivocation proofs held, by validator.
+    pub proofs: BTreeMap<Hotkey, Equivocation>,
+    /// A collect request is out.
+    pub fetch_req: Option<u64>,
+    /// Aggregation in progress.
+    pub agg: Option<crate::aggregate::Agg>,
+    /// The outcome waiting for the weights call to return.
+    pub finishing: Option<crate::outcome::RunOutcome>,
+}
+
+/// A validator's state machine. See the crate documentation.
+pub struct Machine {
+    pub(crate) cfg: Config,
+    pub(crate) key: Keypair,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) head: Option<Head>,
+    pub(crate) snap: Option<ChainSnapshot>,
+    pub(crate) snap_req: Option<u64>,
+    next_req: u64,
+    pub(crate) runs: BTreeMap<u64, RunState>,
+    pub(crate) divergence: Option<DivergenceTracker>,
+}
+
+impl Machine {
+    /// A machine for `key`; salts come from an RNG seeded with `seed` (the driver passes OS
+    /// randomness, the simulator its own RNG).
+    pub fn new(cfg: Config, key: Keypair, seed: [u8; 32]) -> Machine {
+        Machine {
+            cfg,
+            key,
+            rng: ChaCha20Rng::from_seed(seed),
+            head: None,
+            snap: None,
+            snap_req: None,
+            next_req: 1,
+            runs: BTreeMap::new(),
+            divergence: None,
+        }
+    }
+
+    /// The node's hotkey.
+    pub fn hotkey(&self) -> Hotkey {
+        self.key.hotkey()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The last step done for `run`, as far as the machine knows.
+    pub fn step(&self, run: u64) -> Option<Step> {
+        self.runs.get(&run).and_then(|r| r.step)
+    }
+
+    /// The node's own report for `run` (wire bytes), if it made one.
+    pub fn own_report(&self, run: u64) -> Option<&[u8]> {
+        self.runs.get(&run).and_then(|r| r.wire.as_deref())
+    }
+
+    /// The last head seen.
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    pub(crate) fn req(&mut self) -> u64 {
+        let r = self.next_req;
+        self.next_req += 1;
+        r
+    }
+
+    pub(crate) fn clock(&self) -> Option<EpochClock> {
+        self.snap.as_ref().map(|s| EpochClock {
+            length: s.params.epoch_length,
+            offset: s.params.epoch_offset,
+        })
+    }
+
+    /// Eligible validators of `run` (its metagraph, the current minimum stake).
+    pub(crate) fn eligible(&self, run: u64) -> Vec<Member> {
+        let min = self
+            .snap
+            .as_ref()
+            .map(|s| s.params.min_validator_stake)
+            .unwrap_or(u64::MAX);
+        self.runs
+            .get(&run)
+            .and_then(|r| r.members.as_ref())
+            .map(|m| {
+                m.iter()
+                    .filter(|n| {
+                        tally_protocol::rules::is_eligible(n.validator_permit, n.stake, min)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Restore(s) => self.on_restore(s, &mut out),
+            Input::Head(h) => self.on_head(h, &mut out),
+            Input::Snapshot { req, result } => {
+                if self.snap_req == Some(req) {
+                    self.snap_req = None;
+                    if let Ok(s) = result {
+                        self.snap = Some(s);
+                        out.push(Effect::View(Box::new(self.view())));
+                        if let Some(h) = self.head {
+                            self.schedule(h, &mut out);
+                        }
+                    }
+                }
+            }
+            Input::Scored { run, result } => self.on_scored(run, result, &mut out),
+            Input::Committed { run, result } => self.on_committed(run, result, &mut out),
+            Input::Reports { req, run, fetched } => self.on_reports(req, run, fetched, &mut out),
+            Input::Commitments { req, run, result } => {
+                self.on_commitments(req, run, result, &mut out)
+            }
+            Input::Incumbent { req, run, result } => self.on_incumbent(req, run, result, &mut out),
+            Input::OwnerPick { req, run, pick } => self.on_owner_pick(req, run, pick, &mut out),
+            Input::WeightsSet { run, result } => self.on_weights_set(run, result, &mut out),
+        }
+        out
+    }
+
+    fn on_restore(&mut self, s: Stored, out: &mut Vec<Effect>) {
+        for r in s.runs {
+            let report = r
+                .own_report
+                .as_deref()
+                .and_then(|w| ScoreReport::from_bytes(w).ok());
+            let st = self.runs.entry(r.run).or_default();
+            st.step = r.step;
+            st.wire = report.as_ref().and(r.own_report.clone());
+            st.report = report;
+            st.members = r.members;
+            if st.step >= Some(Step::Revealed) {
+                if let Some(w) = &st.wire {
+                    out.push(Effect::Serve {
+                        run: r.run,
+                        wire: w.clone(),
+                    });
+                }
+            }
+        }
+        self.divergence = s
+            .divergence
+            .and_then(|b| DivergenceTracker::from_bytes(&b).ok());
+        self.prune();
+    }
+
+    fn on_head(&mut self, h: Head, out: &mut Vec<Effect>) {
+        if self.head.is_some_and(|old| old.number > h.number) {
+            return; // a stale head (reordered answers): ignore
+        }
+        self.head = Some(h);
+        if let Some(s) = &self.snap {
+            out.push(Effect::Time(ChainTime {
+                block: h.number,
+                at_ms: h.timestamp_ms,
+                block_ms: s.params.block_ms,
+            }));
+        }
+        let fresh = match (&self.snap, self.clock()) {
+            (Some(s), Some(c)) => c.epoch_of(h.number).is_none_or(|e| e == s.epoch),
+            _ => false,
+        };
+        if !fresh {
+            if self.snap_req.is_none() {
+                let req = self.req();
+                self.snap_req = Some(req);
+                out.push(Effect::ReadChain {
+                    req,
+                    at_block: h.number,
+                });
+            }
+            return;
+        }
+        self.schedule(h, out);
+    }
+
+    /// Whatever the schedule says is due at head `h`.
+    fn schedule(&mut self, h: Head, out: &mut Vec<Effect>) {
+        let Some(clock) = self.clock() else { return };
+        let Some(epoch) = clock.epoch_of(h.number) else {
+            return;
+        };
+        if self.snap.as_ref().is_none_or(|s| s.epoch != epoch) {
+            return;
+        }
+        self.step_score(epoch, h.number, out);
+        self.step_commit(epoch, h.number, out);
+        if epoch >= 1 {
+            let run = epoch - 1;
+            self.step_reveal(run, h.number, out);
+            self.step_collect(run, h.number, out);
+            self.step_aggregate(run, h.number, out);
+        }
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let Some(newest) = self.runs.keys().next_back().copied() else {
+            return;
+        };
+        let keep = self.cfg.keep_runs.max(2) as u64;
+        while let Some((&oldest, st)) = self.runs.first_key_value() {
+            // a run still waiting for its weights call is kept until the answer comes
+            if oldest + keep > newest || st.finishing.is_some() && oldest + 2 * keep > newest {
+                break;
+            }
+            self.runs.pop_first();
+        }
+    }
+
+    /// The chain view for the DHT predicate and the API.
+    pub(crate) fn view(&self) -> ChainView {
+        let h = self.head.unwrap_or(Head {
+            number: 0,
+            timestamp_ms: 0,
+        });
+        match &self.snap {
+            Some(s) => view_of(self.cfg.netuid, self.cfg.windows, s, h),
+            None => ChainView::new(
+                self.cfg.netuid,
+                EpochClock {
+                    length: 1,
+                    offset: 0,
+                },
+                self.cfg.windows,
+                ChainTime {
+                    block: 0,
+                    at_ms: 0,
+                    block_ms: 1,
+                },
+                Metagraph::default(),
+                u64::MAX,
+            ),
+        }
+    }
+
+    /// The seed of `epoch` in the current snapshot.
+    pub(crate) fn seed(&self, epoch: u64) -> Option<Hash32> {
+        self.snap
+            .as_ref()?
+            .seeds
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|x| x.1)
+    }
+}
+
+/// The protocol's view of a chain snapshot at head `h`, as the DHT predicate reads it.
+pub fn view_of(netuid: u16, windows: PhaseWindows, s: &ChainSnapshot, h: Head) -> ChainView {
+    let neurons = s.members.iter().map(|m| {
+        (
+            m.hotkey,
+            Neuron {
+                uid: m.uid,
+                stake: m.stake,
+                validator_permit: m.validator_permit,
+            },
+        )
+    });
+    let mut v = ChainView::new(
+        netuid,
+        EpochClock {
+            length: s.params.epoch_length,
+            offset: s.params.epoch_offset,
+        },
+        windows,
+        ChainTime {
+            block: h.number,
+            at_ms: h.timestamp_ms,
+            block_ms: s.params.block_ms,
+        },
+        Metagraph::new(neurons).unwrap_or_default(),
+        s.params.min_validator_stake,
+    );
+    for (e, seed) in &s.seeds {
+        v.set_seed(*e, *seed);
+    }
+    v
+}
+
+impl Actor for Machine {
+    fn handle(&mut self, input: Input) -> Vec<Effect> {
+        Machine::handle(self, input)
+    }
+}

@@ -1,0 +1,469 @@
+//! The machine at window edges, without sockets or timers: each step just below and at its
+//! threshold, a late commitment, an unscorable run, and restarts in every step.
+//!
+//! Epochs of 20 blocks with DESIGN.md's windows: run 0 commits in blocks [12, 20), reveals in
+//! [20, 30), collects from block 26 and aggregates from block 30.
+
+use parity_scale_codec::Encode;
+use tally_consensus::WeightMode;
+use tally_core::{FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport};
+use tally_protocol::rules::commitment_data;
+use tally_validator::*;
+
+const NETUID: u16 = 1;
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed(&[i; 32]).deterministic()
+}
+
+fn family() -> FamilyId {
+    FamilyId::new("synthetic").unwrap()
+}
+
+fn members() -> Vec<Member> {
+    let mut m = vec![Member {
+        uid: 0,
+        hotkey: key(100).hotkey(),
+        stake: 0,
+        validator_permit: false,
+        axon: String::new(),
+    }];
+    for i in 1..=3u8 {
+        m.push(Member {
+            uid: i as u16,
+            hotkey: key(i).hotkey(),
+            // validator 3 holds less, so validators 1 and 2 alone reach quorum
+            stake: if i == 3 { 10_000 } else { 20_000 },
+            validator_permit: true,
+            axon: format!("127.0.0.1:{}", 9000 + i as u16),
+        });
+    }
+    for i in 0..3u8 {
+        m.push(Member {
+            uid: 4 + i as u16,
+            hotkey: key(50 + i).hotkey(),
+            stake: 0,
+            validator_permit: false,
+            axon: String::new(),
+        });
+    }
+    m
+}
+
+fn miners() -> Vec<Hotkey> {
+    (0..3u8).map(|i| key(50 + i).hotkey()).collect()
+}
+
+fn snapshot(epoch: u64) -> ChainSnapshot {
+    ChainSnapshot {
+        epoch,
+        params: NetParams {
+            epoch_length: 20,
+            epoch_offset: 0,
+            block_ms: 100,
+            min_validator_stake: 1_000,
+            burn_uid: 0,
+        },
+        members: members(),
+        seeds: vec![(epoch, [epoch as u8; 32])],
+    }
+}
+
+fn machine() -> Machine {
+    Machine::new(
+        Config::new(NETUID, family(), WeightMode::Decentralized),
+        key(1),
+        [9; 32],
+    )
+}
+
+/// Feeds head `n`, answering a chain read with the snapshot of its epoch.
+fn head(m: &mut Machine, n: u64) -> Vec<Effect> {
+    let mut out = m.handle(Input::Head(Head {
+        number: n,
+        timestamp_ms: n * 100,
+    }));
+    let reads: Vec<u64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ReadChain { req, .. } => Some(*req),
+            _ => None,
+        })
+        .collect();
+    for req in reads {
+        out.extend(m.handle(Input::Snapshot {
+            req,
+            result: Ok(snapshot(n / 20)),
+        }));
+    }
+    out
+}
+
+fn scores(v: u32) -> Vec<(Hotkey, Score)> {
+    miners()
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, Score::from_units(v + i as u32 * 100_000_000).unwrap()))
+        .collect()
+}
+
+fn has(out: &[Effect], f: impl Fn(&Effect) -> bool) -> bool {
+    out.iter().any(f)
+}
+
+fn is_score(e: &Effect) -> bool {
+    matches!(e, Effect::Score { .. })
+}
+fn is_commit(e: &Effect) -> bool {
+    matches!(e, Effect::PostCommitment { .. })
+}
+fn is_serve(e: &Effect) -> bool {
+    matches!(e, Effect::Serve { .. })
+}
+fn is_fetch(e: &Effect) -> bool {
+    matches!(e, Effect::FetchReports { .. })
+}
+fn is_commitments(e: &Effect) -> bool {
+    matches!(e, Effect::ReadCommitments { .. })
+}
+
+/// A machine that has scored run 0 at block 0.
+fn scored() -> (Machine, Vec<u8>) {
+    let mut m = machine();
+    let out = head(&mut m, 0);
+    assert!(has(&out, is_score), "{out:?}");
+    let out = m.handle(Input::Scored {
+        run: 0,
+        result: Ok(scores(100_000_000)),
+    });
+    let wire = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Persist(Persist::OwnReport { wire, .. }) => Some(wire.clone()),
+            _ => None,
+        })
+        .expect("own report persisted");
+    assert_eq!(m.step(0), Some(Step::Scored));
+    (m, wire)
+}
+
+fn committed() -> (Machine, Vec<u8>) {
+    let (mut m, wire) = scored();
+    let out = head(&mut m, 12);
+    assert!(has(&out, is_commit));
+    let out = m.handle(Input::Committed {
+        run: 0,
+        result: Ok(12),
+    });
+    assert!(out.contains(&Effect::Persist(Persist::Step {
+        run: 0,
+        step: Step::Committed
+    })));
+    (m, wire)
+}
+
+#[test]
+fn scores_once_per_run_and_signs_a_report_for_it() {
+    let (mut m, wire) = scored();
+    let r = ScoreReport::from_bytes(&wire).unwrap();
+    r.verify().unwrap();
+    assert_eq!(r.body().run, 0);
+    assert_eq!(r.body().validator, key(1).hotkey());
+    // no second scoring of the same run
+    assert!(!has(&head(&mut m, 1), is_score));
+}
+
+#[test]
+fn commits_from_the_first_block_of_the_commit_window() {
+    let (mut m, wire) = scored();
+    assert!(!has(&head(&mut m, 11), is_commit));
+    let out = head(&mut m, 12);
+    let h = ScoreReport::from_bytes(&wire).unwrap().commitment();
+    assert!(out.contains(&Effect::PostCommitment {
+        run: 0,
+        data: commitment_data(0, &h)
+    }));
+    // one commitment at a time: not again while the first is out
+    assert!(!has(&head(&mut m, 13), is_commit));
+    // a failed post is retried on a later head
+    m.handle(Input::Committed {
+        run: 0,
+        result: Err("transport".into()),
+    });
+    assert!(has(&head(&mut m, 14), is_commit));
+}
+
+#[test]
+fn never_commits_once_the_reveal_window_has_opened() {
+    let (mut m, _) = scored();
+    // the node was away for the whole commit window
+    let out = head(&mut m, 20);
+    assert!(!has(&out, is_commit));
+    assert!(!has(&out, is_serve));
+    assert!(!has(&head(&mut m, 21), is_commit));
+}
+
+#[test]
+fn reveals_at_the_first_block_of_the_reveal_window_only() {
+    let (mut m, wire) = committed();
+    assert!(!has(&head(&mut m, 19), is_serve));
+    let out = head(&mut m, 20);
+    assert!(out.contains(&Effect::Serve {
+        run: 0,
+        wire: wire.clone()
+    }));
+    assert!(has(
+        &out,
+        |e| matches!(e, Effect::Publish { kind: tally_protocol::Kind::ValidatorReveal, run: 0, payload } if *payload == wire)
+    ));
+    // and run 1 is scored in the same breath
+    assert!(has(&out, |e| matches!(e, Effect::Score { run: 1, .. })));
+}
+
+#[test]
+fn a_node_back_after_the_reveal_window_does_not_reveal() {
+    let (mut m, _) = committed();
+    assert!(!has(&head(&mut m, 30), is_serve));
+}
+
+#[test]
+fn collects_from_the_configured_share_of_the_reveal_window() {
+    let (mut m, _) = committed();
+    head(&mut m, 20);
+    assert!(!has(&head(&mut m, 25), is_fetch));
+    let out = head(&mut m, 26);
+    let targets = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { targets, .. } => Some(targets.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // the two other validators, not itself
+    assert_eq!(targets.len(), 2);
+    assert!(targets.iter().all(|t| t.hotkey != key(1).hotkey()));
+}
+
+/// A peer's report for run 0, and its commitment bytes.
+fn peer_report(i: u8, base: u32) -> (Vec<u8>, Vec<u8>) {
+    let k = key(i);
+    let body = ReportBody::new(NETUID, 0, family(), k.hotkey(), scores(base)).unwrap();
+    let r = ScoreReport::sign(body, [i; 32], &k).unwrap();
+    (r.to_bytes(), commitment_data(0, &r.commitment()))
+}
+
+/// Drives aggregation of run 0 from block 29 to the outcome; `peer3_commit_block` is when
+/// validator 3 committed.
+fn aggregate(peer3_commit_block: u64) -> RunOutcome {
+    let (mut m, own) = committed();
+    head(&mut m, 20);
+    assert!(!has(&head(&mut m, 29), is_commitments));
+    let out = head(&mut m, 30);
+    let mut fetch = None;
+    let (mut creq, mut ireq) = (None, None);
+    for e in &out {
+        match e {
+            Effect::FetchReports { req, targets, .. } => {
+                assert!(targets.iter().all(|t| t.evidence));
+                fetch = Some(*req)
+            }
+            Effect::ReadCommitments { req, from, to, .. } => {
+                assert_eq!((*from, *to), (12, 30));
+                creq = Some(*req)
+            }
+            Effect::ReadIncumbent { req, .. } => ireq = Some(*req),
+            _ => {}
+        }
+    }
+    let (w2, c2) = peer_report(2, 110_000_000);
+    let (w3, c3) = peer_report(3, 120_000_000);
+    let own_c = commitment_data(0, &ScoreReport::from_bytes(&own).unwrap().commitment());
+    let fetched = vec![
+        Fetched {
+            hotkey: key(2).hotkey(),
+            http: Some(w2.clone()),
+            dht: Some(w2),
+            evidence: vec![],
+        },
+        Fetched {
+            hotkey: key(3).hotkey(),
+            http: Some(w3),
+            dht: None,
+            evidence: vec![],
+        },
+    ];
+    assert!(m
+        .handle(Input::Reports {
+            req: fetch.unwrap(),
+            run: 0,
+            fetched
+        })
+        .is_empty());
+    m.handle(Input::Commitments {
+        req: creq.unwrap(),
+        run: 0,
+        result: Ok(vec![
+            (key(1).hotkey(), 12, own_c),
+            (key(2).hotkey(), 13, c2),
+            (key(3).hotkey(), peer3_commit_block, c3),
+        ]),
+    });
+    let out = m.handle(Input::Incumbent {
+        req: ireq.unwrap(),
+        run: 0,
+        result: Ok(None),
+    });
+    let weights = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::SetWeights { weights, .. } => Some(weights.clone()),
+            _ => None,
+        })
+        .expect("weights set");
+    // the best miner is uid 6 (scores rise with the index)
+    assert_eq!(weights, vec![(6, u16::MAX)]);
+    let out = m.handle(Input::WeightsSet {
+        run: 0,
+        result: Ok(31),
+    });
+    assert_eq!(m.step(0), Some(Step::Done));
+    out.into_iter()
+        .find_map(|e| match e {
+            Effect::Persist(Persist::Finish { outcome }) => Some(*outcome),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn aggregates_from_the_reveal_close_block() {
+    let o = aggregate(19);
+    assert!(o.quorum_met);
+    assert_eq!(o.accepted.len(), 3);
+    assert!(o.excluded.is_empty());
+    assert_eq!(o.weights_set_at_block, Some(31));
+    assert_eq!(o.reveal_closed_block, 30);
+    // the typed outcome round-trips through its JSON
+    assert_eq!(RunOutcome::from_json(&o.to_json()).unwrap(), o);
+}
+
+#[test]
+fn a_commitment_at_the_reveal_open_block_does_not_count() {
+    let o = aggregate(20);
+    assert_eq!(o.accepted.len(), 2);
+    assert_eq!(
+        o.excluded,
+        vec![Excluded {
+            validator: key(3).hotkey(),
+            reason: "no_commitment".into()
+        }]
+    );
+}
+
+#[test]
+fn an_unscorable_run_publishes_nothing_but_is_still_aggregated() {
+    let mut m = machine();
+    head(&mut m, 0);
+    let out = m.handle(Input::Scored {
+        run: 0,
+        result: Err("roster unavailable".into()),
+    });
+    assert!(out.is_empty());
+    assert_eq!(m.step(0), None);
+    assert!(!has(&head(&mut m, 12), is_commit));
+    assert!(!has(&head(&mut m, 20), is_serve));
+    assert!(has(&head(&mut m, 30), is_commitments));
+}
+
+fn restored(step: Option<Step>, wire: &[u8]) -> Machine {
+    let mut m = Machine::new(
+        Config::new(NETUID, family(), WeightMode::Decentralized),
+        key(1),
+        [7; 32], // a new seed after the restart
+    );
+    let out = m.handle(Input::Restore(Stored {
+        runs: vec![StoredRun {
+            run: 0,
+            step,
+            own_report: step.map(|_| wire.to_vec()),
+            members: Some(members()),
+        }],
+        divergence: None,
+    }));
+    if step >= Some(Step::Revealed) {
+        // a revealed run is served again at once, byte for byte
+        assert_eq!(
+            out,
+            vec![Effect::Serve {
+                run: 0,
+                wire: wire.to_vec()
+            }]
+        );
+    } else {
+        assert!(out.is_empty());
+    }
+    m
+}
+
+#[test]
+fn restarts_in_every_step_resume_where_they_were() {
+    let (_, wire) = scored();
+    // before scoring: scores
+    let mut m = restored(None, &wire);
+    assert!(has(&head(&mut m, 5), is_score));
+    // scored: not scored again; commits the stored report at the window
+    let mut m = restored(Some(Step::Scored), &wire);
+    assert!(!has(&head(&mut m, 5), is_score));
+    let h = ScoreReport::from_bytes(&wire).unwrap().commitment();
+    assert!(head(&mut m, 12).contains(&Effect::PostCommitment {
+        run: 0,
+        data: commitment_data(0, &h)
+    }));
+    // committed: reveals the same bytes
+    let mut m = restored(Some(Step::Committed), &wire);
+    assert!(!has(&head(&mut m, 15), is_commit));
+    assert!(head(&mut m, 20).contains(&Effect::Serve {
+        run: 0,
+        wire: wire.clone()
+    }));
+    // revealed: served at restore (checked in `restored`), not revealed twice, aggregated
+    let mut m = restored(Some(Step::Revealed), &wire);
+    assert!(!has(&head(&mut m, 21), is_serve));
+    assert!(has(&head(&mut m, 30), is_commitments));
+    // done: nothing more for run 0
+    let mut m = restored(Some(Step::Done), &wire);
+    let out = head(&mut m, 30);
+    assert!(!has(&out, is_commitments));
+    assert!(!has(&out, |e| matches!(e, Effect::SetWeights { .. })));
+}
+
+#[test]
+fn equivocation_seen_while_collecting_is_proven_at_once() {
+    let (mut m, _) = committed();
+    head(&mut m, 20);
+    let out = head(&mut m, 26);
+    let req = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { req, .. } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    let (a, _) = peer_report(2, 110_000_000);
+    let (b, _) = peer_report(2, 300_000_000);
+    let out = m.handle(Input::Reports {
+        req,
+        run: 0,
+        fetched: vec![Fetched {
+            hotkey: key(2).hotkey(),
+            http: Some(a),
+            dht: Some(b),
+            evidence: vec![],
+        }],
+    });
+    assert!(has(&out, |e| matches!(
+        e,
+        Effect::Persist(Persist::Evidence { .. })
+    )));
+    let _ = Encode::encode(&0u8);
+}

@@ -1,0 +1,6 @@
+//! The `tally` binary's library half: the devnet harness (a whole subnet on this machine), kept
+//! out of the production crates. It assembles the chain, the owner and the validators, and
+//! gives the last validators the byzantine actors of `tally-sim`.
+#![forbid(unsafe_code)]
+
+pub mod devnet;
