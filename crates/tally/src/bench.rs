@@ -30,6 +30,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The deterministic simulator: one subnet of production validator machines, timed.
+    Sim {
+        /// Validators.
+        #[arg(long, default_value_t = 64)]
+        validators: usize,
+        /// Miners.
+        #[arg(long, default_value_t = 256)]
+        miners: usize,
+        /// Epochs (runs).
+        #[arg(long, default_value_t = 20)]
+        epochs: u64,
+        /// Print `{"validators":V,"miners":M,"epochs":E,"seconds":S}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// The DHT predicate deciding one record, without and with the signature check.
     Predicate {
         /// Print `{"median_ns":N,"median_ns_with_signature":M}` as the last line.
@@ -171,6 +186,12 @@ fn check_sizes(a: usize, b: usize) -> Result<(), Failure> {
 pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
     match cmd {
         BenchCommand::Predicate { json } => crate::bench_net::predicate(json),
+        BenchCommand::Sim {
+            validators,
+            miners,
+            epochs,
+            json,
+        } => crate::sim_cmd::bench(validators, miners, epochs, json),
         BenchCommand::Api {
             requests,
             threads,

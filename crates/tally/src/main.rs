@@ -17,6 +17,8 @@ mod devnet_cmd;
 mod exec_cmd;
 mod key_cmd;
 mod owner_cmd;
+mod sim_cmd;
+mod validator_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +37,11 @@ struct Cli {
 enum Command {
     /// Run a whole subnet on this machine: chain, owner and validators on 127.0.0.1.
     Devnet(devnet_cmd::DevnetArgs),
+    /// Run one validator node: score, commit, reveal, aggregate and set weights.
+    Validator(validator_cmd::ValidatorArgs),
+    /// A devnet's validator process, with an optional byzantine strategy (used by `tally devnet`).
+    #[command(hide = true)]
+    DevnetNode(validator_cmd::DevnetNodeArgs),
     /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
     Audit(audit_cmd::AuditArgs),
     /// Run the owner service: submissions in, signed rosters, archives and its pick out.
@@ -53,6 +60,9 @@ enum Command {
     Key(key_cmd::KeyCommand),
     /// Aggregate validators' score reports (JSON) into consensus scores, a winner and weights.
     Consensus(consensus_cmd::ConsensusArgs),
+    /// Simulate many seeded subnets of validator state machines under byzantine strategies
+    /// and faults; exit 1 on any invariant violation.
+    Sim(sim_cmd::SimArgs),
     /// Run in-process benchmarks; `--json` makes the last line machine-readable.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -102,6 +112,9 @@ fn main() -> ExitCode {
         Command::Exec(c) => exec_cmd::exec(c),
         Command::Key(c) => key_cmd::run(c),
         Command::Consensus(a) => consensus_cmd::run(a),
+        Command::Sim(a) => sim_cmd::run(a),
+        Command::Validator(a) => validator_cmd::run(a),
+        Command::DevnetNode(a) => validator_cmd::run_devnet_node(a),
         Command::Bench(b) => bench::run(b),
     };
     match result {

@@ -1,0 +1,222 @@
+//! `tally sim`: the deterministic simulator over many seeds, and `tally bench sim`.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use std::time::Instant;
+use tally_sim::sweep::{replay_command, seed_config};
+use tally_sim::{sweep, Faults, Strategy, SweepConfig, World};
+
+#[derive(Args)]
+#[command(after_help = "\
+Each seed builds a subnet (the embedded chain on virtual time, an in-memory DHT under the real
+predicate, lossy HTTP links) of production validator state machines and runs it, then checks the
+invariants: honest validators that reach quorum set identical weights; every consensus score lies
+within the honest scores' range (byzantine stake is kept below one third); no report is accepted
+without a commitment made before the first honest reveal; every equivocation is proven and
+excluded by every honest validator; a quorum miss holds the incumbent.
+
+By default every seed mixes byzantine strategies (inflate, equivocate, copy, withhold, forge,
+commit-late, split-view, silent) and faults (loss, partitions that heal, crashes with restarts).
+The same seed always gives the same trace hash.
+
+Exit status: 0 when no invariant was violated; 1 otherwise (the seed and the command replaying it
+are printed); 2 for unusable arguments.")]
+pub struct SimArgs {
+    /// Seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
+    /// Validators per subnet, byzantine ones included.
+    #[arg(long, default_value_t = 7)]
+    validators: usize,
+    /// Miners per subnet.
+    #[arg(long, default_value_t = 6)]
+    miners: usize,
+    /// Runs per subnet.
+    #[arg(long, default_value_t = 4)]
+    epochs: u64,
+    /// Strategies for the last validators, comma-separated (default: a mix per seed); `none`
+    /// for an honest subnet.
+    #[arg(long)]
+    byzantine: Option<String>,
+    /// Faults, comma-separated: loss=PERMILLE, partitions, crashes, or none (default: a mix
+    /// per seed).
+    #[arg(long)]
+    faults: Option<String>,
+    /// Print `{"seeds":N,"violations":V,"trace":"<hex>"}` as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_byzantine(s: &str) -> Result<Vec<Strategy>, Failure> {
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|x| x.trim().parse::<Strategy>().map_err(|e| Failure::input(anyhow!(e))))
+        .collect()
+}
+
+fn parse_faults(s: &str) -> Result<Faults, Failure> {
+    let mut f = Faults::default();
+    if s.is_empty() || s == "none" {
+        return Ok(f);
+    }
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "partitions" => f.partitions = true,
+            "crashes" => f.crashes = true,
+            p if p.starts_with("loss=") => {
+                f.loss_permille = p[5..]
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|x| *x <= 500)
+                    .ok_or_else(|| {
+                        Failure::input(anyhow!("--faults loss=N takes 0..=500 per mille"))
+                    })?
+            }
+            other => {
+                return Err(Failure::input(anyhow!(
+                    "unknown fault {other:?}: use loss=PERMILLE, partitions, crashes or none"
+                )))
+            }
+        }
+    }
+    Ok(f)
+}
+
+pub fn run(a: SimArgs) -> Result<u8, Failure> {
+    if a.seeds == 0 || a.validators < 2 || a.validators > 256 || a.epochs == 0 || a.epochs > 1000 {
+        return Err(Failure::input(anyhow!(
+            "--seeds must be at least 1, --validators 2..=256 and --epochs 1..=1000"
+        )));
+    }
+    let byzantine = a.byzantine.as_deref().map(parse_byzantine).transpose()?;
+    if byzantine.as_ref().is_some_and(|b| b.len() >= a.validators) {
+        return Err(Failure::input(anyhow!(
+            "--byzantine names more strategies than there are validators"
+        )));
+    }
+    let faults = a.faults.as_deref().map(parse_faults).transpose()?;
+    let c = SweepConfig {
+        seeds: a.seeds,
+        first_seed: a.first_seed,
+        validators: a.validators,
+        miners: a.miners,
+        epochs: a.epochs,
+        byzantine,
+        faults,
+    };
+    // fail on unusable settings before the first seed
+    World::new(seed_config(&c, c.first_seed)).map_err(|e| Failure::input(anyhow!(e)))?;
+    let verbose = a.seeds <= 50;
+    if verbose {
+        println!(
+            "{:>6}  {:<34}  {:<24}  {:>6}  {:>10}  trace",
+            "seed", "byzantine", "faults", "quorum", "violations"
+        );
+    }
+    let started = Instant::now();
+    let mut done = 0u64;
+    let r = sweep(&c, |s, r| {
+        done += 1;
+        if verbose {
+            let byz: Vec<&str> = s.byzantine.iter().map(|b| b.name()).collect();
+            let mut f = Vec::new();
+            if s.faults.loss_permille > 0 {
+                f.push(format!("loss={}", s.faults.loss_permille));
+            }
+            if s.faults.partitions {
+                f.push("partitions".into());
+            }
+            if s.faults.crashes {
+                f.push("crashes".into());
+            }
+            println!(
+                "{:>6}  {:<34}  {:<24}  {:>3}/{:<2}  {:>10}  {}",
+                s.seed,
+                if byz.is_empty() { "-".into() } else { byz.join(",") },
+                if f.is_empty() { "-".into() } else { f.join(",") },
+                r.quorum_runs,
+                s.epochs,
+                r.violations.len(),
+                hex::encode(&r.trace[..6])
+            );
+        } else if done % 100 == 0 {
+            eprintln!(
+                "{done}/{} seeds ({:.0} s)",
+                a.seeds,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
+    .map_err(|e| Failure::input(anyhow!(e)))?;
+
+    // a summary by strategy
+    let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for (s, x) in &r.runs {
+        let names: std::collections::BTreeSet<&str> = s.byzantine.iter().map(|b| b.name()).collect();
+        for n in names.into_iter().chain(std::iter::once("(all seeds)")) {
+            let e = by.entry(n).or_default();
+            e.0 += 1;
+            e.1 += x.violations.len() as u64;
+        }
+    }
+    println!("\n{:<14}  {:>6}  {:>10}", "strategy", "seeds", "violations");
+    for (n, (seeds, v)) in &by {
+        println!("{n:<14}  {seeds:>6}  {v:>10}");
+    }
+    let violations = r.violations();
+    for (s, x) in r.runs.iter().filter(|(_, x)| !x.violations.is_empty()) {
+        eprintln!("\nVIOLATION (seed {}):", s.seed);
+        for v in &x.violations {
+            eprintln!("  {v}");
+        }
+        eprintln!("  replay: {}", replay_command(s));
+    }
+    println!(
+        "\n{} seeds in {:.1} s, {} violations, trace {}",
+        a.seeds,
+        started.elapsed().as_secs_f64(),
+        violations,
+        hex::encode(r.trace)
+    );
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"seeds": a.seeds, "violations": violations, "trace": hex::encode(r.trace)})
+        );
+    }
+    Ok(if violations == 0 { 0 } else { 1 })
+}
+
+/// `tally bench sim`: one subnet of `validators` x `miners` for `epochs`, timed.
+pub fn bench(validators: usize, miners: usize, epochs: u64, json: bool) -> Result<u8, Failure> {
+    let mut c = tally_sim::SimConfig::new(1);
+    c.validators = validators;
+    c.miners = miners;
+    c.epochs = epochs;
+    let w = World::new(c).map_err(|e| Failure::input(anyhow!(e)))?;
+    let t = Instant::now();
+    let r = w.run();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{validators} validators x {miners} miners x {epochs} epochs: {secs:.2} s, {} effects, {} outcomes, {} violations",
+        r.effects,
+        r.outcomes,
+        r.violations.len()
+    );
+    if !r.violations.is_empty() {
+        return Err(anyhow!("invariants violated: {:?}", r.violations).into());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"validators": validators, "miners": miners, "epochs": epochs, "seconds": (secs * 1000.0).round() / 1000.0})
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,504 @@
+//! `tally validator --config FILE`: one validator node in this process.
+//!
+//! Settings come from a TOML file, each overridable by an environment variable (`TALLY_…`) and
+//! then by a flag; all are validated before anything starts, and an error names the field. The
+//! node runs the production validator machine under the tokio driver with its own redb file,
+//! DHT node (a persistent libp2p identity in the data directory), HTTP API and chain client.
+//! SIGINT or SIGTERM stops it cleanly; a restart (also after `kill -9`) resumes from its
+//! database and serves byte-identical signed reports.
+
+use crate::Failure;
+use anyhow::{anyhow, Context};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tally_chain::{Chain, HttpChain};
+use tally_consensus::WeightMode;
+use tally_core::{FamilyId, Hotkey, Keypair, Score};
+use tally_node::api::{self, ApiState};
+use tally_node::exec_scorer::ExecScorer;
+use tally_node::peer::PeerClient;
+use tally_node::scorer::{Scorer, SyntheticScorer};
+use tally_node::store::NodeStore;
+use tally_node::validator::{Driver, DriverConfig, Ports};
+use tally_net::{system_clock, Dht, DhtConfig};
+use tally_validator::{Actor, Config as MachineConfig, Machine};
+use tokio::sync::watch;
+use tracing::info;
+
+const AFTER: &str = "\
+Config file (TOML), every key optional in the file if given by env or flag:
+
+  chain = \"http://127.0.0.1:9944\"     # the chain endpoint (TALLY_CHAIN)
+  hotkey = \"~/.bittensor/wallets/W/hotkeys/H\"   # Bittensor hotkey file or `tally key new` file
+  netuid = 1
+  family = \"inference\"                # task family scored
+  api_listen = \"0.0.0.0:8091\"         # the HTTP API (the address on chain must reach it)
+  dht_listen = \"/ip4/0.0.0.0/tcp/4001\"
+  bootstrap = [\"/ip4/1.2.3.4/tcp/4001/p2p/12D3…\"]
+  data_dir = \"/var/lib/tally\"          # validator.redb and p2p.key live here
+  owner_url = \"owner.example:8090\"     # host:port of the subnet owner (rosters, archives, pick)
+  owner_hotkey = \"5…\"                  # the owner's hotkey, pinned: rosters must carry its signature
+  mode = \"decentralized\"               # owner | shadow | decentralized
+  scorer = \"exec\"                      # exec (run submissions) | synthetic:SEED (devnets only)
+  model_seed = 7                        # the inference family's reference model seed
+  tick_ms = 500                         # how often the chain head is read
+  http_timeout_ms = 2000                # per peer request
+
+Each key can be overridden by TALLY_<KEY> (upper case) and by --<key> (dashes).
+Stop with SIGINT or SIGTERM.";
+
+/// Flags (and the environment) over the config file.
+#[derive(Args, Clone, Debug, Default)]
+#[command(after_help = AFTER)]
+pub struct ValidatorArgs {
+    /// The TOML config file.
+    #[arg(long, env = "TALLY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Chain endpoint (`http://HOST:PORT`: the embedded chain).
+    #[arg(long, env = "TALLY_CHAIN")]
+    pub chain: Option<String>,
+    /// Hotkey file (Bittensor keyfile layout).
+    #[arg(long, env = "TALLY_HOTKEY")]
+    pub hotkey: Option<PathBuf>,
+    /// The subnet.
+    #[arg(long, env = "TALLY_NETUID")]
+    pub netuid: Option<u16>,
+    /// The task family.
+    #[arg(long, env = "TALLY_FAMILY")]
+    pub family: Option<String>,
+    /// API listen address (`HOST:PORT`).
+    #[arg(long, env = "TALLY_API_LISTEN")]
+    pub api_listen: Option<String>,
+    /// DHT listen multiaddr.
+    #[arg(long, env = "TALLY_DHT_LISTEN")]
+    pub dht_listen: Option<String>,
+    /// DHT bootstrap multiaddrs, comma-separated.
+    #[arg(long, env = "TALLY_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Option<Vec<String>>,
+    /// Data directory.
+    #[arg(long, env = "TALLY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Owner endpoint (`HOST:PORT`).
+    #[arg(long, env = "TALLY_OWNER_URL")]
+    pub owner_url: Option<String>,
+    /// Owner hotkey (SS58), pinned.
+    #[arg(long, env = "TALLY_OWNER_HOTKEY")]
+    pub owner_hotkey: Option<String>,
+    /// Weight mode: owner, shadow or decentralized.
+    #[arg(long, env = "TALLY_MODE")]
+    pub mode: Option<String>,
+    /// Scorer: exec or synthetic:SEED.
+    #[arg(long, env = "TALLY_SCORER")]
+    pub scorer: Option<String>,
+    /// Reference model seed of the inference family.
+    #[arg(long, env = "TALLY_MODEL_SEED")]
+    pub model_seed: Option<u64>,
+    /// Milliseconds between head reads.
+    #[arg(long, env = "TALLY_TICK_MS")]
+    pub tick_ms: Option<u64>,
+    /// Milliseconds per peer request.
+    #[arg(long, env = "TALLY_HTTP_TIMEOUT_MS")]
+    pub http_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    chain: Option<String>,
+    hotkey: Option<PathBuf>,
+    netuid: Option<u16>,
+    family: Option<String>,
+    api_listen: Option<String>,
+    dht_listen: Option<String>,
+    bootstrap: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    owner_url: Option<String>,
+    owner_hotkey: Option<String>,
+    mode: Option<String>,
+    scorer: Option<String>,
+    model_seed: Option<u64>,
+    tick_ms: Option<u64>,
+    http_timeout_ms: Option<u64>,
+}
+
+/// How the node scores.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScorerKind {
+    /// Run the owner's roster of submissions in the sandbox.
+    Exec,
+    /// Hidden qualities from a seed (devnets).
+    Synthetic(u64),
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Chain endpoint.
+    pub chain: String,
+    /// The node's key.
+    pub key: Keypair,
+    /// The subnet.
+    pub netuid: u16,
+    /// The family.
+    pub family: FamilyId,
+    /// API address.
+    pub api_listen: SocketAddr,
+    /// DHT address.
+    pub dht_listen: libp2p::Multiaddr,
+    /// DHT bootstrap peers.
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Owner endpoint.
+    pub owner_url: Option<String>,
+    /// Pinned owner hotkey.
+    pub owner_hotkey: Option<Hotkey>,
+    /// Weight mode.
+    pub mode: WeightMode,
+    /// Scorer.
+    pub scorer: ScorerKind,
+    /// Model seed.
+    pub model_seed: u64,
+    /// Head reads.
+    pub tick: Duration,
+    /// Peer requests.
+    pub http_timeout: Duration,
+}
+
+fn field(name: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::input(anyhow!("config: {name}: {e}"))
+}
+
+fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
+    v.ok_or_else(|| {
+        field(
+            name,
+            format!(
+                "missing: set it in the config file, as TALLY_{} or as --{}",
+                name.to_uppercase(),
+                name.replace('_', "-")
+            ),
+        )
+    })
+}
+
+/// Reads the file, overlays env and flags, and validates every field.
+pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
+    let f: FileConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the config file {}", p.display()))
+                .map_err(Failure::input)?;
+            toml::from_str(&text)
+                .map_err(|e| Failure::input(anyhow!("config file {}: {e}", p.display())))?
+        }
+        None => FileConfig::default(),
+    };
+    let chain = required("chain", a.chain.clone().or(f.chain))?;
+    if !chain.starts_with("http://") {
+        return Err(field(
+            "chain",
+            format!("{chain:?}: use http://HOST:PORT (the embedded chain's server)"),
+        ));
+    }
+    let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
+    let bytes = std::fs::read(&hotkey_path)
+        .map_err(|e| field("hotkey", format!("cannot read {}: {e}", hotkey_path.display())))?;
+    let key = Keypair::from_keyfile_json(&bytes)
+        .map_err(|e| field("hotkey", format!("{}: {e}", hotkey_path.display())))?;
+    let netuid = required("netuid", a.netuid.or(f.netuid))?;
+    let family_name = a
+        .family
+        .clone()
+        .or(f.family)
+        .unwrap_or_else(|| "inference".into());
+    let family = FamilyId::new(&family_name).map_err(|e| field("family", e))?;
+    let api_listen: SocketAddr = required("api_listen", a.api_listen.clone().or(f.api_listen))?
+        .parse()
+        .map_err(|e| field("api_listen", format!("{e}: use HOST:PORT, e.g. 0.0.0.0:8091")))?;
+    let dht_listen: libp2p::Multiaddr = a
+        .dht_listen
+        .clone()
+        .or(f.dht_listen)
+        .unwrap_or_else(|| "/ip4/0.0.0.0/tcp/0".into())
+        .parse()
+        .map_err(|e| field("dht_listen", format!("{e}: use a multiaddr like /ip4/0.0.0.0/tcp/4001")))?;
+    let bootstrap = a
+        .bootstrap
+        .clone()
+        .or(f.bootstrap)
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|e| field("bootstrap", format!("{s:?}: {e}"))))
+        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()?;
+    if bootstrap.len() > 256 {
+        return Err(field("bootstrap", "at most 256 peers"));
+    }
+    let data_dir = required("data_dir", a.data_dir.clone().or(f.data_dir))?;
+    let owner_url = a.owner_url.clone().or(f.owner_url);
+    if let Some(u) = &owner_url {
+        if u.contains('/') || !u.contains(':') {
+            return Err(field("owner_url", format!("{u:?}: use HOST:PORT")));
+        }
+    }
+    let owner_hotkey = a
+        .owner_hotkey
+        .clone()
+        .or(f.owner_hotkey)
+        .map(|s| s.parse::<Hotkey>().map_err(|e| field("owner_hotkey", e)))
+        .transpose()?;
+    let mode: WeightMode = a
+        .mode
+        .clone()
+        .or(f.mode)
+        .unwrap_or_else(|| "decentralized".into())
+        .parse()
+        .map_err(|e| field("mode", e))?;
+    if mode != WeightMode::Decentralized && owner_url.is_none() {
+        return Err(field("owner_url", "owner and shadow modes need the owner's endpoint"));
+    }
+    let scorer = match a.scorer.clone().or(f.scorer).as_deref().unwrap_or("exec") {
+        "exec" => ScorerKind::Exec,
+        s if s.starts_with("synthetic:") => ScorerKind::Synthetic(
+            s["synthetic:".len()..]
+                .parse()
+                .map_err(|e| field("scorer", format!("{s:?}: {e}")))?,
+        ),
+        s => return Err(field("scorer", format!("{s:?}: use exec or synthetic:SEED"))),
+    };
+    if scorer == ScorerKind::Exec && (owner_url.is_none() || owner_hotkey.is_none()) {
+        return Err(field(
+            "owner_url",
+            "the exec scorer fetches the owner's signed roster: set owner_url and owner_hotkey",
+        ));
+    }
+    let tick_ms = a.tick_ms.or(f.tick_ms).unwrap_or(500);
+    if !(10..=60_000).contains(&tick_ms) {
+        return Err(field("tick_ms", "must be 10..=60000"));
+    }
+    let timeout_ms = a.http_timeout_ms.or(f.http_timeout_ms).unwrap_or(2_000);
+    if !(100..=60_000).contains(&timeout_ms) {
+        return Err(field("http_timeout_ms", "must be 100..=60000"));
+    }
+    Ok(Settings {
+        chain,
+        key,
+        netuid,
+        family,
+        api_listen,
+        dht_listen,
+        bootstrap,
+        data_dir,
+        owner_url,
+        owner_hotkey,
+        mode,
+        scorer,
+        model_seed: a.model_seed.or(f.model_seed).unwrap_or(7),
+        tick: Duration::from_millis(tick_ms),
+        http_timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+/// Synthetic scores for whatever miners the chain lists (devnets).
+struct SeededSynthetic(u64);
+
+impl Scorer for SeededSynthetic {
+    fn score(
+        &self,
+        run: u64,
+        seed: &tally_core::Hash32,
+        validator: &Hotkey,
+        miners: &[Hotkey],
+    ) -> Vec<(Hotkey, Score)> {
+        let s = if miners.len() <= SyntheticScorer::MAX_MINERS {
+            SyntheticScorer::new(self.0, miners, 0.02)
+        } else {
+            SyntheticScorer::dense(self.0, miners, 0.02)
+        };
+        s.map(|s| s.score(run, seed, validator, miners))
+            .unwrap_or_default()
+    }
+}
+
+/// The node's libp2p identity, kept in `dir/p2p.key` (created on first start).
+pub fn p2p_identity(dir: &Path) -> Result<libp2p::identity::Keypair, Failure> {
+    let p = dir.join("p2p.key");
+    let mut secret = match std::fs::read(&p) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) => {
+            return Err(Failure::input(anyhow!(
+                "{} is not a 32-byte ed25519 secret: move it away to make a new identity",
+                p.display()
+            )))
+        }
+        Err(_) => {
+            let mut b = vec![0u8; 32];
+            getrandom::getrandom(&mut b)?;
+            std::fs::write(&p, &b).with_context(|| format!("cannot write {}", p.display()))?;
+            b
+        }
+    };
+    libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", p.display())))
+}
+
+/// Runs a validator until SIGINT or SIGTERM; `byzantine` wraps the machine (devnet only).
+pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, Failure> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))
+        .map_err(Failure::input)?;
+    let store = Arc::new(
+        NodeStore::open(&s.data_dir.join("validator.redb")).map_err(|e| Failure::input(anyhow!(e)))?,
+    );
+    let identity = p2p_identity(&s.data_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&s.chain, s.http_timeout));
+        let snap = {
+            let c = chain.clone();
+            let netuid = s.netuid;
+            tokio::task::spawn_blocking(move || {
+                let h = c.head().map_err(|e| e.to_string())?;
+                tally_chain::snapshot::read_snapshot(c.as_ref(), netuid, h.number)
+                    .map(|snap| (snap, h))
+            })
+            .await?
+            .map_err(|e| anyhow!("cannot read subnet {} from {}: {e}", s.netuid, s.chain))?
+        };
+        let view = tally_validator::view_of(
+            s.netuid,
+            tally_protocol::PhaseWindows::default(),
+            &snap.0,
+            tally_validator::Head {
+                number: snap.1.number,
+                timestamp_ms: snap.1.timestamp_ms,
+            },
+        );
+        let dht = Dht::start(
+            DhtConfig {
+                listen: s.dht_listen.clone(),
+                bootstrap: s.bootstrap.clone(),
+                ..DhtConfig::default()
+            },
+            identity,
+            s.key.clone(),
+            view,
+            system_clock(),
+        )
+        .await
+        .map_err(|e| anyhow!("cannot start the DHT on {}: {e}", s.dht_listen))?;
+        for b in &s.bootstrap {
+            let _ = dht.dial(b.clone()).await;
+        }
+        let state = Arc::new(ApiState::new(store.clone(), s.key.clone(), 1_000_000, system_clock()));
+        let listener = tokio::net::TcpListener::bind(s.api_listen)
+            .await
+            .with_context(|| format!("config: api_listen: cannot listen on {}", s.api_listen))
+            .map_err(Failure::input)?;
+        let api_task = tokio::spawn({
+            let st = state.clone();
+            async move {
+                let _ = api::serve(st, listener).await;
+            }
+        });
+        let scorer: Arc<dyn Scorer> = match s.scorer {
+            ScorerKind::Synthetic(seed) => Arc::new(SeededSynthetic(seed)),
+            ScorerKind::Exec => {
+                let rt = Arc::new(tally_exec::runtime::WasmRuntime::new().map_err(|e| anyhow!(e.to_string()))?);
+                let mlp = tally_exec::inference::Inference::default_mlp(s.model_seed);
+                let fam = Arc::new(
+                    tally_exec::inference::Inference::new(mlp, &rt, tally_exec::runtime::Limits::default())
+                        .map_err(|e| anyhow!(e.to_string()))?,
+                );
+                Arc::new(ExecScorer {
+                    owner_addr: s.owner_url.clone().unwrap_or_default(),
+                    owner: s.owner_hotkey.unwrap_or(Hotkey([0; 32])),
+                    netuid: s.netuid,
+                    family_id: s.family.clone(),
+                    runtime: rt,
+                    family: fam,
+                    cache: tally_exec::archive::ArchiveCache::new(64 << 20, 8 << 20),
+                    peers: PeerClient::new(s.key.clone(), s.http_timeout, system_clock()),
+                    tasks: 3,
+                    ledger: Default::default(),
+                })
+            }
+        };
+        let mut mcfg = MachineConfig::new(s.netuid, s.family.clone(), s.mode);
+        mcfg.has_owner = s.owner_url.is_some();
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed)?;
+        let machine = Machine::new(mcfg, s.key.clone(), seed);
+        let actor: Box<dyn Actor> = match byzantine {
+            Some(b) => Box::new(tally_sim::Byzantine::new(machine, s.key.clone(), b)),
+            None => Box::new(machine),
+        };
+        let ports = Ports {
+            chain,
+            store: store.clone(),
+            api: state,
+            dht: Some(Arc::new(dht)),
+            scorer,
+            peers: Arc::new(PeerClient::new(s.key.clone(), s.http_timeout, system_clock())),
+            key: s.key.clone(),
+        };
+        let driver = Driver::new(
+            actor,
+            DriverConfig {
+                netuid: s.netuid,
+                owner: s.owner_url.clone(),
+                tick: s.tick,
+                restore_runs: 16,
+            },
+            ports,
+        );
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(driver.run(rx));
+        println!(
+            "validator {} up: api http://{} dht {} data {}",
+            s.key.hotkey(),
+            s.api_listen,
+            s.dht_listen,
+            s.data_dir.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("stopping");
+        let _ = stop.send(true);
+        let _ = task.await;
+        api_task.abort();
+        eprintln!("validator {} stopped", s.key.hotkey());
+        Ok::<u8, Failure>(0)
+    })
+}
+
+pub fn run(a: ValidatorArgs) -> Result<u8, Failure> {
+    let s = settings(&a)?;
+    serve(s, None)
+}
+
+/// `tally devnet-node`: a validator with a byzantine strategy, for devnets only.
+#[derive(Args, Clone, Debug)]
+pub struct DevnetNodeArgs {
+    #[command(flatten)]
+    pub v: ValidatorArgs,
+    /// The strategy (inflate, equivocate, copy, withhold, forge); none for an honest node.
+    #[arg(long)]
+    pub byzantine: Option<tally_sim::Strategy>,
+}
+
+pub fn run_devnet_node(a: DevnetNodeArgs) -> Result<u8, Failure> {
+    let s = settings(&a.v)?;
+    serve(s, a.byzantine)
+}
