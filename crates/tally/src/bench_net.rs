@@ -254,6 +254,7 @@ pub fn aggregation(
     let dir = std::env::temp_dir().join(format!("tally-bench-agg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = tally::devnet::DevnetConfig {
+        binary: std::env::current_exe()?,
         validators,
         miners,
         epochs,
@@ -273,13 +274,7 @@ pub fn aggregation(
     eprintln!(
         "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let report = rt
-        .block_on(tally::devnet::run(cfg))
-        .map_err(|e| anyhow!(e))?;
+    let report = tally::devnet::run(cfg).map_err(|e| anyhow!(e))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !report.mismatches.is_empty() {
         return Err(anyhow!("honest validators disagreed: {:?}", report.mismatches).into());

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Milliseconds per block.
     #[arg(long, default_value_t = 1000)]
     block_ms: u64,
+    /// Produce no block until this file exists (a devnet starts its blocks once every node is
+    /// up).
+    #[arg(long)]
+    start_file: Option<PathBuf>,
 }
 
 pub fn run(c: ChainCommand) -> Result<u8, Failure> {
@@ -71,7 +75,15 @@ pub fn run(c: ChainCommand) -> Result<u8, Failure> {
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))
             .map_err(Failure::input)?;
-        let _producer = chain.spawn_producer(a.block_ms);
+        let _producer = {
+            let (c, f, ms) = (chain.clone(), a.start_file.clone(), a.block_ms);
+            tokio::task::spawn_blocking(move || {
+                while f.as_ref().is_some_and(|f| !f.exists()) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                c.spawn_producer(ms)
+            })
+        };
         eprintln!(
             "serving {} on http://{} (head {}), a block every {} ms; Ctrl-C to stop",
             a.db.display(),

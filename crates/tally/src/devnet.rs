@@ -1,38 +1,36 @@
-//! A whole subnet on one machine: the embedded chain (served over HTTP), an owner endpoint, and
-//! N validators, each with its own DHT node, HTTP API, database and hotkey, all on 127.0.0.1.
+//! A whole subnet on one machine, every node its own process of this binary on 127.0.0.1: the
+//! embedded chain (`tally chain serve`), the owner (`tally owner`) and N validators (`tally
+//! devnet-node`, which is `tally validator` plus an optional byzantine actor from `tally-sim`),
+//! each validator with its own config file, DHT node, HTTP API, database and hotkey.
 //!
-//! [`run`] drives it for K runs and returns a [`Report`]; `tally devnet` prints it and the
-//! integration tests assert on it. The last validators get the byzantine strategies asked for;
-//! their stake is kept below one half. Honest validators observe each miner's hidden quality
-//! with noise of at most 0.02.
+//! [`run`] writes the keys (`OUT/keys/`, throwaway), the genesis and every config, starts the
+//! processes, writes `OUT/devnet.json` once they are up, then starts the blocks and watches the
+//! validators' APIs until every honest one has aggregated every run. It then stops the
+//! validators (SIGTERM), reads their databases, checks the weights on chain and writes
+//! `summary.json` and `evidence/`. The last validators get the byzantine strategies asked for;
+//! their stake is kept below one half.
 
+use parity_scale_codec::Encode;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tally_chain::{Chain, Genesis, HttpChain, LocalChain, NeuronInfo, SubnetParams};
+use tally_chain::{Chain, Genesis, HttpChain, NeuronInfo, SubnetParams};
 use tally_consensus::WeightMode;
 use tally_core::{sha256, FamilyId, Hotkey, Keypair, Score};
-use tally_exec::archive::ArchiveCache;
 use tally_exec::builder::{build, Variant};
 use tally_exec::inference::Inference;
 use tally_exec::runtime::{Limits, WasmRuntime};
 use tally_exec::Family;
-use tally_net::{system_clock, Dht, DhtConfig};
-use tally_node::api::{self, ApiState};
-use tally_node::exec_scorer::ExecScorer;
-use tally_node::owner;
+use tally_net::system_clock;
 use tally_node::peer::PeerClient;
-use tally_node::scorer::{Scorer, SyntheticScorer};
+use tally_node::scorer::SyntheticScorer;
 use tally_node::store::NodeStore;
-use tally_node::submissions::{self, upload, Registry};
-use tally_node::validator::{Driver, DriverConfig, Ports};
+use tally_node::submissions::upload;
 pub use tally_sim::Strategy as Byzantine;
-use tally_validator::{Actor, Config as MachineConfig, Machine, RunOutcome};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tally_validator::RunOutcome;
 
 /// The devnet's subnet.
 pub const NETUID: u16 = 1;
@@ -40,11 +38,13 @@ pub const NETUID: u16 = 1;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct DevnetConfig {
+    /// The `tally` binary the nodes run as.
+    pub binary: PathBuf,
     /// Validators (including byzantine and offline ones).
     pub validators: usize,
-    /// Miners (at most 9 with the synthetic scorer).
+    /// Miners (at most 9 with the synthetic scorer unless `dense`).
     pub miners: usize,
-    /// Runs to complete.
+    /// Runs to complete; 0 keeps the subnet running until interrupted.
     pub epochs: u64,
     /// Weight mode.
     pub mode: WeightMode,
@@ -60,11 +60,11 @@ pub struct DevnetConfig {
     pub offline: usize,
     /// ...from the start (`None`) or once they have finished this run (`Some(run)`).
     pub offline_after: Option<u64>,
-    /// Where to write `summary.json`, `chain.redb`, `evidence/` and the node databases.
+    /// Where everything is written.
     pub out: PathBuf,
     /// Print progress per epoch to stderr.
     pub progress: bool,
-    /// Restart validator `i` once it has scored run `r`: `(i, r)`.
+    /// Kill validator `i` with SIGKILL once it has revealed run `r`, and restart it: `(i, r)`.
     pub restart: Option<(usize, u64)>,
     /// Evenly spaced qualities for any number of miners (benchmarks), instead of 0.1 apart.
     pub dense: bool,
@@ -109,7 +109,7 @@ pub struct Report {
     /// Problems: honest validators that disagreed or whose weights on chain differ from what
     /// they decided.
     pub mismatches: Vec<String>,
-    /// Bytes served for `(validator index, run)` before and after a restart, when asked.
+    /// Bytes served for `(validator index, run)` before a SIGKILL and after the restart.
     pub restart_bytes: Option<(Vec<u8>, Vec<u8>)>,
     /// The true best miner.
     pub best_miner: Hotkey,
@@ -129,103 +129,108 @@ fn now_ms() -> u64 {
     (system_clock())()
 }
 
-struct Node {
-    stop: watch::Sender<bool>,
-    api_task: tokio::task::JoinHandle<()>,
-    loop_task: tokio::task::JoinHandle<()>,
-    store: Arc<NodeStore>,
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// What a devnet validator runs with.
-struct NodeSpec {
-    machine: MachineConfig,
-    owner: Option<String>,
-    byzantine: Option<Byzantine>,
-    tick: Duration,
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn start_node(
-    spec: NodeSpec,
-    key: Keypair,
-    chain_url: &str,
-    db: &Path,
-    listener: TcpListener,
-    dht: Option<Dht>,
-    scorer: Arc<dyn Scorer>,
-    http_timeout: Duration,
-) -> Result<Node, String> {
-    let store = Arc::new(NodeStore::open(db).map_err(|e| e.to_string())?);
-    let state = Arc::new(ApiState::new(
-        store.clone(),
-        key.clone(),
-        1_000_000,
-        system_clock(),
-    ));
-    let api_task = tokio::spawn({
-        let s = state.clone();
-        async move {
-            let _ = api::serve(s, listener).await;
+/// The processes of a devnet; all are killed when this is dropped.
+struct Procs {
+    bin: PathBuf,
+    logs: PathBuf,
+    chain: Option<Child>,
+    owner: Option<Child>,
+    nodes: Vec<Option<Child>>,
+    /// `devnet-node` arguments per validator.
+    args: Vec<Vec<String>>,
+}
+
+impl Procs {
+    fn spawn(&self, name: &str, args: &[String]) -> Result<Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{name}.log")))
+            .map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {} {name}: {e}", self.bin.display()))
+    }
+
+    fn start_node(&mut self, i: usize) -> Result<(), String> {
+        let c = self.spawn(&format!("validator-{i}"), &self.args[i].clone())?;
+        self.nodes[i] = Some(c);
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    fn stop(child: &mut Child, grace: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < grace {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-    });
-    let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(chain_url, http_timeout));
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| e.to_string())?;
-    let machine = Machine::new(spec.machine.clone(), key.clone(), seed);
-    let actor: Box<dyn Actor> = match spec.byzantine {
-        Some(b) => Box::new(tally_sim::Byzantine::new(machine, key.clone(), b)),
-        None => Box::new(machine),
-    };
-    let ports = Ports {
-        chain,
-        store: store.clone(),
-        api: state.clone(),
-        dht: dht.map(|d| Arc::new(d) as Arc<dyn tally_node::ports::DhtPort>),
-        scorer,
-        peers: Arc::new(PeerClient::new(key.clone(), http_timeout, system_clock())),
-        key,
-    };
-    let driver = Driver::new(
-        actor,
-        DriverConfig {
-            netuid: spec.machine.netuid,
-            owner: spec.owner,
-            tick: spec.tick,
-            restore_runs: 16,
-        },
-        ports,
-    );
-    let (stop, rx) = watch::channel(false);
-    let loop_task = tokio::spawn(driver.run(rx));
-    Ok(Node {
-        stop,
-        api_task,
-        loop_task,
-        store,
-    })
-}
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
-impl Node {
-    async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.loop_task.await;
-        self.api_task.abort();
-        let _ = self.api_task.await;
-        // effects still in flight hold the database; wait (bounded) until they let go, so the
-        // file can be reopened (a restart, or a test reading it)
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&self.store) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    fn stop_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            Self::stop(&mut c, Duration::from_secs(10));
         }
     }
 }
 
-fn outcome(store: &NodeStore, run: u64) -> Option<RunOutcome> {
-    store.run_outcome(run).ok().flatten()
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.nodes.iter_mut().flatten() {
+            Self::stop(c, Duration::from_secs(5));
+        }
+        for c in [self.owner.as_mut(), self.chain.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
-/// Runs the devnet.
-pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
+fn wait_healthy(peers: &PeerClient, addr: &str, within: Duration) -> Result<(), String> {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if let Ok((200, _)) = peers.get(addr, "/healthz") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{addr} did not answer /healthz within {within:?}"))
+}
+
+fn fetch_outcome(peers: &PeerClient, addr: &str, run: u64) -> Option<RunOutcome> {
+    match peers.get(addr, &format!("/v1/runs/{run}")) {
+        Ok((200, b)) => RunOutcome::from_json(&b).ok(),
+        _ => None,
+    }
+}
+
+/// Runs the devnet (blocking: call it from a plain thread or `spawn_blocking`).
+pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let n = cfg.validators;
     if !(2..=64).contains(&n) {
         return Err("--validators must be 2..=64".into());
@@ -239,17 +244,30 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if cfg.byzantine.len() + cfg.offline >= n {
         return Err("too many byzantine or offline validators for the number of validators".into());
     }
-    if cfg.epochs == 0 || cfg.epochs > 1000 {
-        return Err("--epochs must be 1..=1000".into());
+    if cfg.epochs > 1000 {
+        return Err("--epochs must be 0..=1000".into());
     }
-    std::fs::create_dir_all(cfg.out.join("nodes"))
-        .map_err(|e| format!("cannot create {}: {e}", cfg.out.display()))?;
-    let chain_path = cfg.out.join("chain.redb");
-    if chain_path.exists() {
+    if let Some(b) = cfg
+        .byzantine
+        .iter()
+        .find(|b| !Byzantine::DEVNET.contains(b))
+    {
+        return Err(format!(
+            "--byzantine {} is a simulator strategy (tally sim); the devnet offers {}",
+            b.name(),
+            Byzantine::DEVNET.map(|b| b.name()).join(", ")
+        ));
+    }
+    let out = cfg.out.clone();
+    if out.join("chain.redb").exists() {
         return Err(format!(
             "{} already holds a devnet; choose an empty --out directory",
-            cfg.out.display()
+            out.display()
         ));
+    }
+    for d in ["nodes", "keys", "logs"] {
+        std::fs::create_dir_all(out.join(d))
+            .map_err(|e| format!("cannot create {}: {e}", out.join(d).display()))?;
     }
 
     // keys and stakes: byzantine stake stays below one half
@@ -261,13 +279,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         .collect();
     let owner_key = derive_key(cfg.seed, "owner", 0);
     let nb = cfg.byzantine.len();
-    let strategy = |i: usize| {
-        if i >= n - nb {
-            Some(cfg.byzantine[i - (n - nb)])
-        } else {
-            None
-        }
-    };
+    let strategy = |i: usize| (i >= n - nb).then(|| cfg.byzantine[i - (n - nb)]);
     let stake = |i: usize| {
         if strategy(i).is_some() {
             10_000
@@ -280,31 +292,45 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if byz * 2 >= total {
         return Err("byzantine stake would reach one half; use more validators".into());
     }
-
-    // listeners first, so genesis can carry the addresses
-    let mut listeners = Vec::new();
-    for _ in 0..n {
-        listeners.push(
-            TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    let addrs: Vec<SocketAddr> = listeners
+    let key_file = |name: &str, k: &Keypair| -> Result<PathBuf, String> {
+        let p = out.join("keys").join(format!("{name}.json"));
+        write(
+            &p,
+            k.to_keyfile_json().map_err(|e| e.to_string())?.as_bytes(),
+        )?;
+        Ok(p)
+    };
+    let owner_file = key_file("owner", &owner_key)?;
+    let vfiles: Vec<PathBuf> = vkeys
         .iter()
-        .map(|l| l.local_addr().map_err(|e| e.to_string()))
+        .enumerate()
+        .map(|(i, k)| key_file(&format!("validator-{i}"), k))
         .collect::<Result<_, _>>()?;
-    let owner_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let owner_addr = owner_listener.local_addr().map_err(|e| e.to_string())?;
-    let chain_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let chain_url = format!(
-        "http://{}",
-        chain_listener.local_addr().map_err(|e| e.to_string())?
-    );
+    for (i, k) in mkeys.iter().enumerate() {
+        key_file(&format!("miner-{i}"), k)?;
+    }
+
+    // addresses, fixed up front so genesis and every config can name them
+    let chain_addr = format!("127.0.0.1:{}", free_port()?);
+    let chain_url = format!("http://{chain_addr}");
+    let owner_addr = format!("127.0.0.1:{}", free_port()?);
+    let api: Vec<String> = (0..n)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_, _>>()?;
+    let mut dht = Vec::new();
+    for i in 0..n {
+        let dir = out.join("nodes").join(format!("validator-{i}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut secret = sha256(&(cfg.seed, "p2p", i as u64).encode()).to_vec();
+        write(&dir.join("p2p.key"), &secret)?;
+        let id = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
+            .map_err(|e| e.to_string())?;
+        dht.push(format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            free_port()?,
+            id.public().to_peer_id()
+        ));
+    }
 
     let params = SubnetParams {
         netuid: NETUID,
@@ -314,102 +340,72 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         weights_rate_limit: 1,
         commitment_max_bytes: 64,
         commitment_bytes_per_epoch: 256,
-        max_uids: 256,
+        max_uids: 4096,
         min_validator_stake: 1_000,
         burn_uid: 0,
     };
-    let mut neurons = vec![(
-        NETUID,
-        NeuronInfo {
-            uid: 0,
-            hotkey: owner_key.hotkey(),
-            stake: 0,
-            validator_permit: false,
-            axon: owner_addr.to_string(),
-            peer: String::new(),
-        },
-    )];
-    for (i, k) in vkeys.iter().enumerate() {
-        neurons.push((
+    let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
+        (
             NETUID,
             NeuronInfo {
                 uid: 0,
                 hotkey: k.hotkey(),
-                stake: stake(i),
-                validator_permit: true,
-                axon: addrs[i].to_string(),
+                stake,
+                validator_permit: permit,
+                axon,
                 peer: String::new(),
             },
-        ));
+        )
+    };
+    let mut neurons = vec![neuron(&owner_key, 0, false, owner_addr.clone())];
+    for (i, k) in vkeys.iter().enumerate() {
+        neurons.push(neuron(k, stake(i), true, api[i].clone()));
     }
     for k in &mkeys {
-        neurons.push((
-            NETUID,
-            NeuronInfo {
-                uid: 0,
-                hotkey: k.hotkey(),
-                stake: 0,
-                validator_permit: false,
-                axon: String::new(),
-                peer: String::new(),
-            },
-        ));
+        neurons.push(neuron(k, 0, false, String::new()));
     }
     let genesis = Genesis {
         timestamp_ms: now_ms(),
-        subnets: vec![params.clone()],
+        subnets: vec![params],
         neurons,
     };
-    let local = Arc::new(LocalChain::open(&chain_path, &genesis).map_err(|e| e.to_string())?);
-    let shared: Arc<dyn Chain> = local.clone();
-    let chain_task = tokio::spawn(async move {
-        let _ = tally_chain::server::serve(shared, chain_listener).await;
-    });
+    write(
+        &out.join("genesis.json"),
+        &serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
+    )?;
 
-    // the miners and what the owner knows of them
+    // the miners' qualities (the owner's own measurement, or the hidden synthetic values)
     let miners: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
-    let family_name = if cfg.synthetic {
+    let family = FamilyId::new(if cfg.synthetic {
         "synthetic"
     } else {
         "inference"
-    };
-    let family = FamilyId::new(family_name).map_err(|e| e.to_string())?;
-    let registry = Arc::new(Registry::new(owner_key.clone(), NETUID, family.clone()));
+    })
+    .map_err(|e| e.to_string())?;
     let mlp = Inference::default_mlp(cfg.seed);
-    let synthetic = if cfg.synthetic {
-        Some(Arc::new(if cfg.dense {
+    let mut uploads = Vec::new();
+    let qualities: Vec<(Hotkey, Score)> = if cfg.synthetic {
+        if cfg.dense {
             SyntheticScorer::dense(cfg.seed, &miners, 0.02)?
         } else {
             SyntheticScorer::new(cfg.seed, &miners, 0.02)?
-        }))
-    } else {
-        None
-    };
-    let qualities: Vec<(Hotkey, Score)> = match &synthetic {
-        Some(s) => s.qualities(),
-        None => {
-            // each miner submits a built variant; its quality is what the family scores it
-            let rt = WasmRuntime::new().map_err(|e| e.to_string())?;
-            let fam =
-                Inference::new(mlp.clone(), &rt, Limits::default()).map_err(|e| e.to_string())?;
-            let probe = fam.tasks(&[0; 32], 3);
-            let mut q = Vec::new();
-            for (i, k) in mkeys.iter().enumerate() {
-                let bytes = build(&mlp, MINER_VARIANTS[i % MINER_VARIANTS.len()]);
-                if let Ok(mut m) = registry.miners.write() {
-                    m.insert(k.hotkey());
-                }
-                let up = upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?;
-                registry.accept(&up).map_err(|(_, e)| e)?;
-                let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
-                let ev =
-                    tally_exec::family::evaluate(&fam, &rt, &module, &probe, fam.limits(), "owner");
-                q.push((k.hotkey(), ev.score));
-            }
-            q
         }
+        .qualities()
+    } else {
+        let rt = WasmRuntime::new().map_err(|e| e.to_string())?;
+        let fam = Inference::new(mlp.clone(), &rt, Limits::default()).map_err(|e| e.to_string())?;
+        let probe = fam.tasks(&[0; 32], 3);
+        let mut q = Vec::new();
+        for (i, k) in mkeys.iter().enumerate() {
+            let bytes = build(&mlp, MINER_VARIANTS[i % MINER_VARIANTS.len()]);
+            uploads.push(upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
+            let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
+            let ev =
+                tally_exec::family::evaluate(&fam, &rt, &module, &probe, fam.limits(), "owner");
+            q.push((k.hotkey(), ev.score));
+        }
+        q
     };
-    // the best miner (ties to the first listed)
     let best = qualities
         .iter()
         .fold(None::<&(Hotkey, Score)>, |b, q| {
@@ -421,221 +417,280 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         })
         .map(|q| q.0)
         .ok_or("no miners")?;
-    let pick: owner::Pick = {
-        let q = qualities.clone();
-        Arc::new(move |_run| Some((best, q.clone())))
-    };
-    let owner_routes = owner::router(pick).merge(submissions::router(registry.clone()));
-    let owner_task = tokio::spawn(async move {
-        let _ = axum::serve(owner_listener, owner_routes).await;
+
+    // configs
+    let owner_cfg = json!({
+        "listen": owner_addr, "netuid": NETUID, "family": family.as_str(),
+        "owner_key": owner_file, "miners": miners.iter().map(|m| m.to_ss58()).collect::<Vec<_>>(),
+        "model_seed": cfg.seed, "synthetic_seed": cfg.synthetic.then_some(cfg.seed),
     });
-    let mut scorers: Vec<Arc<dyn Scorer>> = Vec::new();
-    for k in &vkeys {
-        match &synthetic {
-            Some(s) => scorers.push(s.clone()),
-            None => {
-                let rt = Arc::new(WasmRuntime::new().map_err(|e| e.to_string())?);
-                let fam = Arc::new(
-                    Inference::new(mlp.clone(), &rt, Limits::default())
-                        .map_err(|e| e.to_string())?,
-                );
-                scorers.push(Arc::new(ExecScorer {
-                    owner_addr: owner_addr.to_string(),
-                    owner: owner_key.hotkey(),
-                    netuid: NETUID,
-                    family_id: family.clone(),
-                    runtime: rt,
-                    family: fam,
-                    cache: ArchiveCache::new(64 << 20, 8 << 20),
-                    peers: PeerClient::new(k.clone(), Duration::from_secs(2), system_clock()),
-                    tasks: 3,
-                    ledger: Default::default(),
-                }));
-            }
-        }
-    }
-
-    // DHT nodes, fully dialled
-    let tmp_view = {
-        let head = local.head().map_err(|e| e.to_string())?;
-        let snap = tally_chain::snapshot::read_snapshot(local.as_ref(), NETUID, head.number)?;
-        tally_validator::view_of(
-            NETUID,
-            tally_protocol::PhaseWindows::default(),
-            &snap,
-            tally_validator::Head {
-                number: head.number,
-                timestamp_ms: head.timestamp_ms,
+    write(
+        &out.join("owner.json"),
+        &serde_json::to_vec_pretty(&owner_cfg).map_err(|e| e.to_string())?,
+    )?;
+    let http_timeout = (cfg.block_ms * 3).clamp(500, 5_000);
+    let mut args = Vec::new();
+    for i in 0..n {
+        let toml = format!(
+            "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {NETUID}\nfamily = {:?}\napi_listen = {:?}\n\
+             dht_listen = {:?}\nbootstrap = [{}]\ndata_dir = {:?}\nowner_url = {owner_addr:?}\n\
+             owner_hotkey = {:?}\nmode = {:?}\nscorer = {:?}\nmodel_seed = {}\ntick_ms = {}\nhttp_timeout_ms = {http_timeout}\n",
+            vfiles[i].display().to_string(),
+            family.as_str(),
+            api[i],
+            dht[i].rsplit_once("/p2p/").map(|x| x.0).unwrap_or_default(),
+            dht.iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            out.join("nodes").join(format!("validator-{i}")).display().to_string(),
+            owner_key.hotkey().to_ss58(),
+            match cfg.mode {
+                WeightMode::Owner => "owner",
+                WeightMode::Shadow => "shadow",
+                WeightMode::Decentralized => "decentralized",
             },
-        )
-    };
-    let mut dhts = Vec::new();
-    for k in vkeys.iter() {
-        let d = Dht::start(
-            DhtConfig::default(),
-            libp2p::identity::Keypair::generate_ed25519(),
-            k.clone(),
-            tmp_view.clone(),
-            system_clock(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        dhts.push(d);
-    }
-    let mut dht_addrs = Vec::new();
-    for d in &dhts {
-        dht_addrs.push(d.listen_addrs().await.map_err(|e| e.to_string())?[0].clone());
-    }
-    for d in &dhts {
-        for a in &dht_addrs {
-            let _ = d.dial(a.clone()).await;
+            if cfg.synthetic {
+                format!("synthetic:{}", cfg.seed)
+            } else {
+                "exec".to_string()
+            },
+            cfg.seed,
+            (cfg.block_ms / 2).max(20),
+        );
+        let path = out.join("nodes").join(format!("validator-{i}.toml"));
+        write(&path, toml.as_bytes())?;
+        let mut a = vec![
+            "devnet-node".to_string(),
+            "--config".into(),
+            path.display().to_string(),
+        ];
+        if let Some(b) = strategy(i) {
+            a.push("--byzantine".into());
+            a.push(b.name().into());
         }
+        args.push(a);
     }
 
-    let http_timeout = Duration::from_millis((cfg.block_ms * 3).clamp(500, 5_000));
-    let vcfg = |i: usize| {
-        let mut m = MachineConfig::new(NETUID, family.clone(), cfg.mode);
-        m.has_owner = true;
-        NodeSpec {
-            machine: m,
-            owner: Some(owner_addr.to_string()),
-            byzantine: strategy(i),
-            tick: Duration::from_millis((cfg.block_ms / 2).max(20)),
+    // processes
+    let mut procs = Procs {
+        bin: cfg.binary.clone(),
+        logs: out.join("logs"),
+        chain: None,
+        owner: None,
+        nodes: (0..n).map(|_| None).collect(),
+        args,
+    };
+    let start_file = out.join("start");
+    procs.chain = Some(procs.spawn(
+        "chain",
+        &[
+            "chain".into(),
+            "serve".into(),
+            "--listen".into(),
+            chain_addr.clone(),
+            "--db".into(),
+            out.join("chain.redb").display().to_string(),
+            "--genesis".into(),
+            out.join("genesis.json").display().to_string(),
+            "--block-ms".into(),
+            cfg.block_ms.to_string(),
+            "--start-file".into(),
+            start_file.display().to_string(),
+        ],
+    )?);
+    procs.owner = Some(procs.spawn(
+        "owner",
+        &[
+            "owner".into(),
+            "--config".into(),
+            out.join("owner.json").display().to_string(),
+        ],
+    )?);
+    let client = PeerClient::new(owner_key.clone(), Duration::from_secs(3), system_clock());
+    wait_healthy(&client, &owner_addr, Duration::from_secs(60))?;
+    for (k, up) in mkeys.iter().zip(&uploads) {
+        let c = PeerClient::new(k.clone(), Duration::from_secs(5), system_clock());
+        match c.post(&owner_addr, "/v1/submissions", up) {
+            Ok((201, _)) => {}
+            other => return Err(format!("the owner refused a submission: {other:?}")),
         }
-    };
-    // starts validator `i` (its database, API on `l`, DHT node and loop)
-    let launch = |i: usize, l: TcpListener| {
-        let db = cfg.out.join("nodes").join(format!("validator-{i}.redb"));
-        let (c, k, d, sc, url) = (
-            vcfg(i),
-            vkeys[i].clone(),
-            dhts[i].clone(),
-            scorers[i].clone(),
-            chain_url.clone(),
-        );
-        async move { start_node(c, k, &url, &db, l, Some(d), sc, http_timeout).await }
-    };
-    let mut nodes: Vec<Option<Node>> = Vec::new();
-    let mut listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
-    for (i, slot) in listeners.iter_mut().enumerate() {
+    }
+    let chain = HttpChain::new(&chain_url, Duration::from_secs(3));
+    let t = Instant::now();
+    while chain.head().is_err() {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err(format!("the chain at {chain_url} did not come up"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..n {
         if i < cfg.offline && cfg.offline_after.is_none() {
-            nodes.push(None);
             continue;
         }
-        let l = slot.take().ok_or("listener used twice")?;
-        let node = launch(i, l).await?;
-        nodes.push(Some(node));
+        procs.start_node(i)?;
+    }
+    for i in 0..n {
+        if procs.nodes[i].is_some() {
+            wait_healthy(&client, &api[i], Duration::from_secs(60))?;
+        }
+    }
+    let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());
+    let devnet = json!({
+        "chain": chain_url, "owner": format!("http://{owner_addr}"),
+        "netuid": NETUID, "epoch_length": cfg.epoch_length, "block_ms": cfg.block_ms,
+        "nodes": std::iter::once(json!({"role": "chain", "api": chain_url, "pid": pid(&procs.chain)}))
+            .chain(std::iter::once(json!({"role": "owner", "hotkey": owner_key.hotkey().to_ss58(),
+                "api": format!("http://{owner_addr}"), "pid": pid(&procs.owner), "key_file": owner_file})))
+            .chain((0..n).map(|i| json!({"role": "validator", "hotkey": vkeys[i].hotkey().to_ss58(),
+                "byzantine": strategy(i).map(|b| b.name()), "api": format!("http://{}", api[i]),
+                "dht": dht[i], "pid": pid(&procs.nodes[i]), "key_file": vfiles[i],
+                "config": out.join("nodes").join(format!("validator-{i}.toml"))})))
+            .collect::<Vec<_>>(),
+        "miners": mkeys.iter().enumerate().map(|(i, k)| json!({"hotkey": k.hotkey().to_ss58(),
+            "key_file": out.join("keys").join(format!("miner-{i}.json"))})).collect::<Vec<_>>(),
+    });
+    write(
+        &out.join("devnet.json"),
+        &serde_json::to_vec_pretty(&devnet).map_err(|e| e.to_string())?,
+    )?;
+    // blocks start once every node is up, so run 0 is a whole epoch for everyone
+    write(&start_file, b"")?;
+    if cfg.progress {
+        eprintln!(
+            "devnet up: chain {chain_url}, owner http://{owner_addr}, {n} validators; see {}",
+            out.join("devnet.json").display()
+        );
     }
 
-    // blocks start once every node is up, so run 0 is a whole epoch for everyone
-    let producer = local.spawn_producer(cfg.block_ms);
-
-    // drive: wait until every online honest validator has finished every run
+    // watch
     let honest: Vec<usize> = (cfg.offline..n)
         .filter(|i| strategy(*i).is_none())
         .collect();
     let epoch_ms = cfg.block_ms * cfg.epoch_length;
     let deadline = Instant::now()
         + Duration::from_millis(epoch_ms * (cfg.epochs + 4))
-        + Duration::from_secs(10);
+        + Duration::from_secs(20);
+    let mut outcomes: BTreeMap<(usize, u64), RunOutcome> = BTreeMap::new();
     let mut last_epoch = u64::MAX;
     let mut restart_bytes = None;
     let mut restart = cfg.restart;
+    let mut offline_done = false;
     loop {
-        let head = local.head().map_err(|e| e.to_string())?;
+        let head = chain.head().map_err(|e| e.to_string())?;
         let epoch = head.number / cfg.epoch_length.max(1);
-        if epoch != last_epoch && cfg.progress {
-            let done = (0..cfg.epochs)
-                .filter(|r| {
-                    honest.iter().all(|i| {
-                        nodes[*i]
-                            .as_ref()
-                            .is_some_and(|nd| outcome(&nd.store, *r).is_some())
-                    })
-                })
-                .count();
-            eprintln!(
-                "epoch {epoch} (block {}): {done}/{} runs aggregated by every honest validator",
-                head.number, cfg.epochs
-            );
-            last_epoch = epoch;
-        }
-        if let Some((i, r)) = restart {
-            let scored = nodes
-                .get(i)
-                .and_then(|x| x.as_ref())
-                .is_some_and(|nd| nd.store.own_report(r).ok().flatten().is_some());
-            if scored {
-                let before = nodes[i]
-                    .as_ref()
-                    .and_then(|nd| nd.store.own_report(r).ok().flatten())
-                    .unwrap_or_default();
-                if let Some(nd) = nodes[i].take() {
-                    nd.shutdown().await;
+        for i in (0..n).filter(|i| procs.nodes[*i].is_some()) {
+            for r in 0..epoch.min(cfg.epochs.max(epoch)) {
+                if cfg.epochs > 0 && r >= cfg.epochs {
+                    break;
                 }
-                // rebind the same address: peers find it where the metagraph says
-                let l = TcpListener::bind(addrs[i])
-                    .await
-                    .map_err(|e| format!("rebind {}: {e}", addrs[i]))?;
-                let node = launch(i, l).await?;
-                let after = node.store.own_report(r).ok().flatten().unwrap_or_default();
-                restart_bytes = Some((before, after));
-                nodes[i] = Some(node);
-                restart = None;
-            }
-        }
-        if let Some(r0) = cfg.offline_after {
-            for (i, slot) in nodes.iter_mut().enumerate().take(cfg.offline) {
-                if slot
-                    .as_ref()
-                    .is_some_and(|nd| outcome(&nd.store, r0).is_some())
-                {
-                    if let Some(nd) = slot.take() {
-                        nd.shutdown().await;
-                        if cfg.progress {
-                            eprintln!("validator {i} goes offline after run {r0}");
-                        }
+                if let std::collections::btree_map::Entry::Vacant(e) = outcomes.entry((i, r)) {
+                    if let Some(o) = fetch_outcome(&client, &api[i], r) {
+                        e.insert(o);
                     }
                 }
             }
         }
-        let all_done = (0..cfg.epochs).all(|r| {
-            honest.iter().all(|i| {
-                nodes[*i]
-                    .as_ref()
-                    .is_some_and(|nd| outcome(&nd.store, r).is_some())
-            })
-        });
-        if all_done {
+        if epoch != last_epoch && cfg.progress {
+            let done = (0..epoch)
+                .filter(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, *r))))
+                .count();
+            eprintln!(
+                "epoch {epoch} (block {}): {done} runs aggregated by every honest validator",
+                head.number
+            );
+            last_epoch = epoch;
+        }
+        if let Some((i, r)) = restart {
+            let served = || {
+                client
+                    .get(&api[i], &format!("/v1/consensus/scores/{r}"))
+                    .ok()
+                    .filter(|x| x.0 == 200)
+                    .map(|x| x.1)
+            };
+            if let Some(before) = served() {
+                if let Some(mut c) = procs.nodes[i].take() {
+                    let _ = c.kill(); // SIGKILL
+                    let _ = c.wait();
+                }
+                procs.start_node(i)?;
+                wait_healthy(&client, &api[i], Duration::from_secs(60))?;
+                let t = Instant::now();
+                let mut after = served();
+                while after.is_none() && t.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    after = served();
+                }
+                let (b, a) = (
+                    serde_json::from_slice::<serde_json::Value>(&before).ok(),
+                    after.and_then(|a| serde_json::from_slice::<serde_json::Value>(&a).ok()),
+                );
+                let wire = |v: Option<serde_json::Value>| {
+                    v.and_then(|v| hex::decode(v["wire"].as_str()?).ok())
+                        .unwrap_or_default()
+                };
+                restart_bytes = Some((wire(b), wire(a)));
+                if cfg.progress {
+                    eprintln!(
+                        "validator {i} killed (SIGKILL) after revealing run {r} and restarted"
+                    );
+                }
+                restart = None;
+            }
+        }
+        if let (Some(r0), false) = (cfg.offline_after, offline_done) {
+            if (0..cfg.offline).all(|i| outcomes.contains_key(&(i, r0))) {
+                for i in 0..cfg.offline {
+                    procs.stop_node(i);
+                    if cfg.progress {
+                        eprintln!("validator {i} goes offline after run {r0}");
+                    }
+                }
+                offline_done = true;
+            }
+        }
+        if cfg.epochs > 0
+            && (0..cfg.epochs).all(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, r))))
+        {
             break;
         }
-        if Instant::now() > deadline {
-            for nd in nodes.into_iter().flatten() {
-                nd.shutdown().await;
-            }
+        if cfg.epochs > 0 && Instant::now() > deadline {
             return Err(format!(
-                "the devnet did not finish {} runs in time (at epoch {epoch})",
-                cfg.epochs
+                "the devnet did not finish {} runs in time (at epoch {epoch}); logs in {}",
+                cfg.epochs,
+                out.join("logs").display()
             ));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(i) = (0..n).find(|i| {
+            procs.nodes[*i]
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        }) {
+            return Err(format!(
+                "validator {i} exited; see {}",
+                out.join("logs")
+                    .join(format!("validator-{i}.log"))
+                    .display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 
-    // results
+    // stop the validators so their databases can be read
+    for i in 0..n {
+        procs.stop_node(i);
+    }
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
     let mut aggregation_ms = Vec::new();
     let first = honest[0];
     for r in 0..cfg.epochs {
-        let base = nodes[first]
-            .as_ref()
-            .and_then(|nd| outcome(&nd.store, r))
-            .ok_or("missing outcome")?;
+        let base = outcomes.get(&(first, r)).ok_or("missing outcome")?.clone();
         for i in &honest {
-            let o = nodes[*i]
-                .as_ref()
-                .and_then(|nd| outcome(&nd.store, r))
-                .ok_or("missing outcome")?;
+            let o = outcomes.get(&(*i, r)).ok_or("missing outcome")?;
             if o.winner != base.winner
                 || o.quorum_met != base.quorum_met
                 || o.uid_weights != base.uid_weights
@@ -646,7 +701,7 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
             }
             // the weights it decided are the weights on chain at the block it set them
             if let (Some(block), Some(want)) = (o.weights_set_at_block, o.uid_weights.as_ref()) {
-                let hist = local
+                let hist = chain
                     .weights_history(NETUID, &vkeys[*i].hotkey())
                     .map_err(|e| e.to_string())?;
                 if !hist.iter().any(|h| h.block == block && h.weights == *want) {
@@ -655,13 +710,9 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
             } else if o.quorum_met && o.uid_weights.is_some() {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
             }
-        }
-        for i in &honest {
-            if let Some(o) = nodes[*i].as_ref().and_then(|nd| outcome(&nd.store, r)) {
-                let closed = local.block(o.reveal_closed_block).ok().flatten();
-                if let (Some(c), Some(done)) = (closed, o.aggregated_at_ms) {
-                    aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
-                }
+            let closed = chain.block(o.reveal_closed_block).ok().flatten();
+            if let (Some(c), Some(done)) = (closed, o.aggregated_at_ms) {
+                aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
             }
         }
         runs.push(RunSummary {
@@ -681,50 +732,45 @@ pub async fn run(cfg: DevnetConfig) -> Result<Report, String> {
         });
     }
 
-    // evidence: every accepted signed report and every proof, a file each
-    let ev_dir = cfg.out.join("evidence");
+    // evidence: every report the honest validators accepted and every proof, a file each
+    let ev_dir = out.join("evidence");
     std::fs::create_dir_all(&ev_dir).map_err(|e| e.to_string())?;
-    // what the honest validators accepted is the run's evidence; byzantine stores are not
-    for nd in honest.iter().filter_map(|i| nodes[*i].as_ref()) {
+    for i in &honest {
+        let db = out
+            .join("nodes")
+            .join(format!("validator-{i}"))
+            .join("validator.redb");
+        let store = NodeStore::open(&db).map_err(|e| e.to_string())?;
         for r in 0..cfg.epochs {
-            for (v, wire) in nd.store.peer_reports(r).map_err(|e| e.to_string())? {
-                std::fs::write(
-                    ev_dir.join(format!("report-run{r}-{}.bin", v.to_ss58())),
-                    wire,
-                )
-                .map_err(|e| e.to_string())?;
+            for (v, wire) in store.peer_reports(r).map_err(|e| e.to_string())? {
+                write(
+                    &ev_dir.join(format!("report-run{r}-{}.bin", v.to_ss58())),
+                    &wire,
+                )?;
             }
         }
-        for (id, proof) in nd.store.evidence().map_err(|e| e.to_string())? {
-            std::fs::write(
-                ev_dir.join(format!("equivocation-{}.bin", hex::encode(&id[..8]))),
-                proof,
-            )
-            .map_err(|e| e.to_string())?;
+        for (id, proof) in store.evidence().map_err(|e| e.to_string())? {
+            write(
+                &ev_dir.join(format!("equivocation-{}.bin", hex::encode(&id[..8]))),
+                &proof,
+            )?;
         }
     }
-
     let validators: Vec<(Hotkey, u64, Option<Byzantine>)> = (0..n)
         .map(|i| (vkeys[i].hotkey(), stake(i), strategy(i)))
         .collect();
     let summary = json!({
+        "chain": chain_url, "netuid": NETUID,
         "runs": runs.iter().map(|r| json!({"run": r.run, "winner": r.winner, "quorum_met": r.quorum_met, "consensus": r.consensus,
             "excluded": r.excluded.iter().map(|(v, why)| json!({"validator": v, "reason": why})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "validators": validators.iter().map(|(k, s, b)| json!({"hotkey": k.to_ss58(), "stake": s, "byzantine": b.map(|b| b.name())})).collect::<Vec<_>>(),
         "miners": qualities.iter().map(|(k, q)| json!({"hotkey": k.to_ss58(), "true_quality": q.to_f64()})).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        cfg.out.join("summary.json"),
-        serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-
-    for nd in nodes.into_iter().flatten() {
-        nd.shutdown().await;
-    }
-    drop(producer);
-    chain_task.abort();
-    owner_task.abort();
+    write(
+        &out.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
+    )?;
+    drop(procs);
     Ok(Report {
         runs,
         validators,

@@ -36,7 +36,7 @@ pub struct DevnetArgs {
     /// of executing the miners' submissions.
     #[arg(long)]
     synthetic: bool,
-    /// Runs to complete.
+    /// Runs to complete; 0 keeps the subnet running until interrupted (Ctrl-C).
     #[arg(long, default_value_t = 4)]
     epochs: u64,
     /// Weight mode: owner, shadow or decentralized.
@@ -56,7 +56,8 @@ pub struct DevnetArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Byzantine strategies for the last validators, in order, comma-separated:
-    /// inflate, equivocate, copy, withhold, forge. Their stake stays below one half.
+    /// inflate, equivocate, copy, withhold, forge. Their stake stays below one half. (The
+    /// simulator, `tally sim`, has more.)
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<Byzantine>,
 }
@@ -78,6 +79,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         }
     };
     let cfg = DevnetConfig {
+        binary: std::env::current_exe()?,
         validators: a.validators,
         miners: a.miners,
         epochs: a.epochs,
@@ -98,11 +100,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
         cfg.validators, cfg.byzantine.len(), cfg.miners, cfg.epochs, cfg.epoch_length, cfg.block_ms, cfg.mode, out.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let report = rt.block_on(run(cfg)).map_err(|e| {
+    let report = run(cfg).map_err(|e| {
         let unusable = e.contains("must be")
             || e.contains("too many")
             || e.contains("already holds")

@@ -56,7 +56,11 @@ fn parse_byzantine(s: &str) -> Result<Vec<Strategy>, Failure> {
         return Ok(Vec::new());
     }
     s.split(',')
-        .map(|x| x.trim().parse::<Strategy>().map_err(|e| Failure::input(anyhow!(e))))
+        .map(|x| {
+            x.trim()
+                .parse::<Strategy>()
+                .map_err(|e| Failure::input(anyhow!(e)))
+        })
         .collect()
 }
 
@@ -138,8 +142,16 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
             println!(
                 "{:>6}  {:<34}  {:<24}  {:>3}/{:<2}  {:>10}  {}",
                 s.seed,
-                if byz.is_empty() { "-".into() } else { byz.join(",") },
-                if f.is_empty() { "-".into() } else { f.join(",") },
+                if byz.is_empty() {
+                    "-".into()
+                } else {
+                    byz.join(",")
+                },
+                if f.is_empty() {
+                    "-".into()
+                } else {
+                    f.join(",")
+                },
                 r.quorum_runs,
                 s.epochs,
                 r.violations.len(),
@@ -158,7 +170,8 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
     // a summary by strategy
     let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
     for (s, x) in &r.runs {
-        let names: std::collections::BTreeSet<&str> = s.byzantine.iter().map(|b| b.name()).collect();
+        let names: std::collections::BTreeSet<&str> =
+            s.byzantine.iter().map(|b| b.name()).collect();
         for n in names.into_iter().chain(std::iter::once("(all seeds)")) {
             let e = by.entry(n).or_default();
             e.0 += 1;

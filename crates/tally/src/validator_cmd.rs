@@ -18,13 +18,13 @@ use std::time::Duration;
 use tally_chain::{Chain, HttpChain};
 use tally_consensus::WeightMode;
 use tally_core::{FamilyId, Hotkey, Keypair, Score};
+use tally_net::{system_clock, Dht, DhtConfig};
 use tally_node::api::{self, ApiState};
 use tally_node::exec_scorer::ExecScorer;
 use tally_node::peer::PeerClient;
 use tally_node::scorer::{Scorer, SyntheticScorer};
 use tally_node::store::NodeStore;
 use tally_node::validator::{Driver, DriverConfig, Ports};
-use tally_net::{system_clock, Dht, DhtConfig};
 use tally_validator::{Actor, Config as MachineConfig, Machine};
 use tokio::sync::watch;
 use tracing::info;
@@ -206,8 +206,12 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         ));
     }
     let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
-    let bytes = std::fs::read(&hotkey_path)
-        .map_err(|e| field("hotkey", format!("cannot read {}: {e}", hotkey_path.display())))?;
+    let bytes = std::fs::read(&hotkey_path).map_err(|e| {
+        field(
+            "hotkey",
+            format!("cannot read {}: {e}", hotkey_path.display()),
+        )
+    })?;
     let key = Keypair::from_keyfile_json(&bytes)
         .map_err(|e| field("hotkey", format!("{}: {e}", hotkey_path.display())))?;
     let netuid = required("netuid", a.netuid.or(f.netuid))?;
@@ -219,14 +223,24 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
     let family = FamilyId::new(&family_name).map_err(|e| field("family", e))?;
     let api_listen: SocketAddr = required("api_listen", a.api_listen.clone().or(f.api_listen))?
         .parse()
-        .map_err(|e| field("api_listen", format!("{e}: use HOST:PORT, e.g. 0.0.0.0:8091")))?;
+        .map_err(|e| {
+            field(
+                "api_listen",
+                format!("{e}: use HOST:PORT, e.g. 0.0.0.0:8091"),
+            )
+        })?;
     let dht_listen: libp2p::Multiaddr = a
         .dht_listen
         .clone()
         .or(f.dht_listen)
         .unwrap_or_else(|| "/ip4/0.0.0.0/tcp/0".into())
         .parse()
-        .map_err(|e| field("dht_listen", format!("{e}: use a multiaddr like /ip4/0.0.0.0/tcp/4001")))?;
+        .map_err(|e| {
+            field(
+                "dht_listen",
+                format!("{e}: use a multiaddr like /ip4/0.0.0.0/tcp/4001"),
+            )
+        })?;
     let bootstrap = a
         .bootstrap
         .clone()
@@ -234,7 +248,10 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         .unwrap_or_default()
         .iter()
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|e| field("bootstrap", format!("{s:?}: {e}"))))
+        .map(|s| {
+            s.parse()
+                .map_err(|e| field("bootstrap", format!("{s:?}: {e}")))
+        })
         .collect::<Result<Vec<libp2p::Multiaddr>, _>>()?;
     if bootstrap.len() > 256 {
         return Err(field("bootstrap", "at most 256 peers"));
@@ -260,7 +277,10 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         .parse()
         .map_err(|e| field("mode", e))?;
     if mode != WeightMode::Decentralized && owner_url.is_none() {
-        return Err(field("owner_url", "owner and shadow modes need the owner's endpoint"));
+        return Err(field(
+            "owner_url",
+            "owner and shadow modes need the owner's endpoint",
+        ));
     }
     let scorer = match a.scorer.clone().or(f.scorer).as_deref().unwrap_or("exec") {
         "exec" => ScorerKind::Exec,
@@ -269,7 +289,12 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
                 .parse()
                 .map_err(|e| field("scorer", format!("{s:?}: {e}")))?,
         ),
-        s => return Err(field("scorer", format!("{s:?}: use exec or synthetic:SEED"))),
+        s => {
+            return Err(field(
+                "scorer",
+                format!("{s:?}: use exec or synthetic:SEED"),
+            ))
+        }
     };
     if scorer == ScorerKind::Exec && (owner_url.is_none() || owner_hotkey.is_none()) {
         return Err(field(
@@ -353,7 +378,8 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))
         .map_err(Failure::input)?;
     let store = Arc::new(
-        NodeStore::open(&s.data_dir.join("validator.redb")).map_err(|e| Failure::input(anyhow!(e)))?,
+        NodeStore::open(&s.data_dir.join("validator.redb"))
+            .map_err(|e| Failure::input(anyhow!(e)))?,
     );
     let identity = p2p_identity(&s.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -398,7 +424,12 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         for b in &s.bootstrap {
             let _ = dht.dial(b.clone()).await;
         }
-        let state = Arc::new(ApiState::new(store.clone(), s.key.clone(), 1_000_000, system_clock()));
+        let state = Arc::new(ApiState::new(
+            store.clone(),
+            s.key.clone(),
+            1_000_000,
+            system_clock(),
+        ));
         let listener = tokio::net::TcpListener::bind(s.api_listen)
             .await
             .with_context(|| format!("config: api_listen: cannot listen on {}", s.api_listen))
@@ -412,11 +443,17 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         let scorer: Arc<dyn Scorer> = match s.scorer {
             ScorerKind::Synthetic(seed) => Arc::new(SeededSynthetic(seed)),
             ScorerKind::Exec => {
-                let rt = Arc::new(tally_exec::runtime::WasmRuntime::new().map_err(|e| anyhow!(e.to_string()))?);
+                let rt = Arc::new(
+                    tally_exec::runtime::WasmRuntime::new().map_err(|e| anyhow!(e.to_string()))?,
+                );
                 let mlp = tally_exec::inference::Inference::default_mlp(s.model_seed);
                 let fam = Arc::new(
-                    tally_exec::inference::Inference::new(mlp, &rt, tally_exec::runtime::Limits::default())
-                        .map_err(|e| anyhow!(e.to_string()))?,
+                    tally_exec::inference::Inference::new(
+                        mlp,
+                        &rt,
+                        tally_exec::runtime::Limits::default(),
+                    )
+                    .map_err(|e| anyhow!(e.to_string()))?,
                 );
                 Arc::new(ExecScorer {
                     owner_addr: s.owner_url.clone().unwrap_or_default(),
@@ -447,7 +484,11 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
             api: state,
             dht: Some(Arc::new(dht)),
             scorer,
-            peers: Arc::new(PeerClient::new(s.key.clone(), s.http_timeout, system_clock())),
+            peers: Arc::new(PeerClient::new(
+                s.key.clone(),
+                s.http_timeout,
+                system_clock(),
+            )),
             key: s.key.clone(),
         };
         let driver = Driver::new(

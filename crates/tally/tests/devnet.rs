@@ -8,7 +8,7 @@ use tally_consensus::WeightMode;
 
 /// The devnets run one at a time: each is a dozen tasks on tight block times, and running them
 /// side by side on two cores only makes every one of them late.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>) -> DevnetConfig {
     let _ = tracing_subscriber::fmt()
@@ -18,6 +18,7 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         .with_test_writer()
         .try_init();
     DevnetConfig {
+        binary: env!("CARGO_BIN_EXE_tally").into(),
         validators,
         miners: 4,
         epochs: 2,
@@ -48,10 +49,10 @@ fn byz_hotkey(r: &Report) -> String {
         .unwrap()
 }
 
-async fn strategy_test(b: Byzantine, reason: Option<&str>) {
-    let _serial = SERIAL.lock().await;
+fn strategy_test(b: Byzantine, reason: Option<&str>) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let r = run(config(&dir, 5, vec![b])).await.unwrap();
+    let r = run(config(&dir, 5, vec![b])).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     for run in &r.runs {
         assert!(run.quorum_met, "run {}: {:?}", run.run, run);
@@ -86,11 +87,11 @@ async fn strategy_test(b: Byzantine, reason: Option<&str>) {
     assert!(std::fs::read_dir(out.join("evidence")).unwrap().count() > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn honest_subnet_agrees_on_the_best_miner() {
-    let _serial = SERIAL.lock().await;
+#[test]
+fn honest_subnet_agrees_on_the_best_miner() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let r = run(config(&dir, 4, vec![])).await.unwrap();
+    let r = run(config(&dir, 4, vec![])).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     assert_eq!(r.runs.len(), 2);
     for run in &r.runs {
@@ -109,40 +110,40 @@ async fn honest_subnet_agrees_on_the_best_miner() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inflater_is_kept_but_cannot_change_the_winner() {
-    strategy_test(Byzantine::Inflate, None).await;
+#[test]
+fn inflater_is_kept_but_cannot_change_the_winner() {
+    strategy_test(Byzantine::Inflate, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn equivocator_is_excluded() {
-    strategy_test(Byzantine::Equivocate, Some("equivocation")).await;
+#[test]
+fn equivocator_is_excluded() {
+    strategy_test(Byzantine::Equivocate, Some("equivocation"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copier_is_excluded() {
-    strategy_test(Byzantine::Copy, Some("commitment_mismatch")).await;
+#[test]
+fn copier_is_excluded() {
+    strategy_test(Byzantine::Copy, Some("commitment_mismatch"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withholder_is_excluded() {
-    strategy_test(Byzantine::Withhold, Some("no_report")).await;
+#[test]
+fn withholder_is_excluded() {
+    strategy_test(Byzantine::Withhold, Some("no_report"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forger_is_excluded() {
-    strategy_test(Byzantine::Forge, Some("wrong_signer")).await;
+#[test]
+fn forger_is_excluded() {
+    strategy_test(Byzantine::Forge, Some("wrong_signer"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_offline_validators_miss_quorum_and_hold_the_incumbent() {
-    let _serial = SERIAL.lock().await;
+#[test]
+fn two_offline_validators_miss_quorum_and_hold_the_incumbent() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir, 4, vec![]);
     c.epochs = 3;
     c.offline = 2;
     c.offline_after = Some(0);
-    let r = run(c).await.unwrap();
+    let r = run(c).unwrap();
     // run 0 with everyone: the best miner wins and becomes the incumbent on chain
     assert!(r.runs[0].quorum_met);
     assert_eq!(
@@ -156,13 +157,13 @@ async fn two_offline_validators_miss_quorum_and_hold_the_incumbent() {
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarted_node_serves_identical_bytes_and_resumes() {
-    let _serial = SERIAL.lock().await;
+#[test]
+fn restarted_node_serves_identical_bytes_and_resumes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir, 4, vec![]);
     c.restart = Some((1, 1));
-    let r = run(c).await.unwrap();
+    let r = run(c).unwrap();
     let (before, after) = r.restart_bytes.clone().unwrap();
     assert!(!before.is_empty());
     assert_eq!(before, after);
@@ -174,18 +175,20 @@ async fn restarted_node_serves_identical_bytes_and_resumes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shadow_mode_sets_the_owner_pick_and_tracks_divergence() {
-    let _serial = SERIAL.lock().await;
+#[test]
+fn shadow_mode_sets_the_owner_pick_and_tracks_divergence() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir, 4, vec![Byzantine::Inflate]);
     c.mode = WeightMode::Shadow;
-    let r = run(c).await.unwrap();
+    let r = run(c).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     // the node's database holds one divergence entry per run; the owner picked the best miner,
     // which is also the consensus winner
-    let store =
-        tally_node::store::NodeStore::open(&dir.path().join("out/nodes/validator-0.redb")).unwrap();
+    let store = tally_node::store::NodeStore::open(
+        &dir.path().join("out/nodes/validator-0/validator.redb"),
+    )
+    .unwrap();
     let t = tally_consensus::divergence::DivergenceTracker::from_bytes(
         &store.meta("divergence").unwrap().unwrap(),
     )
@@ -198,14 +201,14 @@ async fn shadow_mode_sets_the_owner_pick_and_tracks_divergence() {
     assert!(t.summary().mean_spearman.unwrap() > 0.9);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_execution_ranks_the_faithful_miner_first() {
-    let _serial = SERIAL.lock().await;
+#[test]
+fn real_execution_ranks_the_faithful_miner_first() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir, 4, vec![]);
     c.synthetic = false;
     c.miners = 5; // faithful, quantized, noisy, slow, lazy
-    let r = run(c).await.unwrap();
+    let r = run(c).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     let faithful = r.miners[0].0.to_ss58();
     let lazy = r.miners[4].0.to_ss58();
