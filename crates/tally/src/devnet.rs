@@ -229,6 +229,33 @@ fn fetch_outcome(peers: &PeerClient, addr: &str, run: u64) -> Option<RunOutcome>
     }
 }
 
+/// A flag set on SIGINT or SIGTERM, so the devnet stops its processes before it exits.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            f.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
+    flag
+}
+
 /// Runs the devnet (blocking: call it from a plain thread or `spawn_blocking`).
 pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let n = cfg.validators;
@@ -578,7 +605,17 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut restart_bytes = None;
     let mut restart = cfg.restart;
     let mut offline_done = false;
+    let interrupted = interrupt_flag();
     loop {
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            if cfg.progress {
+                eprintln!("interrupted: stopping the devnet");
+            }
+            if cfg.epochs == 0 {
+                return Err("interrupted".into());
+            }
+            return Err("interrupted before every run was aggregated".into());
+        }
         let head = chain.head().map_err(|e| e.to_string())?;
         let epoch = head.number / cfg.epoch_length.max(1);
         for i in (0..n).filter(|i| procs.nodes[*i].is_some()) {

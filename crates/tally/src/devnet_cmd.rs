@@ -100,7 +100,15 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
         cfg.validators, cfg.byzantine.len(), cfg.miners, cfg.epochs, cfg.epoch_length, cfg.block_ms, cfg.mode, out.display()
     );
-    let report = run(cfg).map_err(|e| {
+    let keep_running = cfg.epochs == 0;
+    let report = match run(cfg) {
+        Err(e) if keep_running && e == "interrupted" => {
+            eprintln!("devnet stopped; its files stay in {}", out.display());
+            return Ok(0);
+        }
+        r => r,
+    }
+    .map_err(|e| {
         let unusable = e.contains("must be")
             || e.contains("too many")
             || e.contains("already holds")

@@ -94,6 +94,12 @@ fn honest_subnet_agrees_on_the_best_miner() {
     let r = run(config(&dir, 4, vec![])).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     assert_eq!(r.runs.len(), 2);
+    // every validator stopped cleanly on SIGTERM
+    for i in 0..4 {
+        let log = std::fs::read_to_string(dir.path().join(format!("out/logs/validator-{i}.log")))
+            .unwrap();
+        assert!(log.contains(" stopped"), "{log}");
+    }
     for run in &r.runs {
         assert!(run.quorum_met);
         assert!(run.excluded.is_empty(), "{:?}", run.excluded);

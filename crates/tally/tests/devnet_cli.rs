@@ -41,6 +41,26 @@ fn devnet_then_audit_catches_tampering() {
     assert_eq!(summary["validators"].as_array().unwrap().len(), 4);
     assert_eq!(summary["validators"][3]["byzantine"], "equivocate");
     assert!(summary["miners"][0]["true_quality"].is_number());
+    assert!(summary["chain"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+    // devnet.json names every node: chain, owner and four validators with keys and configs
+    let dn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("devnet.json")).unwrap()).unwrap();
+    let nodes = dn["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6);
+    let validators: Vec<_> = nodes.iter().filter(|x| x["role"] == "validator").collect();
+    assert_eq!(validators.len(), 4);
+    for v in &validators {
+        assert!(v["pid"].as_u64().unwrap() > 0);
+        assert!(v["dht"].as_str().unwrap().contains("/p2p/"));
+        let key = std::fs::read(v["key_file"].as_str().unwrap()).unwrap();
+        let k = tally_core::Keypair::from_keyfile_json(&key).unwrap();
+        assert_eq!(k.hotkey().to_ss58(), v["hotkey"].as_str().unwrap());
+        assert!(std::path::Path::new(v["config"].as_str().unwrap()).exists());
+    }
+    assert_eq!(validators[3]["byzantine"], "equivocate");
 
     let audit = |ev: &std::path::Path| {
         Command::new(BIN)
