@@ -158,20 +158,45 @@ pub fn decide_run<K: Ord + Clone>(
             reason: "must be above 0 and at most 1".into(),
         });
     }
-    let keys: Vec<K> = input
+    // each report lists its miners in key order (reports are checked sorted and unique when
+    // signed); when every list names the same miners, which is the common case, they are the
+    // key table as they stand and each index is a position
+    let first: Vec<&K> = input
         .reports
-        .iter()
-        .flat_map(|(_, l)| l.iter().map(|e| e.0.clone()))
-        .collect::<BTreeSet<K>>()
-        .into_iter()
-        .collect();
+        .first()
+        .map(|(_, l)| l.iter().map(|e| &e.0).collect())
+        .unwrap_or_default();
+    let same = first.windows(2).all(|w| w[0] < w[1])
+        && input
+            .reports
+            .iter()
+            .all(|(_, l)| l.len() == first.len() && l.iter().zip(&first).all(|(e, k)| e.0 == **k));
+    let keys: Vec<K> = if same {
+        first.into_iter().cloned().collect()
+    } else {
+        input
+            .reports
+            .iter()
+            .flat_map(|(_, l)| l.iter().map(|e| e.0.clone()))
+            .collect::<BTreeSet<K>>()
+            .into_iter()
+            .collect()
+    };
     let mut indexed: Vec<Vec<(u32, Score)>> = Vec::with_capacity(input.reports.len());
     for (v, (_, list)) in input.reports.iter().enumerate() {
-        let mut l: Vec<(u32, Score)> = list
-            .iter()
-            .map(|(k, s)| (keys.binary_search(k).unwrap_or(0) as u32, *s))
-            .collect();
-        l.sort_unstable_by_key(|e| e.0);
+        let mut l: Vec<(u32, Score)> = if same {
+            list.iter()
+                .enumerate()
+                .map(|(i, (_, s))| (i as u32, *s))
+                .collect()
+        } else {
+            list.iter()
+                .map(|(k, s)| (keys.binary_search(k).unwrap_or(0) as u32, *s))
+                .collect()
+        };
+        if !same {
+            l.sort_unstable_by_key(|e| e.0);
+        }
         if l.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(ConsensusError::UnsortedScores { validator: v });
         }

@@ -102,14 +102,72 @@ impl Hotkey {
     }
 
     /// True when `signature` is this key's sr25519 signature (context `substrate`) of `message`.
+    ///
+    /// Valid results are remembered in a bounded process-wide set keyed by
+    /// `SHA-256(key, message, signature)`, so the same signed bytes checked again (the same
+    /// report seen over HTTP and in the DHT, or by every simulated node of `tally sim`) cost a
+    /// hash instead of a curve operation. Invalid results are never remembered.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
+        let id = crate::hash::tagged_sha256(
+            b"tally/verified/v1",
+            &[
+                &self.0,
+                &(message.len() as u64).to_le_bytes(),
+                message,
+                &signature.0,
+            ],
+        );
+        if verified::contains(&id) {
+            return true;
+        }
         let Ok(pk) = PublicKey::from_bytes(&self.0) else {
             return false;
         };
         let Ok(sig) = schnorrkel::Signature::from_bytes(&signature.0) else {
             return false;
         };
-        pk.verify_simple(SIGNING_CONTEXT, message, &sig).is_ok()
+        let ok = pk.verify_simple(SIGNING_CONTEXT, message, &sig).is_ok();
+        if ok {
+            verified::insert(id);
+        }
+        ok
+    }
+}
+
+/// Forgets every remembered verification (benchmarks time the curve operation itself).
+pub fn forget_verified() {
+    verified::clear()
+}
+
+/// The bounded set of verified `(key, message, signature)` digests.
+mod verified {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    /// Most digests kept; the set is cleared when full (only a cost, never a wrong answer).
+    const CAP: usize = 1 << 17;
+    static SET: Mutex<Option<HashSet<[u8; 32]>>> = Mutex::new(None);
+
+    pub(super) fn contains(id: &[u8; 32]) -> bool {
+        SET.lock()
+            .ok()
+            .is_some_and(|s| s.as_ref().is_some_and(|s| s.contains(id)))
+    }
+
+    pub(super) fn clear() {
+        if let Ok(mut s) = SET.lock() {
+            *s = None;
+        }
+    }
+
+    pub(super) fn insert(id: [u8; 32]) {
+        if let Ok(mut s) = SET.lock() {
+            let set = s.get_or_insert_with(HashSet::new);
+            if set.len() >= CAP {
+                set.clear();
+            }
+            set.insert(id);
+        }
     }
 }
 

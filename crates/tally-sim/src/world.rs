@@ -202,6 +202,9 @@ pub struct World {
     pub(crate) chain: LocalChain,
     pub(crate) nodes: Vec<Node>,
     dht: BTreeMap<Hash32, SignedRecord>,
+    /// Reveals read back this block: `key -> (block, report)`. The read-mode predicate depends
+    /// only on the record and the view, which changes once a block.
+    dht_reads: BTreeMap<Hash32, (u64, Option<Vec<u8>>)>,
     view: ChainView,
     head: u64,
     partition: Option<(BTreeSet<usize>, u64)>,
@@ -352,6 +355,7 @@ impl World {
             chain,
             nodes,
             dht: BTreeMap::new(),
+            dht_reads: BTreeMap::new(),
             view,
             head: 0,
             partition: None,
@@ -645,7 +649,21 @@ impl World {
                     }
                     Persist::Divergence { .. } => 7,
                     Persist::Finish { outcome } => {
-                        t.update(outcome.to_json());
+                        let o = outcome;
+                        t.update(
+                            (
+                                o.run,
+                                o.quorum_met,
+                                &o.uid_weights,
+                                o.winner,
+                                &o.accepted,
+                                o.excluded
+                                    .iter()
+                                    .map(|x| (x.validator, x.reason.as_bytes()))
+                                    .collect::<Vec<_>>(),
+                            )
+                                .encode(),
+                        );
                         8
                     }
                 };
@@ -729,16 +747,24 @@ impl World {
         }
     }
 
-    fn dht_reveal(&self, run: u64, publisher: &Hotkey) -> Option<Vec<u8>> {
+    fn dht_reveal(&mut self, run: u64, publisher: &Hotkey) -> Option<Vec<u8>> {
         let k = record_key(NETUID, Kind::ValidatorReveal, run, publisher);
-        let rec = self.dht.get(&k)?;
-        let v =
-            check_without_signature(&k, &rec.to_bytes(), self.now, &self.view, None, Mode::Read)
-                .ok()?;
-        match v.payload {
-            tally_protocol::payload::Payload::ValidatorReveal(r) => Some(r.to_bytes()),
-            _ => None,
+        if let Some((b, r)) = self.dht_reads.get(&k) {
+            if *b == self.head {
+                return r.clone();
+            }
         }
+        let rec = self.dht.get(&k)?;
+        // the signature was checked when the record was stored
+        let r =
+            check_without_signature(&k, &rec.to_bytes(), self.now, &self.view, None, Mode::Read)
+                .ok()
+                .and_then(|v| match v.payload {
+                    tally_protocol::payload::Payload::ValidatorReveal(r) => Some(r.to_bytes()),
+                    _ => None,
+                });
+        self.dht_reads.insert(k, (self.head, r.clone()));
+        r
     }
 
     fn execute(&mut self, i: usize, e: Effect) {

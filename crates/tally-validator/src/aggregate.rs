@@ -222,21 +222,21 @@ impl Machine {
         let mut accepted: Vec<(Member, ScoreReport)> = Vec::new();
         let mut excluded: Vec<(Hotkey, Exclusion)> = Vec::new();
         for n in &eligible {
+            // the copies fetched are moved out: the accepted one is persisted without a copy
+            let (http, dht) = if n.hotkey == me {
+                (st.wire.clone(), None)
+            } else {
+                st.collected
+                    .remove(&n.hotkey)
+                    .map(|f| (f.http, f.dht))
+                    .unwrap_or_default()
+            };
             let verdict = if st.proofs.contains_key(&n.hotkey) {
                 Err(Exclusion::Equivocation)
             } else {
-                let (http, dht) = if n.hotkey == me {
-                    (st.wire.as_deref(), None)
-                } else {
-                    let f = st.collected.get(&n.hotkey);
-                    (
-                        f.and_then(|f| f.http.as_deref()),
-                        f.and_then(|f| f.dht.as_deref()),
-                    )
-                };
                 let (v, proof) = judge(
-                    http,
-                    dht,
+                    http.as_deref(),
+                    dht.as_deref(),
                     &n.hotkey,
                     netuid,
                     run,
@@ -253,10 +253,16 @@ impl Machine {
             };
             match verdict {
                 Ok(r) => {
+                    // `judge` checks the HTTP copy first; identical copies are one report
+                    let wire = match (http, dht) {
+                        (Some(h), None) | (None, Some(h)) => h,
+                        (Some(h), Some(d)) if h == d => h,
+                        _ => r.to_bytes(),
+                    };
                     out.push(Effect::Persist(Persist::PeerReport {
                         run,
                         validator: n.hotkey,
-                        wire: r.to_bytes(),
+                        wire,
                     }));
                     accepted.push((n.clone(), r));
                 }
