@@ -370,6 +370,6 @@ impl Actor for Byzantine {
     }
 
     fn serves_to(&self, _run: u64, peer: &Hotkey) -> bool {
-        self.strategy != Strategy::SplitView || peer.0[0] % 2 == 0
+        self.strategy != Strategy::SplitView || peer.0[0].is_multiple_of(2)
     }
 }

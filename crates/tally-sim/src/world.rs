@@ -24,6 +24,9 @@ use tally_protocol::{
 };
 use tally_validator::*;
 
+/// One validator's scores.
+type Scores = Vec<(Hotkey, Score)>;
+
 /// The simulated subnet.
 pub const NETUID: u16 = 1;
 
@@ -212,7 +215,7 @@ pub struct World {
     /// The first block at which an honest node served or published a report, by run.
     pub(crate) first_reveal: BTreeMap<u64, u64>,
     /// Honest nodes' own scores, by run.
-    pub(crate) honest_scores: BTreeMap<u64, Vec<(Hotkey, Vec<(Hotkey, Score)>)>>,
+    pub(crate) honest_scores: BTreeMap<u64, Vec<(Hotkey, Scores)>>,
     pub(crate) stakes: Vec<u64>,
     trace: Sha256,
     effects: u64,

@@ -223,8 +223,11 @@ impl Machine {
         let mut excluded: Vec<(Hotkey, Exclusion)> = Vec::new();
         for n in &eligible {
             // the copies fetched are moved out: the accepted one is persisted without a copy
+            // its own report counts only if it was revealed: peers cannot see it otherwise,
+            // and every honest node must judge the same reports
             let (http, dht) = if n.hotkey == me {
-                (st.wire.clone(), None)
+                let revealed = st.step >= Some(Step::Revealed);
+                (st.wire.clone().filter(|_| revealed), None)
             } else {
                 st.collected
                     .remove(&n.hotkey)
@@ -247,7 +250,7 @@ impl Machine {
                     out.push(Effect::Persist(Persist::Evidence {
                         bytes: p.to_bytes(),
                     }));
-                    st.proofs.insert(n.hotkey, p);
+                    st.proofs.entry(n.hotkey).or_insert(p);
                 }
                 v
             };

@@ -559,9 +559,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         }
         procs.start_node(i)?;
     }
-    for i in 0..n {
-        if procs.nodes[i].is_some() {
-            wait_healthy(&client, &api[i], Duration::from_secs(60))?;
+    for (node, addr) in procs.nodes.iter().zip(&api) {
+        if node.is_some() {
+            wait_healthy(&client, addr, Duration::from_secs(60))?;
         }
     }
     let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());

@@ -157,7 +157,7 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
                 r.violations.len(),
                 hex::encode(&r.trace[..6])
             );
-        } else if done % 100 == 0 {
+        } else if done.is_multiple_of(100) {
             eprintln!(
                 "{done}/{} seeds ({:.0} s)",
                 a.seeds,
