@@ -5,7 +5,7 @@
 //! | chain | `tally_chain::Chain` | the embedded chain over HTTP (`HttpChain`), `LocalChain` |
 //! | DHT | [`DhtPort`] | `tally_net::Dht` (libp2p Kademlia under the predicate) |
 //! | peers | [`PeerPort`] | [`crate::peer::PeerClient`] (signed HTTP requests) |
-//! | store | [`crate::store::NodeStore`] | redb |
+//! | store | [`StorePort`] | [`crate::store::NodeStore`] (redb) |
 //! | scorer | [`crate::scorer::Scorer`] | `ExecScorer` (wasmtime), `SyntheticScorer` |
 //!
 //! Blocking ports (chain, peers, scorer, store) are called from `spawn_blocking`.
@@ -74,5 +74,22 @@ pub trait PeerPort: Send + Sync {
 impl PeerPort for crate::peer::PeerClient {
     fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
         crate::peer::PeerClient::get(self, addr, path)
+    }
+}
+
+/// The node's store as the driver uses it: read back at start, one write per `Persist` effect.
+pub trait StorePort: Send + Sync {
+    /// The recent runs and the divergence window.
+    fn load(&self, recent: usize) -> Result<tally_validator::Stored, String>;
+    /// One write, as one transaction (`now_ms` stamps a finished run's outcome).
+    fn apply(&self, p: &tally_validator::Persist, now_ms: u64) -> Result<(), String>;
+}
+
+impl StorePort for crate::store::NodeStore {
+    fn load(&self, recent: usize) -> Result<tally_validator::Stored, String> {
+        crate::store::NodeStore::load(self, recent).map_err(|e| e.to_string())
+    }
+    fn apply(&self, p: &tally_validator::Persist, now_ms: u64) -> Result<(), String> {
+        crate::store::NodeStore::apply(self, p, now_ms).map_err(|e| e.to_string())
     }
 }

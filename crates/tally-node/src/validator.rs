@@ -10,9 +10,8 @@
 //! resumes where it was and serves byte-identical reports.
 
 use crate::api::{ApiState, Timing};
-use crate::ports::{DhtPort, PeerPort};
+use crate::ports::{DhtPort, PeerPort, StorePort};
 use crate::scorer::Scorer;
-use crate::store::NodeStore;
 use std::sync::Arc;
 use std::time::Duration;
 pub use tally_chain::snapshot::members_of;
@@ -45,7 +44,7 @@ pub struct Ports {
     /// The chain.
     pub chain: Arc<dyn Chain>,
     /// The store.
-    pub store: Arc<NodeStore>,
+    pub store: Arc<dyn StorePort>,
     /// The API's shared state (what it serves, its timing, metrics).
     pub api: Arc<ApiState>,
     /// The DHT, if the node runs one.
@@ -123,6 +122,21 @@ fn record_ttl(view: Option<&ChainView>) -> Duration {
             .saturating_mul(v.clock.length)
             .saturating_mul(4),
     )
+}
+
+fn input_name(i: &Input) -> &'static str {
+    match i {
+        Input::Restore(_) => "restore",
+        Input::Head(_) => "head",
+        Input::Snapshot { .. } => "snapshot",
+        Input::Scored { .. } => "scored",
+        Input::Committed { .. } => "committed",
+        Input::Reports { .. } => "reports",
+        Input::Commitments { .. } => "commitments",
+        Input::Incumbent { .. } => "incumbent",
+        Input::OwnerPick { .. } => "owner_pick",
+        Input::WeightsSet { .. } => "weights_set",
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -207,7 +221,10 @@ impl Driver {
     fn answer(&self, f: impl std::future::Future<Output = Input> + Send + 'static) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let _ = tx.send(f.await).await;
+            let t = std::time::Instant::now();
+            let input = f.await;
+            debug!(elapsed = ?t.elapsed(), "answered {}", input_name(&input));
+            let _ = tx.send(input).await;
         });
     }
 
@@ -287,7 +304,9 @@ impl Driver {
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     info!(validator = %p.key.hotkey(), run = outcome.run, quorum = outcome.quorum_met,
-                        winner = ?outcome.winner.map(|w| w.to_ss58()), "run aggregated");
+                        winner = ?outcome.winner.map(|w| w.to_ss58()),
+                        reveal_closed = outcome.reveal_closed_block, decided_at = outcome.aggregated_at_block,
+                        weights_at = ?outcome.weights_set_at_block, "run aggregated");
                 }
                 let now = (p.api.now_ms)();
                 let store = p.store.clone();

@@ -1,6 +1,7 @@
-//! Step 5, aggregate: from the block at which the run's reveal window has closed, gather what
-//! the decision needs — the commitments made on chain for the run, a final fetch of every
-//! eligible validator (reports still missing, and the equivocation proofs each one holds), the
+//! Step 5, aggregate: gather what the decision needs — from the collect block on, the
+//! commitments made on chain for the run and the incumbent (both fixed once the reveal window
+//! has opened); from the block at which the reveal window has closed, a final fetch of the
+//! reports still missing (after any collect round still out), and the
 //! incumbent, and in owner or shadow mode the owner's pick — each retried on a later head when
 //! its call fails. Then verify every report ([`crate::verify::judge`]) against the commitment
 //! that counts, decide the run (`tally_consensus::decide_run`), choose weights by mode, record
@@ -46,9 +47,16 @@ impl Machine {
     pub(crate) fn step_aggregate(&mut self, run: u64, head: u64, out: &mut Vec<Effect>) {
         let Some(clock) = self.clock() else { return };
         let w = self.cfg.windows;
-        if head < reveal_close_block(&clock, &w, run) {
+        // the commitments that count and the incumbent are fixed once the reveal window has
+        // opened: they are read from the collect block on, off the critical path; the final
+        // fetch and the decision wait for the close
+        let Some(prefetch) = self.collect_block(run) else {
+            return;
+        };
+        if head < prefetch {
             return;
         }
+        let at_close = head >= reveal_close_block(&clock, &w, run);
         let needs_pick = self.needs_pick();
         let Some(st) = self.runs.get(&run) else {
             return;
@@ -58,12 +66,15 @@ impl Machine {
         }
         // issue whatever is neither in hand nor out
         let agg = st.agg.as_ref();
-        let want_fetch = agg.is_none_or(|a| !a.fetched && a.fetch_req.is_none());
+        // a collect round still out is waited for: its answer is the bulk of the final fetch
+        let want_fetch = at_close
+            && st.fetch_req.is_none()
+            && agg.is_none_or(|a| !a.fetched && a.fetch_req.is_none());
         let want_commits = agg.is_none_or(|a| a.commits.is_none() && a.commits_req.is_none());
         let want_inc = agg.is_none_or(|a| a.incumbent.is_none() && a.inc_req.is_none());
         let want_pick = needs_pick && agg.is_none_or(|a| a.pick.is_none() && a.pick_req.is_none());
         let targets = if want_fetch {
-            self.targets(run, true)
+            self.targets(run, false)
         } else {
             Vec::new()
         };

@@ -1,9 +1,10 @@
 //! Step 4, collect: from the configured share of the reveal window until it closes, fetch every
 //! eligible validator's report over HTTP and its `validator-reveal` record, for whichever is
-//! not in hand yet (one request out at a time, retried on the next head). The first copy from
-//! each source is kept; two different validly signed reports from one validator (across sources
-//! or over time) are an equivocation, proven and persisted as soon as they are seen, so honest
-//! peers can hand the proof on. Proofs that peers serve are re-checked before they are kept.
+//! not in hand yet, with the equivocation proofs it holds (one request out at a time, retried on
+//! the next head). The first copy from each source is kept; two different validly signed reports
+//! from one validator (across sources or over time) are an equivocation, proven and persisted as
+//! soon as they are seen, so honest peers can hand the proof on. Proofs that peers serve are
+//! re-checked before they are kept.
 
 use crate::machine::Machine;
 use crate::types::*;
@@ -25,23 +26,29 @@ impl Machine {
     }
 
     /// Targets for `run`: eligible validators other than this node that lack a copy from a
-    /// source; with `all`, every one of them, asked for proofs too.
-    pub(crate) fn targets(&self, run: u64, all: bool) -> Vec<Target> {
+    /// source, asked for the proofs they hold too when `evidence` (while collecting, off the
+    /// critical path; the final round at the close asks only for what is missing).
+    pub(crate) fn targets(&self, run: u64, evidence: bool) -> Vec<Target> {
         let me = self.key.hotkey();
         let st = self.runs.get(&run);
+        // at the close one copy is enough to judge a report: only validators with none are asked
+        let final_round = !evidence;
         self.eligible(run)
             .into_iter()
             .filter(|n| n.hotkey != me)
             .filter_map(|n| {
                 let have = st.and_then(|s| s.collected.get(&n.hotkey));
+                if final_round && have.is_some_and(|f| f.http.is_some() || f.dht.is_some()) {
+                    return None;
+                }
                 let http = have.is_none_or(|f| f.http.is_none()) && !n.axon.is_empty();
                 let dht = have.is_none_or(|f| f.dht.is_none());
-                (all || http || dht).then(|| Target {
+                (http || dht).then(|| Target {
                     hotkey: n.hotkey,
                     axon: n.axon.clone(),
                     http,
                     dht,
-                    evidence: all,
+                    evidence,
                 })
             })
             .collect()
@@ -62,7 +69,7 @@ impl Machine {
         if st.members.is_none() || st.step == Some(Step::Done) || st.fetch_req.is_some() {
             return;
         }
-        let targets = self.targets(run, false);
+        let targets = self.targets(run, true);
         if targets.is_empty() {
             return;
         }
@@ -150,6 +157,11 @@ impl Machine {
                 a.fetched = true;
             }
             self.try_decide(run, out);
+        } else if st.agg.is_some() {
+            // the collect round aggregation was waiting for: ask for what is still missing now
+            if let Some(h) = self.head {
+                self.step_aggregate(run, h.number, out);
+            }
         }
     }
 }

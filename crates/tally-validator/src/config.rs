@@ -21,7 +21,7 @@ pub struct Config {
     pub divergence_window: usize,
     /// Whether an owner is configured to ask for its pick (owner and shadow modes).
     pub has_owner: bool,
-    /// From which share of the reveal window peers' reports are collected (default 0.6: late
+    /// From which share of the reveal window peers' reports are collected (default 0.3: late
     /// enough that peers have revealed, early enough to retry before the window closes).
     pub collect_from: Fraction,
     /// Runs kept in memory (older ones are finished or abandoned).
@@ -44,7 +44,7 @@ impl Config {
             windows: PhaseWindows::default(),
             divergence_window: 100,
             has_owner: false,
-            collect_from: Fraction::saturating_from_units(600_000_000),
+            collect_from: Fraction::saturating_from_units(300_000_000),
             keep_runs: 4,
             broken_any_commitment: false,
         }

@@ -2,7 +2,7 @@
 //! threshold, a late commitment, an unscorable run, and restarts in every step.
 //!
 //! Epochs of 20 blocks with DESIGN.md's windows: run 0 commits in blocks [12, 20), reveals in
-//! [20, 30), collects from block 26 and aggregates from block 30.
+//! [20, 30), collects from block 23 and aggregates from block 30.
 
 use parity_scale_codec::Encode;
 use tally_consensus::WeightMode;
@@ -230,8 +230,8 @@ fn a_node_back_after_the_reveal_window_does_not_reveal() {
 fn collects_from_the_configured_share_of_the_reveal_window() {
     let (mut m, _) = committed();
     head(&mut m, 20);
-    assert!(!has(&head(&mut m, 25), is_fetch));
-    let out = head(&mut m, 26);
+    assert!(!has(&head(&mut m, 22), is_fetch));
+    let out = head(&mut m, 23);
     let targets = out
         .iter()
         .find_map(|e| match e {
@@ -257,16 +257,19 @@ fn peer_report(i: u8, base: u32) -> (Vec<u8>, Vec<u8>) {
 fn aggregate(peer3_commit_block: u64) -> RunOutcome {
     let (mut m, own) = committed();
     head(&mut m, 20);
-    assert!(!has(&head(&mut m, 29), is_commitments));
-    let out = head(&mut m, 30);
-    let mut fetch = None;
+    // the collect round of block 23 is still out when the window closes; the commitments and
+    // the incumbent are read from that block on
+    let early = head(&mut m, 23);
+    let collect = early
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { req, .. } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
     let (mut creq, mut ireq) = (None, None);
-    for e in &out {
+    for e in &early {
         match e {
-            Effect::FetchReports { req, targets, .. } => {
-                assert!(targets.iter().all(|t| t.evidence));
-                fetch = Some(*req)
-            }
             Effect::ReadCommitments { req, from, to, .. } => {
                 assert_eq!((*from, *to), (12, 30));
                 creq = Some(*req)
@@ -275,6 +278,12 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
             _ => {}
         }
     }
+    assert!(creq.is_some() && ireq.is_some());
+    assert!(!has(&head(&mut m, 29), is_commitments));
+    let out = head(&mut m, 30);
+    // aggregation waits for that round rather than asking everyone again
+    assert!(!has(&out, is_fetch));
+    let fetch = Some(collect);
     let (w2, c2) = peer_report(2, 110_000_000);
     let (w3, c3) = peer_report(3, 120_000_000);
     let own_c = commitment_data(0, &ScoreReport::from_bytes(&own).unwrap().commitment());
@@ -372,7 +381,7 @@ fn an_unscorable_run_publishes_nothing_but_is_still_aggregated() {
     assert_eq!(m.step(0), None);
     assert!(!has(&head(&mut m, 12), is_commit));
     assert!(!has(&head(&mut m, 20), is_serve));
-    assert!(has(&head(&mut m, 30), is_commitments));
+    assert!(has(&head(&mut m, 23), is_commitments));
 }
 
 fn restored(step: Option<Step>, wire: &[u8]) -> Machine {
@@ -429,11 +438,12 @@ fn restarts_in_every_step_resume_where_they_were() {
     // revealed: served at restore (checked in `restored`), not revealed twice, aggregated
     let mut m = restored(Some(Step::Revealed), &wire);
     assert!(!has(&head(&mut m, 21), is_serve));
-    assert!(has(&head(&mut m, 30), is_commitments));
+    assert!(has(&head(&mut m, 23), is_commitments));
     // done: nothing more for run 0
     let mut m = restored(Some(Step::Done), &wire);
-    let out = head(&mut m, 30);
+    let out = head(&mut m, 23);
     assert!(!has(&out, is_commitments));
+    let out = head(&mut m, 30);
     assert!(!has(&out, |e| matches!(e, Effect::SetWeights { .. })));
 }
 
@@ -441,7 +451,7 @@ fn restarts_in_every_step_resume_where_they_were() {
 fn equivocation_seen_while_collecting_is_proven_at_once() {
     let (mut m, _) = committed();
     head(&mut m, 20);
-    let out = head(&mut m, 26);
+    let out = head(&mut m, 23);
     let req = out
         .iter()
         .find_map(|e| match e {

@@ -485,7 +485,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 "exec".to_string()
             },
             cfg.seed,
-            (cfg.block_ms / 2).max(20),
+            (cfg.block_ms / 4).max(20),
         );
         let path = out.join("nodes").join(format!("validator-{i}.toml"));
         write(&path, toml.as_bytes())?;
@@ -618,9 +618,11 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         }
         let head = chain.head().map_err(|e| e.to_string())?;
         let epoch = head.number / cfg.epoch_length.max(1);
+        // a run can be done only once its reveal window has closed (half an epoch into the next)
+        let closed = |r: u64| head.number >= (r + 1) * cfg.epoch_length + cfg.epoch_length / 2;
         for i in (0..n).filter(|i| procs.nodes[*i].is_some()) {
-            for r in 0..epoch.min(cfg.epochs.max(epoch)) {
-                if cfg.epochs > 0 && r >= cfg.epochs {
+            for r in 0..epoch {
+                if (cfg.epochs > 0 && r >= cfg.epochs) || !closed(r) {
                     break;
                 }
                 if let std::collections::btree_map::Entry::Vacant(e) = outcomes.entry((i, r)) {

@@ -198,9 +198,11 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
         hex::encode(r.trace)
     );
     if a.json {
+        // keys in the documented order
         println!(
-            "{}",
-            serde_json::json!({"seeds": a.seeds, "violations": violations, "trace": hex::encode(r.trace)})
+            "{{\"seeds\":{},\"violations\":{violations},\"trace\":\"{}\"}}",
+            a.seeds,
+            hex::encode(r.trace)
         );
     }
     Ok(if violations == 0 { 0 } else { 1 })
@@ -226,9 +228,10 @@ pub fn bench(validators: usize, miners: usize, epochs: u64, json: bool) -> Resul
         return Err(anyhow!("invariants violated: {:?}", r.violations).into());
     }
     if json {
+        // keys in the documented order
         println!(
-            "{}",
-            serde_json::json!({"validators": validators, "miners": miners, "epochs": epochs, "seconds": (secs * 1000.0).round() / 1000.0})
+            "{{\"validators\":{validators},\"miners\":{miners},\"epochs\":{epochs},\"seconds\":{:.3}}}",
+            secs
         );
     }
     Ok(0)
