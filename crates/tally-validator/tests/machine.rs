@@ -283,7 +283,6 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
     let out = head(&mut m, 30);
     // aggregation waits for that round rather than asking everyone again
     assert!(!has(&out, is_fetch));
-    let fetch = Some(collect);
     let (w2, c2) = peer_report(2, 110_000_000);
     let (w3, c3) = peer_report(3, 120_000_000);
     let own_c = commitment_data(0, &ScoreReport::from_bytes(&own).unwrap().commitment());
@@ -303,7 +302,7 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
     ];
     assert!(m
         .handle(Input::Reports {
-            req: fetch.unwrap(),
+            req: collect,
             run: 0,
             fetched
         })

@@ -108,3 +108,57 @@ fn devnet_then_audit_catches_tampering() {
         .unwrap();
     assert_eq!(a.status.code(), Some(2));
 }
+
+#[test]
+fn epochs_zero_keeps_running_until_interrupted_and_stops_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dn");
+    let mut child = Command::new(BIN)
+        .args([
+            "devnet",
+            "--validators",
+            "3",
+            "--miners",
+            "3",
+            "--synthetic",
+        ])
+        .args(["--epochs", "0", "--block-ms", "80"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // devnet.json appears once the nodes are up
+    let t = std::time::Instant::now();
+    while !out.join("devnet.json").exists() {
+        assert!(t.elapsed().as_secs() < 60, "no devnet.json");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("devnet.json")).unwrap()).unwrap();
+    let pids: Vec<u64> = dn["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 5, "{dn}");
+    // still running two seconds later
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none());
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // every node process is gone
+    for pid in pids {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "process {pid} still runs");
+    }
+}
