@@ -1,7 +1,8 @@
 //! Step 5, aggregate: gather what the decision needs — from the collect block on, the
 //! commitments made on chain for the run and the incumbent (both fixed once the reveal window
 //! has opened); from the block at which the reveal window has closed, a final fetch of the
-//! reports still missing (after any collect round still out), and the
+//! reports still missing (after any collect round still out; when a report is held from one
+//! source only, every peer is asked for its equivocation proofs once more), and the
 //! incumbent, and in owner or shadow mode the owner's pick — each retried on a later head when
 //! its call fails. Then verify every report ([`crate::verify::judge`]) against the commitment
 //! that counts, decide the run (`tally_consensus::decide_run`), choose weights by mode, record
@@ -25,6 +26,8 @@ pub(crate) struct Agg {
     pub fetch_req: Option<u64>,
     /// The final fetch came back.
     pub fetched: bool,
+    /// Peers were asked for their proofs in a final round.
+    pub evidence_asked: bool,
     /// The commitments read, while out.
     pub commits_req: Option<u64>,
     /// The commitments of the run.
@@ -73,8 +76,9 @@ impl Machine {
         let want_commits = agg.is_none_or(|a| a.commits.is_none() && a.commits_req.is_none());
         let want_inc = agg.is_none_or(|a| a.incumbent.is_none() && a.inc_req.is_none());
         let want_pick = needs_pick && agg.is_none_or(|a| a.pick.is_none() && a.pick_req.is_none());
+        let with_evidence = want_fetch && self.one_sided(run);
         let targets = if want_fetch {
-            self.targets(run, false)
+            self.final_targets(run, with_evidence)
         } else {
             Vec::new()
         };
@@ -86,6 +90,7 @@ impl Machine {
             .and_then(|s| s.agg.take())
             .unwrap_or_default();
         if want_fetch {
+            agg.evidence_asked |= with_evidence;
             if targets.is_empty() {
                 agg.fetched = true;
             } else {

@@ -26,32 +26,57 @@ impl Machine {
     }
 
     /// Targets for `run`: eligible validators other than this node that lack a copy from a
-    /// source, asked for the proofs they hold too when `evidence` (while collecting, off the
-    /// critical path; the final round at the close asks only for what is missing).
+    /// source, asked for the proofs they hold too (while collecting, off the critical path).
     pub(crate) fn targets(&self, run: u64, evidence: bool) -> Vec<Target> {
+        self.targets_where(run, evidence, |have_http, have_dht| !have_http || !have_dht)
+    }
+
+    /// The final round's targets: validators with no copy at all; with `evidence`, every
+    /// other eligible validator, asked for its proofs (and for whatever copy is missing).
+    pub(crate) fn final_targets(&self, run: u64, evidence: bool) -> Vec<Target> {
+        self.targets_where(run, evidence, |h, d| evidence || (!h && !d))
+    }
+
+    fn targets_where(
+        &self,
+        run: u64,
+        evidence: bool,
+        want: impl Fn(bool, bool) -> bool,
+    ) -> Vec<Target> {
         let me = self.key.hotkey();
         let st = self.runs.get(&run);
-        // at the close one copy is enough to judge a report: only validators with none are asked
-        let final_round = !evidence;
         self.eligible(run)
             .into_iter()
             .filter(|n| n.hotkey != me)
             .filter_map(|n| {
                 let have = st.and_then(|s| s.collected.get(&n.hotkey));
-                if final_round && have.is_some_and(|f| f.http.is_some() || f.dht.is_some()) {
-                    return None;
-                }
-                let http = have.is_none_or(|f| f.http.is_none()) && !n.axon.is_empty();
-                let dht = have.is_none_or(|f| f.dht.is_none());
-                (http || dht).then(|| Target {
+                let (h, d) = have.map_or((false, false), |f| (f.http.is_some(), f.dht.is_some()));
+                want(h, d).then(|| Target {
                     hotkey: n.hotkey,
                     axon: n.axon.clone(),
-                    http,
-                    dht,
+                    http: !h && !n.axon.is_empty(),
+                    dht: !d,
                     evidence,
                 })
             })
             .collect()
+    }
+
+    /// Whether some eligible peer's report is held from one source only, without a proof: it
+    /// could be one side of an equivocation this node never saw, so peers' proofs are wanted.
+    pub(crate) fn one_sided(&self, run: u64) -> bool {
+        let me = self.key.hotkey();
+        let Some(st) = self.runs.get(&run) else {
+            return false;
+        };
+        self.eligible(run).iter().any(|n| {
+            n.hotkey != me
+                && !st.proofs.contains_key(&n.hotkey)
+                && st
+                    .collected
+                    .get(&n.hotkey)
+                    .is_some_and(|f| f.http.is_some() != f.dht.is_some())
+        })
     }
 
     pub(crate) fn step_collect(&mut self, run: u64, head: u64, out: &mut Vec<Effect>) {
@@ -152,7 +177,19 @@ impl Machine {
             }
         }
         if is_final {
-            if let Some(a) = st.agg.as_mut() {
+            let asked = st.agg.as_ref().is_some_and(|a| a.evidence_asked);
+            if !asked && self.one_sided(run) {
+                // one more round: every peer's proofs
+                let targets = self.final_targets(run, true);
+                let req = self.req();
+                if let Some(a) = self.runs.get_mut(&run).and_then(|s| s.agg.as_mut()) {
+                    a.fetch_req = Some(req);
+                    a.evidence_asked = true;
+                }
+                out.push(Effect::FetchReports { req, run, targets });
+                return;
+            }
+            if let Some(a) = self.runs.get_mut(&run).and_then(|s| s.agg.as_mut()) {
                 a.fetch_req = None;
                 a.fetched = true;
             }
