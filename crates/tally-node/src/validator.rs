@@ -143,9 +143,38 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
+/// Signs and submits `call`, one chain write of this node at a time (two concurrent writes
+/// would read the same nonce), retrying up to `attempts` times a block apart.
+fn submit(
+    chain: &dyn Chain,
+    key: &Keypair,
+    netuid: u16,
+    writes: &std::sync::Mutex<()>,
+    call: impl Fn() -> Result<tally_chain::Call, tally_chain::ChainError>,
+    attempts: u32,
+    pause: Duration,
+) -> Result<u64, String> {
+    let mut last = String::new();
+    for i in 0..attempts.max(1) {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        let r = {
+            let _one = writes.lock().unwrap_or_else(|e| e.into_inner());
+            call().and_then(|c| tally_chain::submit_call(chain, key, netuid, c))
+        };
+        match r {
+            Ok(b) => return Ok(b),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
 /// The driver.
 pub struct Driver {
     actor: Box<dyn Actor>,
+    writes: Arc<std::sync::Mutex<()>>,
     cfg: DriverConfig,
     ports: Ports,
     view: Option<ChainView>,
@@ -160,6 +189,7 @@ impl Driver {
         let (tx, rx) = mpsc::channel(4096);
         Driver {
             actor,
+            writes: Arc::new(std::sync::Mutex::new(())),
             cfg,
             ports,
             view: None,
@@ -226,6 +256,16 @@ impl Driver {
             debug!(elapsed = ?t.elapsed(), "answered {}", input_name(&input));
             let _ = tx.send(input).await;
         });
+    }
+
+    /// A block, as far as the driver knows (retries wait this long).
+    fn pause(&self) -> Duration {
+        Duration::from_millis(
+            self.view
+                .as_ref()
+                .map_or(1_000, |v| v.time.block_ms)
+                .clamp(10, 12_000),
+        )
     }
 
     fn set_timing(&self) {
@@ -316,21 +356,33 @@ impl Driver {
                     None => warn!("store write aborted"),
                 }
             }
-            Effect::PostCommitment { run, data } => self.answer(async move {
-                let (c, k) = (p.chain.clone(), p.key.clone());
-                let result = blocking(move || {
-                    let call = extrinsic::commit(data)?;
-                    tally_chain::submit_call(c.as_ref(), &k, netuid, call)
+            Effect::PostCommitment { run, data } => {
+                let writes = self.writes.clone();
+                let pause = self.pause();
+                self.answer(async move {
+                    let (c, k) = (p.chain.clone(), p.key.clone());
+                    let result = blocking(move || {
+                        submit(
+                            c.as_ref(),
+                            &k,
+                            netuid,
+                            &writes,
+                            || extrinsic::commit(data.clone()),
+                            1,
+                            pause,
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|| Err("aborted".into()));
+                    match &result {
+                        Ok(b) => info!(validator = %p.key.hotkey(), run, block = b, "committed"),
+                        Err(e) => {
+                            warn!(validator = %p.key.hotkey(), run, "commitment not posted: {e}")
+                        }
+                    }
+                    Input::Committed { run, result }
                 })
-                .await
-                .unwrap_or_else(|| Err(tally_chain::ChainError::Transport("aborted".into())))
-                .map_err(|e| e.to_string());
-                match &result {
-                    Ok(b) => info!(validator = %p.key.hotkey(), run, block = b, "committed"),
-                    Err(e) => warn!(validator = %p.key.hotkey(), run, "commitment not posted: {e}"),
-                }
-                Input::Committed { run, result }
-            }),
+            }
             Effect::Publish { kind, run, payload } => {
                 if let Some(d) = p.dht.clone() {
                     let ttl = record_ttl(self.view.as_ref());
@@ -418,24 +470,30 @@ impl Driver {
                     Input::OwnerPick { req, run, pick }
                 })
             }
-            Effect::SetWeights { run, weights } => self.answer(async move {
-                let (c, k) = (p.chain.clone(), p.key.clone());
-                let result = blocking(move || {
-                    tally_chain::submit_call(
-                        c.as_ref(),
-                        &k,
-                        netuid,
-                        extrinsic::set_weights(weights)?,
-                    )
+            Effect::SetWeights { run, weights } => {
+                let writes = self.writes.clone();
+                let pause = self.pause();
+                self.answer(async move {
+                    let (c, k) = (p.chain.clone(), p.key.clone());
+                    let result = blocking(move || {
+                        submit(
+                            c.as_ref(),
+                            &k,
+                            netuid,
+                            &writes,
+                            || extrinsic::set_weights(weights.clone()),
+                            3,
+                            pause,
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|| Err("aborted".into()));
+                    if let Err(e) = &result {
+                        warn!(validator = %p.key.hotkey(), run, "weights not set: {e}");
+                    }
+                    Input::WeightsSet { run, result }
                 })
-                .await
-                .unwrap_or_else(|| Err(tally_chain::ChainError::Transport("aborted".into())))
-                .map_err(|e| e.to_string());
-                if let Err(e) = &result {
-                    warn!(validator = %p.key.hotkey(), run, "weights not set: {e}");
-                }
-                Input::WeightsSet { run, result }
-            }),
+            }
         }
     }
 }

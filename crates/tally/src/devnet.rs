@@ -129,9 +129,22 @@ fn now_ms() -> u64 {
     (system_clock())()
 }
 
+/// A port free now, below Linux's ephemeral range (32768 and up), so the outgoing connections
+/// of nodes already running cannot take it before the node it is meant for binds it.
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() as u64)
+        .wrapping_mul(7919)
+        .wrapping_add(now_ms()) as u32;
+    for _ in 0..12_000 {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (start.wrapping_add(i.wrapping_mul(37)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port in 20000..32000 on 127.0.0.1".into())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
