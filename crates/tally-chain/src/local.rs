@@ -45,6 +45,29 @@ pub struct Genesis {
     pub neurons: Vec<(u16, NeuronInfo)>,
 }
 
+impl Genesis {
+    /// A genesis neuron of `netuid` (its uid is assigned in order when the chain is created).
+    pub fn neuron(
+        netuid: u16,
+        hotkey: tally_core::Hotkey,
+        stake: u64,
+        validator_permit: bool,
+        axon: String,
+    ) -> (u16, NeuronInfo) {
+        (
+            netuid,
+            NeuronInfo {
+                uid: 0,
+                hotkey,
+                stake,
+                validator_permit,
+                axon,
+                peer: String::new(),
+            },
+        )
+    }
+}
+
 /// The embedded chain.
 pub struct LocalChain {
     db: Database,

@@ -63,6 +63,16 @@ impl SyntheticScorer {
         Ok(Self::with_ladder(seed, miners, ladder, noise))
     }
 
+    /// [`Self::new`] for up to [`Self::MAX_MINERS`] miners, [`Self::dense`] beyond: what a
+    /// devnet node or owner uses for whatever miners the chain lists.
+    pub fn for_miners(seed: u64, miners: &[Hotkey], noise: f64) -> Result<Self, String> {
+        if miners.len() <= Self::MAX_MINERS {
+            Self::new(seed, miners, noise)
+        } else {
+            Self::dense(seed, miners, noise)
+        }
+    }
+
     /// Assigns the qualities of `ladder`, shuffled by `seed`, to `miners`.
     fn with_ladder(seed: u64, miners: &[Hotkey], mut ladder: Vec<u32>, noise: f64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

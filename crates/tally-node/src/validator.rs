@@ -23,8 +23,6 @@ use tally_validator::*;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-pub use tally_validator::{check_report, verify_report, Exclusion};
-
 /// Settings of the driver (the machine has its own [`Config`]).
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
@@ -104,7 +102,7 @@ pub fn fetch_evidence(peers: &dyn PeerPort, addr: &str, run: u64) -> Vec<Vec<u8>
             a.iter()
                 .filter(|x| x.get("run").and_then(|r| r.as_u64()) == Some(run))
                 .filter_map(|x| hex::decode(x.get("proof_hex")?.as_str()?).ok())
-                .take(64)
+                .take(tally_validator::collect::MAX_PROOFS_PER_PEER)
                 .collect()
         })
         .unwrap_or_default()
@@ -258,6 +256,34 @@ impl Driver {
         });
     }
 
+    /// A chain read on the blocking pool; every error (the chain's, or an aborted task) as text.
+    fn chain_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Chain) -> Result<T, String> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, String>> + Send + 'static {
+        let c = self.ports.chain.clone();
+        async move {
+            blocking(move || f(c.as_ref()))
+                .await
+                .unwrap_or_else(|| Err("chain call aborted".into()))
+        }
+    }
+
+    /// A chain write of this node (see [`submit`]) on the blocking pool.
+    fn chain_write(
+        &self,
+        call: impl Fn() -> Result<tally_chain::Call, tally_chain::ChainError> + Send + 'static,
+        attempts: u32,
+    ) -> impl std::future::Future<Output = Result<u64, String>> + Send + 'static {
+        let (writes, pause, key, netuid) = (
+            self.writes.clone(),
+            self.pause(),
+            self.ports.key.clone(),
+            self.cfg.netuid,
+        );
+        self.chain_read(move |c| submit(c, &key, netuid, &writes, call, attempts, pause))
+    }
+
     /// A block, as far as the driver knows (retries wait this long).
     fn pause(&self) -> Duration {
         Duration::from_millis(
@@ -282,13 +308,15 @@ impl Driver {
         let netuid = self.cfg.netuid;
         let p = self.ports.clone();
         match e {
-            Effect::ReadChain { req, at_block } => self.answer(async move {
-                let c = p.chain.clone();
-                let result = blocking(move || read_snapshot(c.as_ref(), netuid, at_block))
-                    .await
-                    .unwrap_or_else(|| Err("chain read aborted".into()));
-                Input::Snapshot { req, result }
-            }),
+            Effect::ReadChain { req, at_block } => {
+                let read = self.chain_read(move |c| read_snapshot(c, netuid, at_block));
+                self.answer(async move {
+                    Input::Snapshot {
+                        req,
+                        result: read.await,
+                    }
+                })
+            }
             Effect::View(v) => {
                 if let Ok(mut k) = p.api.known.write() {
                     k.clear();
@@ -357,23 +385,9 @@ impl Driver {
                 }
             }
             Effect::PostCommitment { run, data } => {
-                let writes = self.writes.clone();
-                let pause = self.pause();
+                let write = self.chain_write(move || extrinsic::commit(data.clone()), 1);
                 self.answer(async move {
-                    let (c, k) = (p.chain.clone(), p.key.clone());
-                    let result = blocking(move || {
-                        submit(
-                            c.as_ref(),
-                            &k,
-                            netuid,
-                            &writes,
-                            || extrinsic::commit(data.clone()),
-                            1,
-                            pause,
-                        )
-                    })
-                    .await
-                    .unwrap_or_else(|| Err("aborted".into()));
+                    let result = write.await;
                     match &result {
                         Ok(b) => info!(validator = %p.key.hotkey(), run, block = b, "committed"),
                         Err(e) => {
@@ -438,23 +452,30 @@ impl Driver {
                 let fetched = futures::future::join_all(fetches).await;
                 Input::Reports { req, run, fetched }
             }),
-            Effect::ReadCommitments { req, run, from, to } => self.answer(async move {
-                let c = p.chain.clone();
-                let result = blocking(move || c.commitments_in(netuid, from, to))
-                    .await
-                    .unwrap_or_else(|| Err(tally_chain::ChainError::Transport("aborted".into())))
-                    .map(|v| v.into_iter().map(|(k, c)| (k, c.block, c.data)).collect())
-                    .map_err(|e| e.to_string());
-                Input::Commitments { req, run, result }
-            }),
-            Effect::ReadIncumbent { req, run } => self.answer(async move {
-                let c = p.chain.clone();
-                let result = blocking(move || c.winner(netuid))
-                    .await
-                    .unwrap_or_else(|| Err(tally_chain::ChainError::Transport("aborted".into())))
-                    .map_err(|e| e.to_string());
-                Input::Incumbent { req, run, result }
-            }),
+            Effect::ReadCommitments { req, run, from, to } => {
+                let read = self.chain_read(move |c| {
+                    c.commitments_in(netuid, from, to)
+                        .map(|v| v.into_iter().map(|(k, c)| (k, c.block, c.data)).collect())
+                        .map_err(|e| e.to_string())
+                });
+                self.answer(async move {
+                    Input::Commitments {
+                        req,
+                        run,
+                        result: read.await,
+                    }
+                })
+            }
+            Effect::ReadIncumbent { req, run } => {
+                let read = self.chain_read(move |c| c.winner(netuid).map_err(|e| e.to_string()));
+                self.answer(async move {
+                    Input::Incumbent {
+                        req,
+                        run,
+                        result: read.await,
+                    }
+                })
+            }
             Effect::FetchOwnerPick { req, run } => {
                 let owner = self.cfg.owner.clone();
                 self.answer(async move {
@@ -471,23 +492,9 @@ impl Driver {
                 })
             }
             Effect::SetWeights { run, weights } => {
-                let writes = self.writes.clone();
-                let pause = self.pause();
+                let write = self.chain_write(move || extrinsic::set_weights(weights.clone()), 3);
                 self.answer(async move {
-                    let (c, k) = (p.chain.clone(), p.key.clone());
-                    let result = blocking(move || {
-                        submit(
-                            c.as_ref(),
-                            &k,
-                            netuid,
-                            &writes,
-                            || extrinsic::set_weights(weights.clone()),
-                            3,
-                            pause,
-                        )
-                    })
-                    .await
-                    .unwrap_or_else(|| Err("aborted".into()));
+                    let result = write.await;
                     if let Err(e) = &result {
                         warn!(validator = %p.key.hotkey(), run, "weights not set: {e}");
                     }

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_chain::snapshot::read_snapshot;
-use tally_chain::{extrinsic, Chain, Genesis, LocalChain, NeuronInfo, SubnetParams};
+use tally_chain::{extrinsic, Chain, Genesis, LocalChain, SubnetParams};
 use tally_consensus::WeightMode;
 use tally_core::hash::Hash32;
 use tally_core::{BoundedBytes, FamilyId, Hotkey, Keypair, Score};
@@ -220,6 +220,8 @@ pub struct World {
     trace: Sha256,
     effects: u64,
     family: FamilyId,
+    /// Node index by hotkey.
+    index: BTreeMap<Hotkey, usize>,
 }
 
 fn key_for(seed: u64, role: &str, i: usize) -> Keypair {
@@ -282,17 +284,7 @@ impl World {
             burn_uid: 0,
         };
         let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
-            (
-                NETUID,
-                NeuronInfo {
-                    uid: 0,
-                    hotkey: k.hotkey(),
-                    stake,
-                    validator_permit: permit,
-                    axon,
-                    peer: String::new(),
-                },
-            )
+            Genesis::neuron(NETUID, k.hotkey(), stake, permit, axon)
         };
         let mut neurons = vec![neuron(&owner, 0, false, String::new())];
         for (i, k) in keys.iter().enumerate() {
@@ -369,6 +361,11 @@ impl World {
             trace: Sha256::new(),
             effects: 0,
             family,
+            index: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.hotkey(), i))
+                .collect(),
         };
         for i in 0..w.nodes.len() {
             let input = Input::Restore(Stored::default());
@@ -805,18 +802,7 @@ impl World {
                 }
                 self.nodes[i].store.apply(&p);
             }
-            Effect::PostCommitment { run, data } => {
-                let d = self.latency(20, 400);
-                let gen = self.nodes[i].gen;
-                self.push(
-                    self.now + d,
-                    Ev::Call {
-                        node: i,
-                        gen,
-                        call: Call::Commit { run, data },
-                    },
-                );
-            }
+            Effect::PostCommitment { run, data } => self.chain_call(i, Call::Commit { run, data }),
             Effect::Publish { kind, run, payload } => {
                 if kind == Kind::ValidatorReveal {
                     self.shown(i, run, &payload);
@@ -829,15 +815,9 @@ impl World {
             }
             Effect::FetchReports { req, run, targets } => {
                 let me = self.nodes[i].key.hotkey();
-                let index: BTreeMap<Hotkey, usize> = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(j, n)| (n.key.hotkey(), j))
-                    .collect();
                 let mut fetched = Vec::with_capacity(targets.len());
                 for t in targets {
-                    let Some(&j) = index.get(&t.hotkey) else {
+                    let Some(&j) = self.index.get(&t.hotkey) else {
                         continue;
                     };
                     let reachable = (t.http || t.evidence) && self.link_ok(i, j);
@@ -892,18 +872,16 @@ impl World {
                 );
             }
             Effect::SetWeights { run, weights } => {
-                let d = self.latency(20, 400);
-                let gen = self.nodes[i].gen;
-                self.push(
-                    self.now + d,
-                    Ev::Call {
-                        node: i,
-                        gen,
-                        call: Call::Weights { run, weights },
-                    },
-                );
+                self.chain_call(i, Call::Weights { run, weights })
             }
         }
+    }
+
+    /// A chain write of node `i`, included after a network delay.
+    fn chain_call(&mut self, i: usize, call: Call) {
+        let d = self.latency(20, 400);
+        let gen = self.nodes[i].gen;
+        self.push(self.now + d, Ev::Call { node: i, gen, call });
     }
 
     fn shown(&mut self, i: usize, run: u64, wire: &[u8]) {

@@ -13,6 +13,9 @@ use tally_consensus::equivocation::Equivocation;
 use tally_core::Hotkey;
 use tally_protocol::rules::{reveal_close_block, reveal_open_block};
 
+/// Most proofs read from one peer's answer (each costs two signature checks).
+pub const MAX_PROOFS_PER_PEER: usize = 64;
+
 impl Machine {
     /// The first block at which reports of `run` are collected.
     pub(crate) fn collect_block(&self, run: u64) -> Option<u64> {
@@ -127,7 +130,8 @@ impl Machine {
             if !eligible.contains(&f.hotkey) {
                 continue;
             }
-            for p in &f.evidence {
+            // a peer's proofs are re-checked one by one: take a bounded number per answer
+            for p in f.evidence.iter().take(MAX_PROOFS_PER_PEER) {
                 if let Ok(e) = Equivocation::from_bytes(p) {
                     let v = e.validator();
                     if e.first.body().run == run

@@ -70,11 +70,6 @@ impl Machine {
         }
     }
 
-    /// The node's hotkey.
-    pub fn hotkey(&self) -> Hotkey {
-        self.key.hotkey()
-    }
-
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -83,16 +78,6 @@ impl Machine {
     /// The last step done for `run`, as far as the machine knows.
     pub fn step(&self, run: u64) -> Option<Step> {
         self.runs.get(&run).and_then(|r| r.step)
-    }
-
-    /// The node's own report for `run` (wire bytes), if it made one.
-    pub fn own_report(&self, run: u64) -> Option<&[u8]> {
-        self.runs.get(&run).and_then(|r| r.wire.as_deref())
-    }
-
-    /// The last head seen.
-    pub fn head(&self) -> Option<Head> {
-        self.head
     }
 
     pub(crate) fn req(&mut self) -> u64 {

@@ -33,18 +33,6 @@ pub enum Exclusion {
 }
 
 impl Exclusion {
-    /// Every reason.
-    pub const ALL: [Exclusion; 8] = [
-        Exclusion::NoReport,
-        Exclusion::Malformed,
-        Exclusion::BadSignature,
-        Exclusion::WrongSigner,
-        Exclusion::WrongRun,
-        Exclusion::NoCommitment,
-        Exclusion::CommitmentMismatch,
-        Exclusion::Equivocation,
-    ];
-
     /// A stable name.
     pub fn name(self) -> &'static str {
         match self {
@@ -57,11 +45,6 @@ impl Exclusion {
             Exclusion::CommitmentMismatch => "commitment_mismatch",
             Exclusion::Equivocation => "equivocation",
         }
-    }
-
-    /// The reason named `s`.
-    pub fn from_name(s: &str) -> Option<Exclusion> {
-        Exclusion::ALL.into_iter().find(|x| x.name() == s)
     }
 }
 

@@ -4,7 +4,6 @@
 //! Epochs of 20 blocks with DESIGN.md's windows: run 0 commits in blocks [12, 20), reveals in
 //! [20, 30), collects from block 23 and aggregates from block 30.
 
-use parity_scale_codec::Encode;
 use tally_consensus::WeightMode;
 use tally_core::{FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport};
 use tally_protocol::rules::commitment_data;
@@ -490,5 +489,4 @@ fn equivocation_seen_while_collecting_is_proven_at_once() {
         e,
         Effect::Persist(Persist::Evidence { .. })
     )));
-    let _ = Encode::encode(&0u8);
 }

@@ -75,6 +75,8 @@ pub fn run(c: ChainCommand) -> Result<u8, Failure> {
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))
             .map_err(Failure::input)?;
+        // the producer starts once the start file exists; the task's output (the producer)
+        // lives in this handle until the server stops, and dropping it stops the blocks
         let _producer = {
             let (c, f, ms) = (chain.clone(), a.start_file.clone(), a.block_ms);
             tokio::task::spawn_blocking(move || {

@@ -17,7 +17,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tally_chain::{Chain, Genesis, HttpChain, NeuronInfo, SubnetParams};
+use tally_chain::{Chain, Genesis, HttpChain, SubnetParams};
 use tally_consensus::WeightMode;
 use tally_core::{sha256, FamilyId, Hotkey, Keypair, Score};
 use tally_exec::builder::{build, Variant};
@@ -385,17 +385,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         burn_uid: 0,
     };
     let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
-        (
-            NETUID,
-            NeuronInfo {
-                uid: 0,
-                hotkey: k.hotkey(),
-                stake,
-                validator_permit: permit,
-                axon,
-                peer: String::new(),
-            },
-        )
+        Genesis::neuron(NETUID, k.hotkey(), stake, permit, axon)
     };
     let mut neurons = vec![neuron(&owner_key, 0, false, owner_addr.clone())];
     for (i, k) in vkeys.iter().enumerate() {
@@ -425,12 +415,8 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mlp = Inference::default_mlp(cfg.seed);
     let mut uploads = Vec::new();
     let qualities: Vec<(Hotkey, Score)> = if cfg.synthetic {
-        if cfg.dense {
-            SyntheticScorer::dense(cfg.seed, &miners, 0.02)?
-        } else {
-            SyntheticScorer::new(cfg.seed, &miners, 0.02)?
-        }
-        .qualities()
+        // the rule every validator and the owner apply to the miners the chain lists
+        SyntheticScorer::for_miners(cfg.seed, &miners, 0.02)?.qualities()
     } else {
         let rt = WasmRuntime::new().map_err(|e| e.to_string())?;
         let fam = Inference::new(mlp.clone(), &rt, Limits::default()).map_err(|e| e.to_string())?;

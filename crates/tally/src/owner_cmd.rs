@@ -106,12 +106,8 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
     let synthetic = match cfg.synthetic_seed {
         Some(seed) => {
             let miners: Vec<Hotkey> = cfg.miners.iter().filter_map(|m| m.parse().ok()).collect();
-            let s = if miners.len() <= tally_node::scorer::SyntheticScorer::MAX_MINERS {
-                tally_node::scorer::SyntheticScorer::new(seed, &miners, 0.02)
-            } else {
-                tally_node::scorer::SyntheticScorer::dense(seed, &miners, 0.02)
-            }
-            .map_err(|e| Failure::input(anyhow!("miners: {e}")))?;
+            let s = tally_node::scorer::SyntheticScorer::for_miners(seed, &miners, 0.02)
+                .map_err(|e| Failure::input(anyhow!("miners: {e}")))?;
             Some(s.qualities())
         }
         None => None,

@@ -190,6 +190,13 @@ fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
 pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
     let f: FileConfig = match &a.config {
         Some(p) => {
+            const MAX_CONFIG: u64 = 1 << 20;
+            if std::fs::metadata(p).is_ok_and(|m| m.len() > MAX_CONFIG) {
+                return Err(Failure::input(anyhow!(
+                    "config file {}: over {MAX_CONFIG} bytes; is this the right file?",
+                    p.display()
+                )));
+            }
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read the config file {}", p.display()))
                 .map_err(Failure::input)?;
@@ -340,12 +347,8 @@ impl Scorer for SeededSynthetic {
         validator: &Hotkey,
         miners: &[Hotkey],
     ) -> Vec<(Hotkey, Score)> {
-        let s = if miners.len() <= SyntheticScorer::MAX_MINERS {
-            SyntheticScorer::new(self.0, miners, 0.02)
-        } else {
-            SyntheticScorer::dense(self.0, miners, 0.02)
-        };
-        s.map(|s| s.score(run, seed, validator, miners))
+        SyntheticScorer::for_miners(self.0, miners, 0.02)
+            .map(|s| s.score(run, seed, validator, miners))
             .unwrap_or_default()
     }
 }
