@@ -8,8 +8,10 @@
 //!
 //! Missing scores: under [`MissingPolicy::Abstain`] a validator that did not score a miner is left
 //! out of that miner's total; under [`MissingPolicy::Zero`] it counts as a score of 0 with its
-//! stake (Yuma-compatible). Under both, a miner scored by less than half of the participating
-//! stake is unscored this run (`None`).
+//! stake (Yuma-compatible). Under both, a miner is unscored this run (`None`) unless the stake
+//! that scored it reaches `coverage` (the run sets it to the quorum's share of the eligible
+//! stake, so under the trust assumption honest validators hold a strict majority of it) and half
+//! of the participating stake.
 //!
 //! [`consensus_scores`] works over dense miner indices (uids): it transposes the validators'
 //! sorted lists tile by tile so each tile stays in cache, and may split the miners across
@@ -291,6 +293,7 @@ fn range_scores(
     lo: usize,
     out: &mut [Option<Score>],
     participating: u64,
+    coverage: u64,
     kappa: Fraction,
     missing: MissingPolicy,
 ) {
@@ -335,7 +338,10 @@ fn range_scores(
             let (mut n, scored) = (count[row].min(nv), scored[row]);
             let keys = &mut tile[row * width..(row + 1) * width];
             out[m0 - lo + row] =
-                if participating == 0 || (scored as u128) * 2 < participating as u128 {
+                if participating == 0
+                    || (scored as u128) * 2 < participating as u128
+                    || scored < coverage
+                {
                     None
                 } else {
                     let (total, need) = match missing {
@@ -367,11 +373,15 @@ fn range_scores(
 ///
 /// `threads` splits the miners into contiguous ranges (1 = on the caller's thread); the result
 /// is identical for every thread count. Every accepted report's stake counts as participating.
+/// A miner is scored only when the stake of the validators that scored it is at least `coverage`
+/// and at least half of the participating stake ([`crate::run::decide_run`] passes the quorum's
+/// share of the eligible stake; 0 leaves only the half rule).
 pub fn consensus_scores(
     reports: &[ValidatorScores<'_>],
     n_miners: usize,
     kappa: Fraction,
     missing: MissingPolicy,
+    coverage: u64,
     threads: usize,
 ) -> Result<Vec<Option<Score>>, ConsensusError> {
     if kappa == Fraction::ZERO {
@@ -391,7 +401,7 @@ pub fn consensus_scores(
     };
     let threads = threads.clamp(1, 64).min(n_miners.div_ceil(TILE).max(1));
     if threads == 1 {
-        range_scores(reports, 0, &mut out, participating, kappa, missing);
+        range_scores(reports, 0, &mut out, participating, coverage, kappa, missing);
     } else {
         let chunk = n_miners.div_ceil(threads).div_ceil(TILE) * TILE;
         std::thread::scope(|s| {
@@ -400,11 +410,11 @@ pub fn consensus_scores(
             let first = parts.next();
             for (i, part) in parts {
                 s.spawn(move || {
-                    range_scores(reports, i * chunk, part, participating, kappa, missing)
+                    range_scores(reports, i * chunk, part, participating, coverage, kappa, missing)
                 });
             }
             if let Some((_, part)) = first {
-                range_scores(reports, 0, part, participating, kappa, missing);
+                range_scores(reports, 0, part, participating, coverage, kappa, missing);
             }
         });
     }
@@ -466,7 +476,7 @@ mod tests {
                 scores: l,
             })
             .collect();
-        consensus_scores(&reports, n, f(0.5), missing, 1)
+        consensus_scores(&reports, n, f(0.5), missing, 0, 1)
             .unwrap()
             .into_iter()
             .map(|o| o.map(|x| x.to_f64()))
@@ -512,6 +522,34 @@ mod tests {
     }
 
     #[test]
+    fn coverage_below_the_threshold_leaves_a_miner_unscored() {
+        // eligible 90: A (30, byzantine-sized) and B (20) score miner 1; C (40) does not.
+        // Half of the participating 90 is 45 <= 50, but coverage 60 (2/3 of 90) is not reached.
+        let lists = vec![
+            (30u64, vec![(0u32, 0.9), (1, 1.0)]),
+            (20, vec![(0, 0.2), (1, 0.1)]),
+            (40, vec![(0, 0.3)]),
+        ];
+        let scores = |coverage| {
+            let l: Vec<Vec<(u32, Score)>> = lists
+                .iter()
+                .map(|(_, l)| l.iter().map(|&(m, x)| (m, Score::from_f64(x).unwrap())).collect())
+                .collect();
+            let r: Vec<ValidatorScores> = lists
+                .iter()
+                .zip(&l)
+                .map(|((st, _), l)| ValidatorScores { stake: *st, scores: l })
+                .collect();
+            consensus_scores(&r, 2, f(0.5), MissingPolicy::Abstain, coverage, 1).unwrap()
+        };
+        assert_eq!(scores(0)[1], Some(Score::ONE)); // the 30 alone decides miner 1
+        assert_eq!(scores(60)[1], None);
+        assert_eq!(scores(60)[0], Some(Score::from_f64(0.3).unwrap()));
+        assert_eq!(scores(90)[0], Some(Score::from_f64(0.3).unwrap()));
+        assert_eq!(scores(91)[0], None);
+    }
+
+    #[test]
     fn bad_shapes_are_errors() {
         let l = [(1u32, Score::ZERO), (1, Score::ONE)];
         let r = [ValidatorScores {
@@ -519,7 +557,7 @@ mod tests {
             scores: &l,
         }];
         assert_eq!(
-            consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 1),
+            consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 0, 1),
             Err(ConsensusError::UnsortedScores { validator: 0 })
         );
         let l = [(4u32, Score::ZERO)];
@@ -528,9 +566,9 @@ mod tests {
             scores: &l,
         }];
         assert!(matches!(
-            consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 1),
+            consensus_scores(&r, 4, f(0.5), MissingPolicy::Abstain, 0, 1),
             Err(ConsensusError::MinerOutOfRange { miner: 4, .. })
         ));
-        assert!(consensus_scores(&[], 4, Fraction::ZERO, MissingPolicy::Abstain, 1).is_err());
+        assert!(consensus_scores(&[], 4, Fraction::ZERO, MissingPolicy::Abstain, 0, 1).is_err());
     }
 }

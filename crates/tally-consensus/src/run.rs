@@ -2,7 +2,8 @@
 //!
 //! [`decide_run`] interns the miner keys into a sorted table (so a smaller index is a smaller
 //! key, which is how ties go to the smaller hotkey), computes the consensus with
-//! [`crate::median::consensus_scores`], checks quorum against the eligible stake, and picks
+//! [`crate::median::consensus_scores`] (a miner scored by less than the quorum's share of the
+//! eligible stake is unscored: the coverage rule), checks quorum against the eligible stake, and picks
 //! weights by the [`WeightPolicy`]:
 //!
 //! * winner-take-all with hysteresis ([`winner_take_all`]): the incumbent keeps the crown unless
@@ -16,7 +17,7 @@
 use crate::median::{consensus_scores, MissingPolicy, ValidatorScores};
 use crate::ConsensusError;
 use std::collections::BTreeSet;
-use tally_core::{Fraction, Score};
+use tally_core::{Fraction, Ratio, Score};
 
 /// How weights follow from the consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +35,8 @@ pub struct Params {
     pub kappa: Fraction,
     /// Missing-score policy (default abstain).
     pub missing: MissingPolicy,
-    /// Quorum as a share of eligible stake (default 2/3, as 666_666_667 units).
-    pub quorum: Fraction,
+    /// Quorum as an exact share of eligible stake (default 2/3: 2 of 3 equal stakes reach it).
+    pub quorum: Ratio,
     /// Hysteresis margin (default 0.05).
     pub margin: Score,
     /// Weight policy (default winner-take-all).
@@ -47,7 +48,7 @@ impl Default for Params {
         Params {
             kappa: Fraction::from_units(500_000_000).unwrap_or(Fraction::ONE),
             missing: MissingPolicy::Abstain,
-            quorum: Fraction::from_units(666_666_667).unwrap_or(Fraction::ONE),
+            quorum: Ratio::TWO_THIRDS,
             margin: Score::from_units(50_000_000).unwrap_or(Score::ZERO),
             policy: WeightPolicy::WinnerTakeAll,
         }
@@ -152,12 +153,6 @@ pub fn decide_run<K: Ord + Clone>(
     params: &Params,
     threads: usize,
 ) -> Result<RunOutcome<K>, ConsensusError> {
-    if params.quorum == Fraction::ZERO {
-        return Err(ConsensusError::InvalidParam {
-            name: "quorum",
-            reason: "must be above 0 and at most 1".into(),
-        });
-    }
     // each report lists its miners in key order (reports are checked sorted and unique when
     // signed); when every list names the same miners, which is the common case, they are the
     // key table as they stand and each index is a position
@@ -211,7 +206,17 @@ pub fn decide_run<K: Ord + Clone>(
             scores: l,
         })
         .collect();
-    let scores = consensus_scores(&reports, keys.len(), params.kappa, params.missing, threads)?;
+    // coverage: a miner counts only when validators holding the quorum's share of the eligible
+    // stake scored it; byzantine stake below a third then never decides it on its own
+    let coverage = params.quorum.ceil_share_of(input.eligible_stake).min(u64::MAX as u128) as u64;
+    let scores = consensus_scores(
+        &reports,
+        keys.len(),
+        params.kappa,
+        params.missing,
+        coverage,
+        threads,
+    )?;
     let consensus: Vec<(K, Score)> = keys
         .into_iter()
         .zip(scores)
@@ -318,8 +323,8 @@ mod tests {
         assert_eq!(o.weights, Weights::Hold);
         assert_eq!(o.winner, Some("a"));
         assert_eq!(o.participating.units(), 600_000_000);
-        // exactly 2/3 of eligible stake (rounded up to the ppb) meets it
-        let i = input(vec![(666_666_667, vec![("a", 0.2)])], 1_000_000_000, None);
+        // exactly 2/3 of eligible stake meets it: 2 of 3 equal stakes
+        let i = input(vec![(1, vec![("a", 0.2)]), (1, vec![("a", 0.3)])], 3, None);
         assert!(decide_run(&i, &Params::default(), 1).unwrap().quorum_met);
         let i = input(vec![(666_666_666, vec![("a", 0.2)])], 1_000_000_000, None);
         assert!(!decide_run(&i, &Params::default(), 1).unwrap().quorum_met);

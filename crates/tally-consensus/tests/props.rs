@@ -3,13 +3,17 @@
 //! * With honest stake above one half of the participating stake and kappa = 0.5, every
 //!   consensus score lies within the honest scores' range, whatever the rest report (any
 //!   scores, any missing entries), under both missing-score policies.
+//! * Under the trust assumption (byzantine stake below a third of the eligible stake), with
+//!   honest validators abstaining on arbitrary subsets of miners (and some honest ones offline),
+//!   every miner the run scores lies within the scores of the honest validators that scored it:
+//!   the coverage rule (a miner needs scores from the quorum's share of the eligible stake).
 //! * Results do not change when validators are reordered, when every stake is multiplied by the
 //!   same factor, or with the thread count.
 //! * The quickselect median equals the definition computed by brute force, for any kappa.
 
 use proptest::prelude::*;
 use tally_consensus::median::weighted_median;
-use tally_consensus::{consensus_scores, MissingPolicy, ValidatorScores};
+use tally_consensus::{consensus_scores, decide_run, MissingPolicy, Params, RunInput, ValidatorScores};
 use tally_core::{Fraction, Score};
 
 const N_MINERS: usize = 12;
@@ -43,7 +47,7 @@ fn run(
             scores: l,
         })
         .collect();
-    consensus_scores(&reports, N_MINERS, kappa, missing, threads).unwrap()
+    consensus_scores(&reports, N_MINERS, kappa, missing, 0, threads).unwrap()
 }
 
 fn score() -> impl Strategy<Value = u32> {
@@ -89,6 +93,38 @@ proptest! {
             let lo = honest.iter().map(|r| r.1[m].unwrap()).min().unwrap();
             let hi = honest.iter().map(|r| r.1[m].unwrap()).max().unwrap();
             prop_assert!(lo <= c && c <= hi, "miner {} consensus {} outside honest [{}, {}]", m, c, lo, hi);
+        }
+    }
+
+    #[test]
+    fn honest_abstentions_never_let_a_minority_decide(
+        honest in proptest::collection::vec(any_row(), 1..8),
+        byz in proptest::collection::vec(any_row(), 0..6),
+        offline in 0u64..1_000_000,
+    ) {
+        let h_stake: u128 = honest.iter().map(|r| r.0 as u128).sum();
+        let b_stake: u128 = byz.iter().map(|r| r.0 as u128).sum();
+        let eligible = h_stake + b_stake + offline as u128;
+        prop_assume!(b_stake * 3 < eligible); // byzantine below one third of the eligible stake
+        let report = |r: &Row| -> (u64, Vec<(usize, Score)>) {
+            let l = r.1.iter().enumerate()
+                .filter_map(|(m, s)| s.map(|s| (m, Score::from_units(s).unwrap())))
+                .collect();
+            (r.0, l)
+        };
+        let input = RunInput {
+            eligible_stake: eligible,
+            reports: honest.iter().chain(&byz).map(report).collect(),
+            incumbent: None,
+        };
+        let out = decide_run(&input, &Params::default(), 1).unwrap();
+        for &(m, c) in &out.consensus {
+            let honest_scores: Vec<u32> = honest.iter().filter(|r| r.0 > 0).filter_map(|r| r.1[m]).collect();
+            prop_assert!(!honest_scores.is_empty(), "miner {} scored by byzantine stake alone", m);
+            let lo = *honest_scores.iter().min().unwrap();
+            let hi = *honest_scores.iter().max().unwrap();
+            prop_assert!(lo <= c.units() && c.units() <= hi,
+                "miner {} consensus {} outside the honest [{}, {}]", m, c.units(), lo, hi);
         }
     }
 
@@ -159,10 +195,10 @@ fn large_thread_split_matches_single_thread() {
         })
         .collect();
     let k = Fraction::from_units(500_000_000).unwrap();
-    let one = consensus_scores(&reports, n, k, MissingPolicy::Abstain, 1).unwrap();
+    let one = consensus_scores(&reports, n, k, MissingPolicy::Abstain, 0, 1).unwrap();
     for t in [2, 3, 8] {
         assert_eq!(
-            consensus_scores(&reports, n, k, MissingPolicy::Abstain, t).unwrap(),
+            consensus_scores(&reports, n, k, MissingPolicy::Abstain, 0, t).unwrap(),
             one
         );
     }

@@ -31,5 +31,5 @@ pub use hash::{sha256, Hash32};
 pub use keys::{Hotkey, Keypair, Signature, SS58_DEFAULT_PREFIX};
 pub use report::{FamilyId, ReportBody, ScoreReport, MAX_REPORT_SCORES};
 pub use roster::{Roster, RosterBody, RosterMember, SignedRoster};
-pub use score::{Fraction, Score};
+pub use score::{Fraction, Ratio, Score};
 pub use signed::{Signable, Signed};

@@ -114,9 +114,103 @@ impl Fraction {
     }
 }
 
+/// An exact share `num / den` of a total, for thresholds that must be decided without rounding
+/// (the quorum: 2 of 3 equal stakes reach 2/3, which no 9-digit fixed point can say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ratio {
+    num: u32,
+    den: u32,
+}
+
+impl Ratio {
+    /// Two thirds.
+    pub const TWO_THIRDS: Ratio = Ratio { num: 2, den: 3 };
+    /// All of it.
+    pub const ONE: Ratio = Ratio { num: 1, den: 1 };
+
+    /// `num / den`; refuses a zero denominator, a zero numerator and shares above 1.
+    pub fn new(num: u32, den: u32) -> Result<Ratio, CoreError> {
+        if den == 0 || num == 0 || num > den {
+            return Err(CoreError::ScoreOutOfRange(format!("{num}/{den}")));
+        }
+        Ok(Ratio { num, den })
+    }
+
+    /// From `"n/d"` or a decimal in `(0, 1]` (taken to 9 digits).
+    pub fn parse(s: &str) -> Result<Ratio, CoreError> {
+        let bad = || CoreError::ScoreOutOfRange(s.to_string());
+        if let Some((n, d)) = s.split_once('/') {
+            let n = n.trim().parse().map_err(|_| bad())?;
+            let d = d.trim().parse().map_err(|_| bad())?;
+            return Ratio::new(n, d);
+        }
+        let v: f64 = s.trim().parse().map_err(|_| bad())?;
+        Ratio::new(from_f64(v)?, ONE)
+    }
+
+    /// The numerator.
+    pub fn num(self) -> u32 {
+        self.num
+    }
+
+    /// The denominator.
+    pub fn den(self) -> u32 {
+        self.den
+    }
+
+    /// True when `part / total >= num / den`, computed exactly; an empty total meets nothing.
+    pub fn is_met_by(self, part: u128, total: u128) -> bool {
+        total > 0
+            && part.saturating_mul(self.den as u128) >= total.saturating_mul(self.num as u128)
+    }
+
+    /// As a float, for display only.
+    pub fn to_f64(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+
+    /// The least integer `x` with `x / total >= num / den`: `ceil(total * num / den)`.
+    pub fn ceil_share_of(self, total: u128) -> u128 {
+        total.saturating_mul(self.num as u128).div_ceil(self.den as u128)
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.num, self.den)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratio_is_exact() {
+        let q = Ratio::TWO_THIRDS;
+        assert!(q.is_met_by(2, 3));
+        assert!(q.is_met_by(2_000, 3_000));
+        assert!(!q.is_met_by(1_999, 3_000));
+        assert!(!q.is_met_by(1, 2));
+        assert!(!q.is_met_by(0, 0));
+        // stake totals near u64::MAX do not overflow
+        let t = u64::MAX as u128 * 3;
+        assert!(q.is_met_by(u64::MAX as u128 * 2, t));
+        assert!(!q.is_met_by(u64::MAX as u128 * 2 - 1, t));
+        assert_eq!(Ratio::parse("2/3").unwrap(), q);
+        assert_eq!(Ratio::parse("0.5").unwrap().to_string(), "500000000/1000000000");
+        assert!(Ratio::parse("0").is_err());
+        assert!(Ratio::parse("4/3").is_err());
+        assert!(Ratio::parse("1/0").is_err());
+        assert!(Ratio::parse("x").is_err());
+        assert_eq!(q.ceil_share_of(3), 2);
+        assert_eq!(q.ceil_share_of(4), 3);
+        assert_eq!(q.ceil_share_of(0), 0);
+        for t in 1..50u128 {
+            let x = q.ceil_share_of(t);
+            assert!(q.is_met_by(x, t) && !q.is_met_by(x - 1, t));
+        }
+    }
 
     #[test]
     fn float_conversion_rounds_and_refuses_bad_values() {

@@ -339,12 +339,8 @@ impl Driver {
             }
             Effect::Score { run, seed, miners } => self.answer(async move {
                 let me = p.key.hotkey();
-                let n = miners.len();
                 let s = p.scorer.clone();
                 let result = match blocking(move || s.score(run, &seed, &me, &miners)).await {
-                    Some(v) if v.is_empty() && n > 0 => {
-                        Err("no miner could be evaluated (see the scorer's warnings)".into())
-                    }
                     Some(v) => Ok(v),
                     None => Err("scorer panicked".into()),
                 };

@@ -11,6 +11,7 @@
 //! | `forge` | serves a report signed by another key | an outsider posing as a validator | excluded (`wrong_signer`) |
 //! | `commit-late` | skips its commitment, copies a peer's revealed report and commits to it late | a lazy validator copying weights | excluded (`no_commitment`) |
 //! | `split-view` | shows its report to some peers only, publishes nothing in the DHT | a validator splitting honest views | honest validators still agree |
+//! | `lone-score` | scores only its lowest miner, at 1.0, abstaining on every other | a minority deciding a miner honest validators abstained on | kept; the coverage rule leaves a miner unscored unless the quorum's share of eligible stake scored it |
 //! | `silent` | goes silent mid-run, after committing | a validator that stalls the subnet | excluded (`no_report`); quorum holds while honest stake suffices |
 
 use parity_scale_codec::Encode;
@@ -38,11 +39,13 @@ pub enum Strategy {
     SplitView,
     /// Go silent after committing.
     Silent,
+    /// Score one miner only, at 1.0.
+    LoneScore,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 8] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::Inflate,
         Strategy::Equivocate,
         Strategy::Copy,
@@ -51,6 +54,7 @@ impl Strategy {
         Strategy::CommitLate,
         Strategy::SplitView,
         Strategy::Silent,
+        Strategy::LoneScore,
     ];
     /// The strategies the devnet offers (they need nothing but HTTP, the DHT and the chain).
     pub const DEVNET: [Strategy; 5] = [
@@ -72,13 +76,14 @@ impl Strategy {
             Strategy::CommitLate => "commit-late",
             Strategy::SplitView => "split-view",
             Strategy::Silent => "silent",
+            Strategy::LoneScore => "lone-score",
         }
     }
 
     /// The reason honest validators give when they leave this strategy out, if they do.
     pub fn expected_exclusion(self) -> Option<&'static str> {
         match self {
-            Strategy::Inflate | Strategy::SplitView => None,
+            Strategy::Inflate | Strategy::SplitView | Strategy::LoneScore => None,
             Strategy::Equivocate => Some("equivocation"),
             Strategy::Copy => Some("commitment_mismatch"),
             Strategy::Withhold | Strategy::Silent => Some("no_report"),
@@ -286,9 +291,13 @@ impl Actor for Byzantine {
             Input::Scored {
                 run,
                 result: Ok(mut scores),
-            } if self.strategy == Strategy::Inflate => {
+            } if matches!(self.strategy, Strategy::Inflate | Strategy::LoneScore) => {
                 if let Some(low) = scores.iter_mut().min_by_key(|s| s.1) {
                     low.1 = Score::ONE;
+                }
+                if self.strategy == Strategy::LoneScore {
+                    scores.retain(|s| s.1 == Score::ONE);
+                    scores.truncate(1);
                 }
                 Input::Scored {
                     run,

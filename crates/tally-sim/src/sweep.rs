@@ -47,6 +47,7 @@ pub fn seed_config(c: &SweepConfig, seed: u64) -> SimConfig {
         loss_permille: [0, 0, 50, 100][rng.gen_range(0..4)],
         partitions: rng.gen_bool(0.5),
         crashes: rng.gen_bool(0.5),
+        abstain: rng.gen_bool(0.5),
     });
     s
 }
@@ -54,16 +55,6 @@ pub fn seed_config(c: &SweepConfig, seed: u64) -> SimConfig {
 /// The command that replays one seed of a sweep.
 pub fn replay_command(s: &SimConfig) -> String {
     let byz: Vec<&str> = s.byzantine.iter().map(|b| b.name()).collect();
-    let mut faults = Vec::new();
-    if s.faults.loss_permille > 0 {
-        faults.push(format!("loss={}", s.faults.loss_permille));
-    }
-    if s.faults.partitions {
-        faults.push("partitions".into());
-    }
-    if s.faults.crashes {
-        faults.push("crashes".into());
-    }
     format!(
         "tally sim --seeds 1 --first-seed {} --validators {} --miners {} --epochs {} --byzantine '{}' --faults '{}'",
         s.seed,
@@ -71,7 +62,7 @@ pub fn replay_command(s: &SimConfig) -> String {
         s.miners,
         s.epochs,
         byz.join(","),
-        if faults.is_empty() { "none".into() } else { faults.join(",") }
+        s.faults.describe()
     )
 }
 

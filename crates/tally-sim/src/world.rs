@@ -39,6 +39,61 @@ pub struct Faults {
     pub partitions: bool,
     /// Honest nodes crash and restart from their store 2 to 6 blocks later.
     pub crashes: bool,
+    /// Every validator abstains on about a third of the miners each run (a seeded choice per
+    /// validator, run and miner): coverage differs per miner.
+    pub abstain: bool,
+}
+
+impl Faults {
+    /// The faults as `tally sim --faults` names them (`none` when there are none).
+    pub fn describe(&self) -> String {
+        let mut f = Vec::new();
+        if self.loss_permille > 0 {
+            f.push(format!("loss={}", self.loss_permille));
+        }
+        for (on, name) in [
+            (self.partitions, "partitions"),
+            (self.crashes, "crashes"),
+            (self.abstain, "abstain"),
+        ] {
+            if on {
+                f.push(name.to_string());
+            }
+        }
+        if f.is_empty() {
+            "none".into()
+        } else {
+            f.join(",")
+        }
+    }
+
+    /// Parses [`Faults::describe`]'s form.
+    pub fn parse(s: &str) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        if s.is_empty() || s == "none" {
+            return Ok(f);
+        }
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "partitions" => f.partitions = true,
+                "crashes" => f.crashes = true,
+                "abstain" => f.abstain = true,
+                p if p.starts_with("loss=") => {
+                    f.loss_permille = p[5..]
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|x| *x <= 500)
+                        .ok_or("faults: loss=N takes 0..=500 per mille")?
+                }
+                other => {
+                    return Err(format!(
+                        "unknown fault {other:?}: use loss=PERMILLE, partitions, crashes, abstain or none"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// One simulation.
@@ -699,6 +754,9 @@ impl World {
                 let mut r = ChaCha8Rng::from_seed(tally_core::sha256(
                     &(self.cfg.seed, run, validator, m).encode(),
                 ));
+                if self.cfg.faults.abstain && r.gen_range(0..3) == 0 {
+                    return None;
+                }
                 let noisy = base + r.gen_range(-20_000_000i64..=20_000_000);
                 Score::from_units(noisy.clamp(0, 1_000_000_000) as u32)
                     .ok()

@@ -24,6 +24,7 @@ fn one_seed_twice_gives_the_same_trace_and_another_seed_does_not() {
         loss_permille: 100,
         partitions: true,
         crashes: true,
+        abstain: true,
     };
     let a = run(c.clone());
     let b = run(c.clone());
@@ -91,4 +92,18 @@ fn a_sweep_mixing_strategies_and_faults_keeps_every_invariant() {
     // the mix did exercise strategies and faults
     assert!(r.runs.iter().any(|(s, _)| !s.byzantine.is_empty()));
     assert!(r.runs.iter().any(|(s, _)| s.faults.crashes));
+}
+
+#[test]
+fn a_minority_cannot_decide_a_miner_honest_validators_abstained_on() {
+    // every validator skips about a third of the miners; two byzantine validators (under a
+    // third of the stake) score only one miner each, at 1.0: the coverage rule keeps each
+    // consensus score inside the honest range
+    for seed in 1..=12 {
+        let mut c = SimConfig::new(seed);
+        c.byzantine = vec![Strategy::LoneScore, Strategy::LoneScore];
+        c.faults.abstain = true;
+        let r = run(c);
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+    }
 }

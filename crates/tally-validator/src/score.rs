@@ -45,7 +45,23 @@ impl Machine {
         let mut salt = [0u8; 32];
         self.rng.fill_bytes(&mut salt);
         let (netuid, family, me) = (self.cfg.netuid, self.cfg.family.clone(), self.key.hotkey());
+        let burn = self.snap.as_ref().map(|s| s.params.burn_uid);
+        let expected = self
+            .runs
+            .get(&run)
+            .and_then(|st| st.members.as_ref())
+            .map(|m| {
+                m.iter()
+                    .filter(|n| !n.validator_permit && Some(n.uid) != burn)
+                    .count()
+            })
+            .unwrap_or(0);
         let signed = result.and_then(|scores| {
+            // a validator that evaluated no miner publishes nothing: an empty report would count
+            // toward quorum without having measured anything
+            if scores.is_empty() && expected > 0 {
+                return Err("no miner could be evaluated".to_string());
+            }
             let body = ReportBody::new(netuid, run, family, me, scores.clone())
                 .map_err(|e| e.to_string())?;
             let r = ScoreReport::sign(body, salt, &self.key).map_err(|e| e.to_string())?;

@@ -2,7 +2,8 @@
 //!
 //! A fetched report is kept only if it decodes, its signature verifies, it is signed by the
 //! hotkey the metagraph lists at the address it came from, it names the run's netuid, run and
-//! family, and it hashes to that hotkey's counting commitment for the run
+//! family, scores at least one miner (an empty report measured nothing and would only count
+//! toward quorum), and it hashes to that hotkey's counting commitment for the run
 //! (`tally_protocol::rules::counting_commitment`). Two different validly signed reports from
 //! one hotkey for one run are an equivocation: [`judge`] returns the proof and the validator is
 //! left out.
@@ -30,6 +31,8 @@ pub enum Exclusion {
     CommitmentMismatch,
     /// Two different signed reports for the run.
     Equivocation,
+    /// A report that scores no miner: it measured nothing and would only count toward quorum.
+    Empty,
 }
 
 impl Exclusion {
@@ -44,6 +47,7 @@ impl Exclusion {
             Exclusion::NoCommitment => "no_commitment",
             Exclusion::CommitmentMismatch => "commitment_mismatch",
             Exclusion::Equivocation => "equivocation",
+            Exclusion::Empty => "empty",
         }
     }
 }
@@ -76,6 +80,9 @@ pub fn check_report(
     }
     if b.netuid != netuid || b.run != run || b.family_id != *family {
         return Err(Exclusion::WrongRun);
+    }
+    if b.scores.is_empty() {
+        return Err(Exclusion::Empty);
     }
     match commitment {
         None => Err(Exclusion::NoCommitment),
@@ -121,4 +128,29 @@ pub fn equivocation(a: &[u8], b: &[u8], expected: &Hotkey, run: u64) -> Option<E
         .filter(|s| s.body().validator == *expected && s.body().run == run)
         .collect();
     find_equivocations(&signed).into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::{Keypair, ReportBody, Score};
+
+    #[test]
+    fn an_empty_report_never_counts() {
+        let k = Keypair::from_seed(&[7; 32]).deterministic();
+        let fam = FamilyId::new("f").unwrap();
+        let sign = |scores: Vec<(Hotkey, Score)>| {
+            let body = ReportBody::new(1, 4, fam.clone(), k.hotkey(), scores).unwrap();
+            ScoreReport::sign(body, [1; 32], &k).unwrap()
+        };
+        let empty = sign(Vec::new());
+        let c = empty.commitment();
+        assert_eq!(
+            check_report(empty, &k.hotkey(), 1, 4, &fam, Some(&c)).err(),
+            Some(Exclusion::Empty)
+        );
+        let full = sign(vec![(Hotkey([9; 32]), Score::ONE)]);
+        let c = full.commitment();
+        assert!(check_report(full, &k.hotkey(), 1, 4, &fam, Some(&c)).is_ok());
+    }
 }

@@ -490,3 +490,19 @@ fn equivocation_seen_while_collecting_is_proven_at_once() {
         Effect::Persist(Persist::Evidence { .. })
     )));
 }
+
+#[test]
+fn an_empty_score_list_is_no_report() {
+    // a scorer that evaluated no miner (say the roster could not be fetched) must not produce a
+    // signed report: an empty one would count toward quorum without measuring anything
+    let mut m = machine();
+    head(&mut m, 0);
+    let out = m.handle(Input::Scored {
+        run: 0,
+        result: Ok(Vec::new()),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(m.step(0), None);
+    assert!(!has(&head(&mut m, 12), is_commit));
+    assert!(!has(&head(&mut m, 20), is_serve));
+}

@@ -254,7 +254,7 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
                 median_of(
                     || {
                         let out =
-                            consensus_scores(&reports, miners, kappa, MissingPolicy::Abstain, t)
+                            consensus_scores(&reports, miners, kappa, MissingPolicy::Abstain, 0, t)
                                 .unwrap_or_default();
                         scored = out.iter().filter(|s| s.is_some()).count();
                         std::hint::black_box(out);

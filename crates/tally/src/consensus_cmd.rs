@@ -1,7 +1,7 @@
 //! `tally consensus --input FILE`: aggregates validators' scores given as JSON.
 //!
 //! Input: `{"stakes": {"<validator>": stake >= 0}, "scores": {"<validator>": {"<miner>": score
-//! in [0,1]}}, "kappa": 0.5, "missing": "abstain"|"zero", "quorum": 0.6667, "margin": 0.05,
+//! in [0,1]}}, "kappa": 0.5, "missing": "abstain"|"zero", "quorum": "2/3"|0.6667, "margin": 0.05,
 //! "incumbent": "<miner>", "policy": "wta"|"proportional", "burn": "<target>"}`. Only `stakes` and
 //! `scores` are required. A validator listed in `scores` has reported; every such validator must
 //! appear in `stakes`, whose total is the eligible stake.
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use tally_consensus::{
     decide_run, MissingPolicy, Params, RunInput, RunOutcome, WeightPolicy, Weights,
 };
-use tally_core::{Fraction, Score};
+use tally_core::{Fraction, Ratio, Score};
 
 /// Cap on the input size.
 const MAX_INPUT: u64 = 256 * 1024 * 1024;
@@ -29,7 +29,7 @@ const MAX_INPUT: u64 = 256 * 1024 * 1024;
 INPUT (JSON):
   {\"stakes\": {\"<validator>\": stake >= 0, ...},
    \"scores\": {\"<validator>\": {\"<miner>\": score in [0,1], ...}, ...},
-   \"kappa\": 0.5, \"missing\": \"abstain\"|\"zero\", \"quorum\": 0.6667, \"margin\": 0.05,
+   \"kappa\": 0.5, \"missing\": \"abstain\"|\"zero\", \"quorum\": \"2/3\"|0.6667, \"margin\": 0.05,
    \"incumbent\": \"<miner>\", \"policy\": \"wta\"|\"proportional\", \"burn\": \"<target>\"}
   Optional fields take DESIGN.md's defaults (kappa 0.5, abstain, quorum 2/3, margin 0.05, wta).
   A validator listed in \"scores\" has reported and must appear in \"stakes\".
@@ -171,11 +171,11 @@ pub fn parse(text: &str) -> Result<Input, Failure> {
         }
     }
     if let Some(q) = obj.get("quorum") {
-        params.quorum =
-            Fraction::from_f64(unit_interval(q, "quorum", false)?).map_err(|e| bad("quorum", e))?;
-        if params.quorum == Fraction::ZERO {
-            return Err(bad("quorum", "rounds to 0"));
-        }
+        params.quorum = match q.as_str() {
+            Some(text) => Ratio::parse(text).map_err(|e| bad("quorum", e))?,
+            None => Ratio::parse(&unit_interval(q, "quorum", false)?.to_string())
+                .map_err(|e| bad("quorum", e))?,
+        };
     }
     if let Some(m) = obj.get("margin") {
         params.margin =

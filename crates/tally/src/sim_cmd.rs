@@ -17,7 +17,7 @@ without a commitment made before the first honest reveal; every equivocation is 
 excluded by every honest validator; a quorum miss holds the incumbent.
 
 By default every seed mixes byzantine strategies (inflate, equivocate, copy, withhold, forge,
-commit-late, split-view, silent) and faults (loss, partitions that heal, crashes with restarts).
+commit-late, split-view, silent) and faults (loss, partitions that heal, crashes with restarts, validators abstaining on some miners).
 The same seed always gives the same trace hash.
 
 Exit status: 0 when no invariant was violated; 1 otherwise (the seed and the command replaying it
@@ -42,8 +42,8 @@ pub struct SimArgs {
     /// for an honest subnet.
     #[arg(long)]
     byzantine: Option<String>,
-    /// Faults, comma-separated: loss=PERMILLE, partitions, crashes, or none (default: a mix
-    /// per seed).
+    /// Faults, comma-separated: loss=PERMILLE, partitions, crashes, abstain (every validator
+    /// skips about a third of the miners each run), or none (default: a mix per seed).
     #[arg(long)]
     faults: Option<String>,
     /// Print `{"seeds":N,"violations":V,"trace":"<hex>"}` as the last line.
@@ -65,31 +65,7 @@ fn parse_byzantine(s: &str) -> Result<Vec<Strategy>, Failure> {
 }
 
 fn parse_faults(s: &str) -> Result<Faults, Failure> {
-    let mut f = Faults::default();
-    if s.is_empty() || s == "none" {
-        return Ok(f);
-    }
-    for part in s.split(',').map(str::trim) {
-        match part {
-            "partitions" => f.partitions = true,
-            "crashes" => f.crashes = true,
-            p if p.starts_with("loss=") => {
-                f.loss_permille = p[5..]
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|x| *x <= 500)
-                    .ok_or_else(|| {
-                        Failure::input(anyhow!("--faults loss=N takes 0..=500 per mille"))
-                    })?
-            }
-            other => {
-                return Err(Failure::input(anyhow!(
-                    "unknown fault {other:?}: use loss=PERMILLE, partitions, crashes or none"
-                )))
-            }
-        }
-    }
-    Ok(f)
+    Faults::parse(s).map_err(|e| Failure::input(anyhow!("--{e}")))
 }
 
 pub fn run(a: SimArgs) -> Result<u8, Failure> {
@@ -129,16 +105,7 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
         done += 1;
         if verbose {
             let byz: Vec<&str> = s.byzantine.iter().map(|b| b.name()).collect();
-            let mut f = Vec::new();
-            if s.faults.loss_permille > 0 {
-                f.push(format!("loss={}", s.faults.loss_permille));
-            }
-            if s.faults.partitions {
-                f.push("partitions".into());
-            }
-            if s.faults.crashes {
-                f.push("crashes".into());
-            }
+            let f = s.faults.describe();
             println!(
                 "{:>6}  {:<34}  {:<24}  {:>3}/{:<2}  {:>10}  {}",
                 s.seed,
@@ -147,11 +114,7 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
                 } else {
                     byz.join(",")
                 },
-                if f.is_empty() {
-                    "-".into()
-                } else {
-                    f.join(",")
-                },
+                if f == "none" { "-" } else { &f },
                 r.quorum_runs,
                 s.epochs,
                 r.violations.len(),
