@@ -10,6 +10,8 @@
 //!   extrinsics with nonces).
 //! * [`server`]: serves any `Chain` over HTTP (`tally chain serve`), so several processes share
 //!   one devnet chain; [`client::HttpChain`] implements `Chain` against it.
+//! * [`http_server`]: the hardened HTTP/1.1 accept loop every Tally server runs on (connection
+//!   caps overall and per IP, header-read and request timeouts, body limit, back-off on `EMFILE`).
 //! * [`snapshot`]: the chain snapshot the validator machine asks for, read from any `Chain`.
 //! * [`extrinsic`]: signed calls (register, commit, set weights), SCALE-encoded with the domain
 //!   tag `tally/extrinsic/v1` and a per-hotkey nonce against replay.
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod extrinsic;
+pub mod http_server;
 pub mod local;
 pub mod server;
 pub mod snapshot;

@@ -7,7 +7,11 @@
 //! `GET /chain/v1/subnets/{netuid}/winner`, `GET /chain/v1/nonces/{ss58}`, and
 //! `POST /chain/v1/submit` with the extrinsic's wire bytes (`application/octet-stream`, at most
 //! 64 KiB). Errors come back as `{"error": kind, "detail": …}` with a 4xx/5xx status.
+//!
+//! [`serve`] runs on [`crate::http_server`]: connection caps overall and per IP, header-read and
+//! request timeouts, and back-off instead of failure when file descriptors run out.
 
+use crate::http_server;
 use crate::types::ChainError;
 use crate::Chain;
 use axum::body::Bytes;
@@ -142,7 +146,13 @@ pub fn router(chain: Shared) -> Router {
         .with_state(chain)
 }
 
-/// Serves `chain` on `listener` until the task is dropped.
+/// The chain server's limits: [`http_server::Limits`]'s defaults with bodies up to
+/// [`MAX_SUBMIT_BYTES`].
+pub fn limits() -> http_server::Limits {
+    http_server::Limits::default().with_max_body(MAX_SUBMIT_BYTES)
+}
+
+/// Serves `chain` on `listener` under [`limits`] until the task is dropped.
 pub async fn serve(chain: Shared, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(chain)).await
+    http_server::serve(listener, router(chain), limits()).await
 }

@@ -211,6 +211,69 @@ fn registration() {
     );
 }
 
+/// The bytes a signer would send if it bypassed `extrinsic::sign` (which refuses a bad axon).
+fn raw_serve(k: &Keypair, nonce: u64, axon: &str) -> Vec<u8> {
+    use parity_scale_codec::Encode;
+    let body = extrinsic::ExtrinsicBody {
+        netuid: NET,
+        signer: k.hotkey(),
+        nonce,
+        call: Call::Serve {
+            axon: tally_core::BoundedBytes::new(axon.as_bytes().to_vec()).unwrap(),
+            peer: tally_core::BoundedBytes::new(Vec::new()).unwrap(),
+        },
+    }
+    .encode();
+    let sig = k.sign(&tally_core::codec::signing_payload(
+        b"tally/extrinsic/v1",
+        &body,
+    ));
+    [body, sig.0.to_vec()].concat()
+}
+
+#[test]
+fn axons_other_than_ip_and_port_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir);
+    let bad = [
+        "127.0.0.1:9003/v1/weights?run=1",
+        "evil.example:80",
+        "user@127.0.0.1:9003",
+        "127.0.0.1:9003@evil.example",
+        "http://127.0.0.1:9003",
+        "127.0.0.1",
+        "0.0.0.0:9003",
+    ];
+    for axon in bad {
+        // the builders refuse it
+        assert!(
+            matches!(extrinsic::serve(axon, ""), Err(ChainError::Malformed(_))),
+            "{axon}"
+        );
+        assert!(matches!(
+            extrinsic::register(axon, ""),
+            Err(ChainError::Malformed(_))
+        ));
+        // and so does the chain, for bytes signed without them
+        let nonce = c.nonce(&key(3).hotkey()).unwrap();
+        let err = c.submit(&raw_serve(&key(3), nonce, axon)).unwrap_err();
+        assert!(
+            matches!(&err, ChainError::Malformed(m) if m.contains("axon")),
+            "{axon}: {err}"
+        );
+    }
+    assert_eq!(
+        c.metagraph(NET).unwrap().by_uid(2).unwrap().axon,
+        "127.0.0.1:9003"
+    );
+    // a valid axon, and an empty one (not serving), pass the same path
+    for axon in ["127.0.0.1:9555", "[::1]:9555", ""] {
+        let nonce = c.nonce(&key(3).hotkey()).unwrap();
+        c.submit(&raw_serve(&key(3), nonce, axon)).unwrap();
+        assert_eq!(c.metagraph(NET).unwrap().by_uid(2).unwrap().axon, axon);
+    }
+}
+
 #[test]
 fn corrupt_file_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
