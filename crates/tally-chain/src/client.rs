@@ -113,4 +113,10 @@ impl Chain for HttpChain {
     fn winner(&self, netuid: u16) -> Result<Option<u16>, ChainError> {
         self.get(&format!("/chain/v1/subnets/{netuid}/winner"))
     }
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
+        self.get(&format!("/chain/v1/subnets/{netuid}/metagraph?at={block}"))
+    }
+    fn winner_at(&self, netuid: u16, block: u64) -> Result<Option<u16>, ChainError> {
+        self.get(&format!("/chain/v1/subnets/{netuid}/winner?at={block}"))
+    }
 }

@@ -66,6 +66,12 @@ pub trait Chain: Send + Sync {
     /// The uid with the most stake-weighted weight in the latest weights (ties to the smaller
     /// uid), if any weights are set: the incumbent.
     fn winner(&self, netuid: u16) -> Result<Option<u16>, ChainError>;
+    /// The subnet's metagraph as of block `block` (at most the head): the neurons registered by
+    /// then, with their stakes and permits at that block.
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError>;
+    /// The incumbent as of block `block`: [`Chain::winner`] over the latest weights each
+    /// permit holder set in a block strictly before `block`, weighed by stakes at `block`.
+    fn winner_at(&self, netuid: u16, block: u64) -> Result<Option<u16>, ChainError>;
 }
 
 /// Signs `call` for `netuid` with `key` at its current nonce and submits it.

@@ -63,6 +63,7 @@ impl Genesis {
                 validator_permit,
                 axon,
                 peer: String::new(),
+                registered_at: 0,
             },
         )
     }
@@ -169,6 +170,7 @@ impl LocalChain {
                     let uid = next.entry(*netuid).or_insert(0);
                     let n = NeuronInfo {
                         uid: *uid,
+                        registered_at: 0,
                         ..n.clone()
                     };
                     neurons
@@ -331,6 +333,7 @@ impl LocalChain {
                         validator_permit: false,
                         axon: String::from_utf8_lossy(&axon).into_owned(),
                         peer: String::from_utf8_lossy(&peer).into_owned(),
+                        registered_at: head.number,
                     };
                     neurons
                         .insert(&neuron_key(ext.netuid, uid)[..], n.encode().as_slice())
@@ -555,6 +558,32 @@ impl Chain for LocalChain {
     fn winner(&self, netuid: u16) -> Result<Option<u16>, ChainError> {
         let mg = self.metagraph(netuid)?;
         winner_of(&mg, &self.weights(netuid)?)
+    }
+
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
+        // stakes and permits are fixed at genesis here; only registrations change the set
+        let mut mg = self.metagraph(netuid)?;
+        if block > mg.block {
+            return Err(ChainError::Malformed(format!(
+                "block {block} is past the head {}",
+                mg.block
+            )));
+        }
+        mg.neurons.retain(|n| n.registered_at <= block);
+        mg.block = block;
+        Ok(mg)
+    }
+
+    fn winner_at(&self, netuid: u16, block: u64) -> Result<Option<u16>, ChainError> {
+        let mg = self.metagraph_at(netuid, block)?;
+        let mut latest = Vec::new();
+        for n in mg.neurons.iter().filter(|n| n.validator_permit) {
+            let history = self.weights_history(netuid, &n.hotkey)?;
+            if let Some(w) = history.into_iter().rev().find(|w| w.block < block) {
+                latest.push(w);
+            }
+        }
+        winner_of(&mg, &latest)
     }
 }
 

@@ -4,7 +4,8 @@
 //! `GET /chain/v1/head`, `GET /chain/v1/blocks/{number}`, `GET /chain/v1/subnets/{netuid}/params`,
 //! `GET /chain/v1/subnets/{netuid}/metagraph`, `GET /chain/v1/subnets/{netuid}/commitments/{ss58}`,
 //! `GET /chain/v1/subnets/{netuid}/commitments?from=A&to=B`, `GET /chain/v1/subnets/{netuid}/weights`, `GET /chain/v1/subnets/{netuid}/weights/{ss58}`,
-//! `GET /chain/v1/subnets/{netuid}/winner`, `GET /chain/v1/nonces/{ss58}`, and
+//! `GET /chain/v1/subnets/{netuid}/winner` (`metagraph` and `winner` take `?at=BLOCK` to read
+//! as of a block), `GET /chain/v1/nonces/{ss58}`, and
 //! `POST /chain/v1/submit` with the extrinsic's wire bytes (`application/octet-stream`, at most
 //! 64 KiB). Errors come back as `{"error": kind, "detail": …}` with a 4xx/5xx status.
 //!
@@ -27,6 +28,11 @@ use tally_core::Hotkey;
 pub const MAX_SUBMIT_BYTES: usize = 64 * 1024;
 
 type Shared = Arc<dyn Chain>;
+
+#[derive(serde::Deserialize)]
+struct At {
+    at: Option<u64>,
+}
 
 #[derive(serde::Deserialize)]
 struct BlockRange {
@@ -91,7 +97,14 @@ pub fn router(chain: Shared) -> Router {
         )
         .route(
             "/chain/v1/subnets/{netuid}/metagraph",
-            get(|State(c): State<Shared>, Path(n): Path<u16>| blocking(c, move |c| c.metagraph(n))),
+            get(
+                |State(c): State<Shared>, Path(n): Path<u16>, Query(a): Query<At>| {
+                    blocking(c, move |c| match a.at {
+                        Some(b) => c.metagraph_at(n, b),
+                        None => c.metagraph(n),
+                    })
+                },
+            ),
         )
         .route(
             "/chain/v1/subnets/{netuid}/commitments/{hotkey}",
@@ -125,7 +138,14 @@ pub fn router(chain: Shared) -> Router {
         )
         .route(
             "/chain/v1/subnets/{netuid}/winner",
-            get(|State(c): State<Shared>, Path(n): Path<u16>| blocking(c, move |c| c.winner(n))),
+            get(
+                |State(c): State<Shared>, Path(n): Path<u16>, Query(a): Query<At>| {
+                    blocking(c, move |c| match a.at {
+                        Some(b) => c.winner_at(n, b),
+                        None => c.winner(n),
+                    })
+                },
+            ),
         )
         .route(
             "/chain/v1/nonces/{hotkey}",

@@ -1,6 +1,6 @@
 //! The chain as the validator machine sees it: [`read_snapshot`] answers the machine's
-//! `ReadChain` effect (parameters, metagraph and challenge seeds) from any [`Chain`], so the
-//! tokio driver and the simulator read the chain the same way.
+//! `ReadChain` effect (parameters, the metagraph as of the epoch's first block, and challenge
+//! seeds) from any [`Chain`], so the tokio driver and the simulator read the chain the same way.
 
 use crate::Chain;
 use tally_protocol::view::challenge_seed;
@@ -29,19 +29,20 @@ pub fn read_snapshot(
     at_block: u64,
 ) -> Result<ChainSnapshot, String> {
     let p = chain.params(netuid).map_err(|e| e.to_string())?;
-    let mg = chain.metagraph(netuid).map_err(|e| e.to_string())?;
     let clock = EpochClock {
         length: p.epoch_length,
         offset: p.epoch_offset,
     };
-    let head = chain
-        .head()
-        .map_err(|e| e.to_string())?
-        .number
-        .max(at_block);
+    let chain_head = chain.head().map_err(|e| e.to_string())?.number;
+    let head = chain_head.max(at_block);
     let epoch = clock
         .epoch_of(head)
         .ok_or_else(|| "the chain has not reached epoch 0".to_string())?;
+    // the run of this epoch reads the metagraph as of its first block, whenever it is asked
+    let at = tally_protocol::rules::metagraph_block(&clock, epoch).min(chain_head);
+    let mg = chain
+        .metagraph_at(netuid, at)
+        .map_err(|e| e.to_string())?;
     let mut seeds = Vec::new();
     for e in [epoch.saturating_sub(1), epoch] {
         if let Some(b) = chain.block(clock.start_of(e)).map_err(|e| e.to_string())? {

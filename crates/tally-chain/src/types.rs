@@ -87,6 +87,9 @@ pub struct NeuronInfo {
     pub axon: String,
     /// Its libp2p multiaddr, possibly empty.
     pub peer: String,
+    /// The block it registered in (0 for genesis neurons).
+    #[serde(default)]
+    pub registered_at: u64,
 }
 
 /// A subnet's neurons at a block.

@@ -40,6 +40,7 @@ fn genesis() -> Genesis {
                 validator_permit: permit,
                 axon: format!("127.0.0.1:{}", 9000 + i as u16),
                 peer: String::new(),
+                registered_at: 0,
             },
         )
     };
@@ -174,6 +175,31 @@ fn weights_rules_and_winner() {
     let hist = c.weights_history(NET, &key(1).hotkey()).unwrap();
     assert_eq!(hist.iter().map(|h| h.block).collect::<Vec<_>>(), vec![0, 3]);
     assert_eq!(c.weights(NET).unwrap().len(), 2);
+    // as of a block: only weights included strictly before it count
+    assert_eq!(c.winner_at(NET, 0).unwrap(), None);
+    assert_eq!(c.winner_at(NET, 1).unwrap(), Some(2));
+    assert_eq!(c.winner_at(NET, 3).unwrap(), Some(2));
+    assert!(c.winner_at(NET, 4).is_err(), "a block past the head is refused");
+    c.produce_block(9_000).unwrap();
+    assert_eq!(c.winner_at(NET, 4).unwrap(), Some(3));
+}
+
+#[test]
+fn metagraph_as_of_a_block_leaves_out_later_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir);
+    c.produce_block(1_000).unwrap();
+    c.produce_block(2_000).unwrap();
+    submit_call(&c, &key(5), NET, extrinsic::register("127.0.0.1:1", "").unwrap()).unwrap();
+    let now = c.metagraph(NET).unwrap();
+    let before = c.metagraph_at(NET, 1).unwrap();
+    assert_eq!(now.neurons.len(), before.neurons.len() + 1);
+    assert_eq!(before.block, 1);
+    assert!(before.by_hotkey(&key(5).hotkey()).is_none());
+    assert_eq!(
+        c.metagraph_at(NET, 2).unwrap().by_hotkey(&key(5).hotkey()).map(|n| n.registered_at),
+        Some(2)
+    );
 }
 
 #[test]
@@ -298,6 +324,8 @@ async fn the_same_chain_over_http() {
         let remote = HttpChain::new(&format!("http://{addr}"), Duration::from_secs(5));
         assert_eq!(remote.head().unwrap(), local2.head().unwrap());
         assert_eq!(remote.metagraph(NET).unwrap(), local2.metagraph(NET).unwrap());
+        assert_eq!(remote.metagraph_at(NET, 0).unwrap(), local2.metagraph_at(NET, 0).unwrap());
+        assert_eq!(remote.winner_at(NET, 0).unwrap(), local2.winner_at(NET, 0).unwrap());
         assert_eq!(remote.params(NET).unwrap(), params());
         submit_call(&remote, &key(1), NET, extrinsic::commit(vec![4; 8]).unwrap()).unwrap();
         assert_eq!(remote.commitments(NET, &key(1).hotkey()).unwrap(), local2.commitments(NET, &key(1).hotkey()).unwrap());

@@ -9,12 +9,13 @@
 //! its signature, or any weights that differ, make the run's verdict a mismatch.
 
 use std::collections::{BTreeMap, BTreeSet};
-use tally_chain::local::winner_of;
 use tally_chain::{Chain, ChainError, WeightsSet};
 use tally_consensus::equivocation::Equivocation;
 use tally_consensus::{decide_run, Params, RunInput};
 use tally_core::{Hotkey, ScoreReport};
-use tally_protocol::rules::{counting_commitment, is_eligible, reveal_close_block};
+use tally_protocol::rules::{
+    counting_commitment, incumbent_block, is_eligible, metagraph_block, reveal_close_block,
+};
 use tally_protocol::{EpochClock, PhaseWindows};
 use tally_validator::{check_report, uid_weights, Exclusion, Member};
 
@@ -57,6 +58,7 @@ pub fn audit(
 ) -> Result<Vec<RunVerdict>, ChainError> {
     let params = chain.params(netuid)?;
     let mg = chain.metagraph(netuid)?;
+    let head = mg.block;
     let clock = EpochClock {
         length: params.epoch_length,
         offset: params.epoch_offset,
@@ -102,16 +104,19 @@ pub fn audit(
     for n in mg.neurons.iter().filter(|n| n.validator_permit) {
         history.extend(chain.weights_history(netuid, &n.hotkey)?);
     }
-    let eligible: Vec<_> = mg
-        .neurons
-        .iter()
-        .filter(|n| is_eligible(n.validator_permit, n.stake, params.min_validator_stake))
-        .cloned()
-        .collect();
-    let members: Vec<Member> = crate::validator::members_of(&mg);
 
     let mut out = Vec::new();
     for run in runs {
+        // the metagraph and incumbent as of the blocks the run fixes: what every honest
+        // validator read (tally_protocol::rules)
+        let mg = chain.metagraph_at(netuid, metagraph_block(&clock, run).min(head))?;
+        let eligible: Vec<_> = mg
+            .neurons
+            .iter()
+            .filter(|n| is_eligible(n.validator_permit, n.stake, params.min_validator_stake))
+            .cloned()
+            .collect();
+        let members: Vec<Member> = crate::validator::members_of(&mg);
         let mut problems = problems_any.clone();
         let mut excluded = Vec::new();
         let mut accepted: BTreeMap<Hotkey, ScoreReport> = BTreeMap::new();
@@ -156,17 +161,11 @@ pub fn audit(
                 excluded.push((n.hotkey, "no_valid_report_in_evidence".to_string()));
             }
         }
-        // the incumbent: the chain's winner before this run's weights were set
-        let cutoff = reveal_close_block(&clock, &windows, run);
-        let mut latest: BTreeMap<Hotkey, WeightsSet> = BTreeMap::new();
-        for w in history.iter().filter(|w| w.block < cutoff) {
-            if latest.get(&w.validator).is_none_or(|x| x.block <= w.block) {
-                latest.insert(w.validator, w.clone());
-            }
-        }
-        let incumbent = winner_of(&mg, &latest.into_values().collect::<Vec<_>>())?
+        let incumbent = chain
+            .winner_at(netuid, incumbent_block(&clock, &windows, run).min(head))?
             .and_then(|u| mg.by_uid(u))
             .map(|n| n.hotkey);
+        let cutoff = reveal_close_block(&clock, &windows, run);
         let input = RunInput {
             eligible_stake: eligible.iter().map(|n| n.stake as u128).sum(),
             reports: accepted

@@ -462,8 +462,10 @@ impl Driver {
                     }
                 })
             }
-            Effect::ReadIncumbent { req, run } => {
-                let read = self.chain_read(move |c| c.winner(netuid).map_err(|e| e.to_string()));
+            Effect::ReadIncumbent { req, run, at_block } => {
+                let read = self.chain_read(move |c| {
+                    c.winner_at(netuid, at_block).map_err(|e| e.to_string())
+                });
                 self.answer(async move {
                     Input::Incumbent {
                         req,

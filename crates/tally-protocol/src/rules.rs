@@ -10,6 +10,10 @@
 //!   report can be copied into a commitment that counts.
 //! * [`reveal_open_block`] / [`reveal_close_block`]: the first block at which a run's reveal
 //!   window is open, and the first at which it has closed (aggregation starts there).
+//! * [`metagraph_block`] / [`incumbent_block`]: the blocks a run reads the chain at: eligible
+//!   validators, stakes and miners as of the run's first block; the incumbent as of the block its
+//!   reveal window opens. Every honest validator and `tally audit` read the same values, whatever
+//!   weights byzantine validators set later.
 
 use crate::clock::{EpochClock, PhaseWindows, Window};
 use parity_scale_codec::{Decode, Encode};
@@ -59,6 +63,17 @@ pub fn reveal_open_block(clock: &EpochClock, windows: &PhaseWindows, run: u64) -
 /// The first block at which `run`'s reveal window has closed: aggregation starts there.
 pub fn reveal_close_block(clock: &EpochClock, windows: &PhaseWindows, run: u64) -> u64 {
     windows.validator_reveal.end_block(clock, run)
+}
+
+/// The block whose metagraph (eligible validators, stakes, miners) a run uses: its first.
+pub fn metagraph_block(clock: &EpochClock, run: u64) -> u64 {
+    clock.start_of(run)
+}
+
+/// The block as of which a run reads the incumbent: the one at which its reveal window opens
+/// (weights included in earlier blocks count, later ones do not).
+pub fn incumbent_block(clock: &EpochClock, windows: &PhaseWindows, run: u64) -> u64 {
+    reveal_open_block(clock, windows, run)
 }
 
 /// The blocks `[from, to)` in which a commitment for `run` can count.

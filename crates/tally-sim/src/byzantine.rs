@@ -12,6 +12,7 @@
 //! | `commit-late` | skips its commitment, copies a peer's revealed report and commits to it late | a lazy validator copying weights | excluded (`no_commitment`) |
 //! | `split-view` | shows its report to some peers only, publishes nothing in the DHT | a validator splitting honest views | honest validators still agree |
 //! | `lone-score` | scores only its lowest miner, at 1.0, abstaining on every other | a minority deciding a miner honest validators abstained on | kept; the coverage rule leaves a miner unscored unless the quorum's share of eligible stake scored it |
+//! | `sway` | sets weights every block, alternating between its runner-up miner and the burn uid, so the live winner on chain changes from block to block | a validator making honest validators crown different miners | honest validators read the incumbent as of the block the run fixes and agree |
 //! | `silent` | goes silent mid-run, after committing | a validator that stalls the subnet | excluded (`no_report`); quorum holds while honest stake suffices |
 
 use parity_scale_codec::Encode;
@@ -41,11 +42,13 @@ pub enum Strategy {
     Silent,
     /// Score one miner only, at 1.0.
     LoneScore,
+    /// Flip the weights on chain every block.
+    Sway,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 10] = [
         Strategy::Inflate,
         Strategy::Equivocate,
         Strategy::Copy,
@@ -55,6 +58,7 @@ impl Strategy {
         Strategy::SplitView,
         Strategy::Silent,
         Strategy::LoneScore,
+        Strategy::Sway,
     ];
     /// The strategies the devnet offers (they need nothing but HTTP, the DHT and the chain).
     pub const DEVNET: [Strategy; 5] = [
@@ -77,13 +81,14 @@ impl Strategy {
             Strategy::SplitView => "split-view",
             Strategy::Silent => "silent",
             Strategy::LoneScore => "lone-score",
+            Strategy::Sway => "sway",
         }
     }
 
     /// The reason honest validators give when they leave this strategy out, if they do.
     pub fn expected_exclusion(self) -> Option<&'static str> {
         match self {
-            Strategy::Inflate | Strategy::SplitView | Strategy::LoneScore => None,
+            Strategy::Inflate | Strategy::SplitView | Strategy::LoneScore | Strategy::Sway => None,
             Strategy::Equivocate => Some("equivocation"),
             Strategy::Copy => Some("commitment_mismatch"),
             Strategy::Withhold | Strategy::Silent => Some("no_report"),
@@ -122,6 +127,9 @@ pub struct Byzantine {
     copying: std::collections::BTreeMap<u64, Option<u64>>,
     next_req: u64,
     silent: bool,
+    /// `sway`: the uids it alternates between (runner-up, burn).
+    sway: Option<(u16, u16)>,
+    burn: u16,
 }
 
 impl Byzantine {
@@ -136,6 +144,8 @@ impl Byzantine {
             copying: Default::default(),
             next_req: OWN_REQ,
             silent: false,
+            sway: None,
+            burn: 0,
         }
     }
 
@@ -284,8 +294,24 @@ impl Actor for Byzantine {
             return Vec::new();
         }
         let input = match input {
+            Input::Scored {
+                run,
+                result: Ok(scores),
+            } if self.strategy == Strategy::Sway => {
+                let mut ranked = scores.clone();
+                ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let uid = |h: &Hotkey| self.members.iter().find(|m| m.hotkey == *h).map(|m| m.uid);
+                if let Some(second) = ranked.get(1).and_then(|e| uid(&e.0)) {
+                    self.sway = Some((second, self.burn));
+                }
+                Input::Scored {
+                    run,
+                    result: Ok(scores),
+                }
+            }
             Input::Snapshot { req, result: Ok(s) } => {
                 self.members = s.members.clone();
+                self.burn = s.params.burn_uid;
                 Input::Snapshot { req, result: Ok(s) }
             }
             Input::Scored {
@@ -343,6 +369,13 @@ impl Actor for Byzantine {
             _ => None,
         };
         let mut out = Vec::new();
+        if let (Input::Head(h), Some((a, b))) = (&input, self.sway) {
+            let uid = if h.number % 2 == 0 { a } else { b };
+            out.push(Effect::SetWeights {
+                run: u64::MAX,
+                weights: vec![(uid, u16::MAX)],
+            });
+        }
         if let Input::Head(_) = &input {
             let retry: Vec<u64> = self
                 .copying

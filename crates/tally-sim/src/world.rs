@@ -312,14 +312,18 @@ impl World {
         let miners: Vec<Keypair> = (0..cfg.miners)
             .map(|i| key_for(cfg.seed, "miner", i))
             .collect();
-        // one clear best miner (0.9); the others spread over [0.1, 0.7]
+        // a best miner (0.9), a runner-up inside the hysteresis margin (0.87: which of the two
+        // wins depends on the incumbent), the others spread over [0.1, 0.7]
         let best = rng.gen_range(0..cfg.miners);
+        let runner_up = (best + 1) % cfg.miners.max(1);
         let qualities: Vec<(Hotkey, u32)> = miners
             .iter()
             .enumerate()
             .map(|(i, k)| {
                 let q = if i == best {
                     900_000_000
+                } else if i == runner_up {
+                    870_000_000
                 } else {
                     100_000_000 + (600_000_000u64 * i as u64 / cfg.miners.max(2) as u64) as u32
                 };
@@ -739,7 +743,9 @@ impl World {
             Effect::ReadCommitments { req, run, from, to } => {
                 t.update((9u8, req, run, from, to).encode())
             }
-            Effect::ReadIncumbent { req, run } => t.update((10u8, req, run).encode()),
+            Effect::ReadIncumbent { req, run, at_block } => {
+                t.update((10u8, req, run, at_block).encode())
+            }
             Effect::FetchOwnerPick { req, run } => t.update((11u8, req, run).encode()),
             Effect::SetWeights { run, weights } => t.update((12u8, run, weights).encode()),
         }
@@ -913,8 +919,11 @@ impl World {
                 let d = self.latency(5, 100);
                 self.answer(i, d, Input::Commitments { req, run, result });
             }
-            Effect::ReadIncumbent { req, run } => {
-                let result = self.chain.winner(NETUID).map_err(|e| e.to_string());
+            Effect::ReadIncumbent { req, run, at_block } => {
+                let result = self
+                    .chain
+                    .winner_at(NETUID, at_block)
+                    .map_err(|e| e.to_string());
                 let d = self.latency(5, 100);
                 self.answer(i, d, Input::Incumbent { req, run, result });
             }

@@ -107,3 +107,22 @@ fn a_minority_cannot_decide_a_miner_honest_validators_abstained_on() {
         assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
     }
 }
+
+#[test]
+fn weights_flipped_on_chain_every_block_do_not_split_the_incumbent() {
+    // a byzantine validator flips its weights every block between its runner-up and the burn
+    // uid, so the live winner on chain changes while honest validators aggregate a few blocks
+    // apart; they read the incumbent as of the block the run fixes, so they crown the same miner
+    for seed in 1..=16 {
+        let mut c = SimConfig::new(seed);
+        c.byzantine = vec![Strategy::Sway, Strategy::Sway];
+        // lost requests and partitions spread the honest validators' aggregation over blocks
+        c.faults = Faults {
+            loss_permille: 200,
+            partitions: true,
+            ..Faults::default()
+        };
+        let r = run(c);
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+    }
+}

@@ -107,7 +107,8 @@ impl Machine {
         if want_inc {
             let req = self.req();
             agg.inc_req = Some(req);
-            out.push(Effect::ReadIncumbent { req, run });
+            let at_block = tally_protocol::rules::incumbent_block(&clock, &w, run);
+            out.push(Effect::ReadIncumbent { req, run, at_block });
         }
         if want_pick {
             let req = self.req();

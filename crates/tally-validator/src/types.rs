@@ -382,6 +382,8 @@ pub enum Effect {
         req: u64,
         /// The run.
         run: u64,
+        /// The block to read it as of (`tally_protocol::rules::incumbent_block`).
+        at_block: u64,
     },
     /// Ask the owner for its pick; answer with [`Input::OwnerPick`].
     FetchOwnerPick {
