@@ -10,9 +10,12 @@
 //! * [`Dht::get`] returns the record of `(kind, epoch, publisher)` only if it passes the
 //!   predicate in read mode (the local copy first, then the network; invalid values returned by
 //!   peers are dropped and counted); [`Dht::get_many`] does so for many publishers at once;
-//! * [`Dht::rejections`] streams every refusal with its reason, and [`Dht::reject_counts`]
-//!   counts them per reason for metrics; [`Dht::evidence`] keeps conflicting signed pairs
-//!   (a second, different commit from one publisher for one slot);
+//! * [`Dht::rejections`] streams every refusal by the predicate with its reason, and
+//!   [`Dht::reject_counts`] counts them per reason for metrics; records the predicate accepts
+//!   but the store's quotas refuse (see [`crate::store`]: per publisher and kind, per kind,
+//!   in all) are counted by [`Dht::store_refusals`], and records evicted for newer ones by
+//!   [`Dht::store_evictions`]; [`Dht::evidence`] keeps conflicting signed pairs (a second,
+//!   different commit from one publisher for one slot);
 //! * [`Dht::put_raw`] sends arbitrary bytes to connected peers without any local check: an
 //!   adversary's tool, used by the tests to prove that the *receivers* refuse bad records.
 //!
@@ -21,7 +24,7 @@
 //! queue, pending queries, the store (see [`crate::store`]), the evidence list, the rejection
 //! channel and the hotkey-to-peer map all have caps.
 
-use crate::store::{BoundedStore, StoreLimits};
+use crate::store::{BoundedStore, Refusal, StoreCounters, StoreLimits};
 use futures::StreamExt;
 use libp2p::kad::{
     self, store::RecordStore, GetRecordOk, InboundRequest, PeerRecord, QueryId, QueryResult,
@@ -63,7 +66,9 @@ pub struct DhtConfig {
     pub listen: Multiaddr,
     /// Peers to dial at start (with `/p2p/<peer id>`).
     pub bootstrap: Vec<Multiaddr>,
-    /// Store caps.
+    /// Store caps and quotas (per publisher and kind, per kind, in all). The default,
+    /// [`StoreLimits::default`], is sized for 256 registered hotkeys and 64 validators; size it
+    /// to the subnet with [`StoreLimits::sized_for`].
     pub limits: StoreLimits,
     /// Timeout of one Kademlia query.
     pub query_timeout: Duration,
@@ -82,11 +87,7 @@ impl Default for DhtConfig {
                 .parse()
                 .expect("a valid literal multiaddr"),
             bootstrap: Vec::new(),
-            limits: StoreLimits {
-                max_records: 16_384,
-                max_value_bytes: MAX_RECORD_BYTES,
-                max_total_bytes: 512 * 1024 * 1024,
-            },
+            limits: StoreLimits::default(),
             query_timeout: Duration::from_secs(10),
             replication_factor: 8,
             max_pending_queries: 4_096,
@@ -137,9 +138,12 @@ pub enum DhtError {
     /// The swarm could not be built or could not listen.
     #[error("transport: {0}")]
     Transport(String),
-    /// The store refused the record (full).
+    /// The local store failed to take the record.
     #[error("local store: {0}")]
     Store(String),
+    /// The local store's quotas refused our own record.
+    #[error("local store refused the record: {0}")]
+    StoreRefused(Refusal),
 }
 
 #[derive(NetworkBehaviour)]
@@ -188,6 +192,7 @@ struct Shared {
     counts: [AtomicU64; Reject::ALL.len()],
     peers: Mutex<BTreeMap<Hotkey, PeerId>>,
     rejections: broadcast::Sender<Rejection>,
+    store: Arc<StoreCounters>,
 }
 
 impl Shared {
@@ -259,6 +264,7 @@ impl Dht {
             kcfg.set_replication_factor(k);
         }
         let store = BoundedStore::new(peer_id, config.limits);
+        let store_counters = store.counters();
         let mut kad = kad::Behaviour::with_config(peer_id, store, kcfg);
         kad.set_mode(Some(kad::Mode::Server));
         let identify = identify::Behaviour::new(identify::Config::new(
@@ -292,6 +298,7 @@ impl Dht {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             peers: Mutex::new(BTreeMap::new()),
             rejections: rej_tx,
+            store: store_counters,
         });
         let (tx, rx) = mpsc::channel(1024);
         let mut ev = EventLoop {
@@ -446,6 +453,17 @@ impl Dht {
             .collect()
     }
 
+    /// Records the predicate accepted but the store refused, per reason (publisher or kind
+    /// over its quota, store full, ...).
+    pub fn store_refusals(&self) -> BTreeMap<Refusal, u64> {
+        self.shared.store.refusals()
+    }
+
+    /// Records the store evicted to make room for newer ones of their kind.
+    pub fn store_evictions(&self) -> u64 {
+        self.shared.store.evictions()
+    }
+
     /// Conflicting signed pairs kept as evidence.
     pub fn evidence(&self) -> Vec<Evidence> {
         self.shared
@@ -568,18 +586,13 @@ impl EventLoop {
         res
     }
 
-    fn store(&mut self, v: &Verdict, now: u64) -> Result<(), DhtError> {
+    fn store(&mut self, v: &Verdict, now: u64) -> Result<(), Refusal> {
         if v.replica {
             return Ok(());
         }
         let mut rec = Record::new(RecordKey::new(&v.record.key()), v.record.to_bytes());
         rec.expires = Some(expiry_instant(v.record.body().expires_at_ms, now));
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .store_mut()
-            .put(rec)
-            .map_err(|e| DhtError::Store(e.to_string()))
+        self.swarm.behaviour_mut().kad.store_mut().try_put(rec)
     }
 
     fn pending(&self) -> usize {
@@ -605,7 +618,13 @@ impl EventLoop {
                 let now = (self.clock)();
                 let mut rec = Record::new(RecordKey::new(&key), bytes);
                 rec.expires = Some(expiry_instant(v.record.body().expires_at_ms, now));
-                match self.swarm.behaviour_mut().kad.put_record(rec, Quorum::One) {
+                // the store first, for a typed refusal; kad's put below replaces the copy
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if let Err(r) = kad.store_mut().try_put(rec.clone()) {
+                    let _ = reply.send(Err(DhtError::StoreRefused(r)));
+                    return;
+                }
+                match kad.put_record(rec, Quorum::One) {
                     Ok(id) => {
                         self.puts.insert(id, reply);
                     }
@@ -739,7 +758,10 @@ impl EventLoop {
                     Some(source),
                 ) {
                     if let Err(e) = self.store(&v, now) {
-                        warn!("accepted record not stored: {e}");
+                        // counted by the store; debug only, a flood must not flood the log
+                        let b = v.record.body();
+                        debug!(reason = e.name(), kind = b.kind.name(), publisher = %b.publisher,
+                               from = %source, "accepted record not stored");
                     }
                 }
             }

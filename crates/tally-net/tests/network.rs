@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tally_core::{BoundedBytes, BoundedVec, Hotkey, Keypair};
 use tally_net::reveals::{fetch_reveals, snapshot_commits, RevealFailure};
-use tally_net::{system_clock, Dht, DhtConfig};
+use tally_net::{system_clock, Dht, DhtConfig, StoreLimits};
 use tally_protocol::payload::{hoster_commitment, Commit, HosterReveal, Payload};
 use tally_protocol::predicate::Reject;
 use tally_protocol::view::challenge_seed;
@@ -81,9 +81,16 @@ fn view_at(mg: &Metagraph, block: u64) -> ChainView {
 }
 
 async fn start(block: u64) -> Net {
+    start_with(block, StoreLimits::default()).await
+}
+
+async fn start_with(block: u64, limits: StoreLimits) -> Net {
     let mg = metagraph();
     let first = Dht::start(
-        DhtConfig::default(),
+        DhtConfig {
+            limits,
+            ..DhtConfig::default()
+        },
         libp2p::identity::Keypair::generate_ed25519(),
         key(0),
         view_at(&mg, block),
@@ -96,6 +103,7 @@ async fn start(block: u64) -> Net {
     for i in 1..=HONEST {
         let cfg = DhtConfig {
             bootstrap: vec![boot.clone()],
+            limits,
             ..DhtConfig::default()
         };
         let n = Dht::start(
@@ -615,4 +623,77 @@ async fn replaced_commit_after_reveals_is_refused_and_mismatched_reveal_rejected
         snapshot_commits(consumer, &mut book, Kind::HosterCommit, 2, &hosters).await,
         None
     );
+}
+
+/// The review finding over real sockets (issue 9, item 13): a registered hoster floods every
+/// node with long-lived hoster commits, one per epoch (one slot per epoch) across many
+/// epochs, into stores whose record cap is smaller than the flood. Each node keeps only the
+/// flooder's quota of them (its newest two), and a validator's commit afterwards still
+/// stores on every node. Without the quotas the flood fills every store and the validator's
+/// own publish is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_hoster_cannot_crowd_out_a_validators_commit() {
+    const FLOOD: u64 = 24;
+    let limits = StoreLimits {
+        max_records: 16,
+        ..StoreLimits::default()
+    };
+    let net = start_with(220, limits).await;
+    let adv = &net.adv_key;
+    let out = Tensor::f32(&[1], &[1.0]).unwrap();
+    let long = (system_clock())() + 3 * 86_400_000 - 60_000; // the longest expiry allowed
+    let mut flood = Vec::new();
+    for e in 2..2 + FLOOD {
+        net.set_block(e * 100 + 20); // epoch e's hoster-commit window
+        let r = signed(
+            Kind::HosterCommit,
+            e,
+            adv,
+            commit_payload([e as u8; 32], &out),
+            long,
+        );
+        net.adversary.put_raw(r.key(), r.to_bytes()).await.unwrap();
+        // every node took it, or (without quotas) its store is full
+        wait_for(
+            async || {
+                for n in &net.nodes {
+                    let full = n.stored().await.unwrap().0 >= limits.max_records;
+                    if !full && n.held(r.key()).await.unwrap().is_none() {
+                        return false;
+                    }
+                }
+                true
+            },
+            &format!("flood record of epoch {e}"),
+        )
+        .await;
+        flood.push(r.key());
+    }
+    // the validator-commit window of the last epoch: validator 0 commits
+    let last = 1 + FLOOD;
+    net.set_block(last * 100 + 70);
+    let key = net.nodes[0]
+        .publish(Kind::ValidatorCommit, last, Commit([9; 32]).encode(), TTL)
+        .await
+        .expect("a validator's commit in a flooded store");
+    wait_for(
+        async || net.holders(key).await == HONEST,
+        "the validator's commit on every node",
+    )
+    .await;
+    // each node keeps the flooder's newest two
+    for (i, n) in net.nodes.iter().enumerate() {
+        let mut held = Vec::new();
+        for (e, k) in (2..).zip(&flood) {
+            if n.held(*k).await.unwrap().is_some() {
+                held.push(e);
+            }
+        }
+        assert_eq!(
+            held,
+            vec![last - 1, last],
+            "node {i} holds the flooder's records of epochs {held:?}"
+        );
+        assert!(n.store_evictions() >= FLOOD - 2, "node {i}");
+    }
 }
