@@ -18,7 +18,7 @@ use tally_node::submissions::{router, upload, Registry};
 async fn validator_runs_the_roster_it_verified() {
     let owner = Keypair::from_seed(&[1; 32]);
     let fam_id = FamilyId::new("inference").unwrap();
-    let reg = Arc::new(Registry::new(owner.clone(), 1, fam_id.clone()));
+    let reg = Arc::new(Registry::in_memory(owner.clone(), 1, fam_id.clone()).unwrap());
     let miners: Vec<(Keypair, Variant)> = [Variant::Faithful, Variant::Noisy, Variant::Lazy]
         .into_iter()
         .enumerate()
@@ -29,7 +29,8 @@ async fn validator_runs_the_roster_it_verified() {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, router(reg)).await });
+    let served = reg.clone();
+    tokio::spawn(async move { axum::serve(listener, router(served)).await });
 
     let a = addr.clone();
     let (good, wrong_pin) = tokio::task::spawn_blocking(move || {
@@ -53,6 +54,8 @@ async fn validator_runs_the_roster_it_verified() {
                 .unwrap();
             assert_eq!(r.status().as_u16(), 201);
         }
+        // the chain reaches run 4: the owner signs its roster once
+        reg.freeze(4, 4).unwrap();
         let rt = Arc::new(WasmRuntime::new().unwrap());
         let family = Arc::new(Inference::new(mlp, &rt, Limits::default()).unwrap());
         let validator = Keypair::from_seed(&[5; 32]);

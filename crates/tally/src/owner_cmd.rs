@@ -1,6 +1,7 @@
-//! `tally owner --config FILE`: the owner service. Accepts miner submissions, builds and signs
-//! the roster of each run, serves rosters and archives, and serves its own weight pick (for
-//! `owner` and `shadow` modes), which it computes by running the submissions itself.
+//! `tally owner --config FILE`: the owner service. Accepts miner submissions, signs the roster
+//! of each run once when the chain reaches it (kept in its database, never rebuilt), serves
+//! rosters and archives, and serves its own weight pick (for `owner` and `shadow` modes), which
+//! it computes once per run, off the request path, by running the submissions itself.
 
 use crate::Failure;
 use anyhow::{anyhow, Context};
@@ -23,7 +24,11 @@ CONFIG (JSON):
   {\"listen\": \"127.0.0.1:8800\", \"netuid\": 1, \"family\": \"inference\",
    \"owner_key\": \"/path/to/hotkey.json\" | \"owner_seed\": \"0x…\",
    \"miners\": [\"5…\", …],            (registered miners allowed to submit)
-   \"chain\": \"http://127.0.0.1:9944\",  (optional: also allow the subnet's registered miners)
+   \"chain\": \"http://127.0.0.1:9944\",  (the chain: rosters and picks are made when it reaches
+                                     a run; its registered miners may also submit. Without it
+                                     no roster is ever signed.)
+   \"db\": \"owner.redb\",               (optional: the owner's database, default next to the
+                                     config file)
    \"model_seed\": 7}
 Routes: POST /v1/submissions, GET /v1/runs/{run}/roster, GET /v1/submissions/{id}/archive,
 GET /v1/weights?run=R, GET /healthz.")]
@@ -45,6 +50,7 @@ struct Config {
     #[serde(default)]
     miners: Vec<String>,
     chain: Option<String>,
+    db: Option<PathBuf>,
     #[serde(default = "default_model_seed")]
     model_seed: u64,
     /// Devnets: pick the best of `miners` by the synthetic scorer's hidden qualities from this
@@ -87,7 +93,16 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
         )));
     }
     let family_id = FamilyId::new(&cfg.family).map_err(Failure::input)?;
-    let reg = Arc::new(Registry::new(key.clone(), cfg.netuid, family_id));
+    let db = cfg.db.clone().unwrap_or_else(|| {
+        a.config
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("owner.redb")
+    });
+    let reg = Arc::new(
+        Registry::open(&db, key.clone(), cfg.netuid, family_id)
+            .map_err(|e| Failure::input(anyhow!("{e}")))?,
+    );
     for m in &cfg.miners {
         let hk: Hotkey = m
             .parse()
@@ -172,33 +187,16 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let book = Arc::new(owner::PickBook::default());
     rt.block_on(async move {
-        if let Some(url) = cfg.chain.clone() {
-            let (reg, netuid) = (reg.clone(), cfg.netuid);
-            tokio::spawn(async move {
-                loop {
-                    let url2 = url.clone();
-                    let mg = tokio::task::spawn_blocking(move || {
-                        HttpChain::new(&url2, Duration::from_secs(5)).metagraph(netuid)
-                    })
-                    .await;
-                    match mg {
-                        Ok(Ok(mg)) => {
-                            if let Ok(mut m) = reg.miners.write() {
-                                m.extend(
-                                    mg.neurons
-                                        .iter()
-                                        .filter(|n| !n.validator_permit)
-                                        .map(|n| n.hotkey),
-                                );
-                            }
-                        }
-                        Ok(Err(e)) => tracing::warn!("cannot read the metagraph: {e}"),
-                        Err(e) => tracing::warn!("{e}"),
-                    }
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                }
-            });
+        match cfg.chain.clone() {
+            Some(url) => {
+                let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&url, Duration::from_secs(5)));
+                tokio::spawn(watch_chain(chain, cfg.netuid, reg.clone(), book.clone(), pick));
+            }
+            None => eprintln!(
+                "warning: no chain in the config: no roster will be signed and no pick computed"
+            ),
         }
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
@@ -210,11 +208,76 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
             cfg.netuid,
             listener.local_addr()?
         );
-        let app = owner::router(pick).merge(submissions::router(reg));
+        let app = owner::router(book).merge(submissions::router(reg));
         tokio::select! {
-            r = axum::serve(listener, app) => r?,
+            r = tally_chain::http_server::serve(
+                listener,
+                app,
+                tally_chain::http_server::Limits::default()
+                    .with_max_body(tally_node::submissions::MAX_ARCHIVE + 64 * 1024),
+            ) => r?,
             _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
         }
         Ok::<u8, Failure>(0)
     })
+}
+
+/// Follows the chain: refreshes the registered miners, and when the chain reaches a new run
+/// signs its roster (once; kept in the database) and then computes the owner's pick for it, both
+/// on blocking threads, never on a request.
+async fn watch_chain(
+    chain: Arc<dyn Chain>,
+    netuid: u16,
+    reg: Arc<Registry>,
+    book: Arc<owner::PickBook>,
+    pick: owner::Pick,
+) {
+    let mut last_miners = std::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        let c = chain.clone();
+        let refresh = last_miners.elapsed() >= Duration::from_secs(10);
+        let read = tokio::task::spawn_blocking(move || {
+            let p = c.params(netuid)?;
+            let head = c.head()?.number;
+            let mg = if refresh { Some(c.metagraph(netuid)?) } else { None };
+            Ok::<_, tally_chain::ChainError>((p, head, mg))
+        })
+        .await;
+        let mut wait = Duration::from_secs(1);
+        match read {
+            Ok(Ok((p, head, mg))) => {
+                wait = Duration::from_millis((p.block_ms / 2).clamp(50, 6_000));
+                if let Some(mg) = mg {
+                    last_miners = std::time::Instant::now();
+                    if let Ok(mut m) = reg.miners.write() {
+                        m.extend(mg.neurons.iter().filter(|n| !n.validator_permit).map(|n| n.hotkey));
+                    }
+                }
+                let clock = tally_protocol::EpochClock {
+                    length: p.epoch_length,
+                    offset: p.epoch_offset,
+                };
+                if let Some(run) = clock.epoch_of(head) {
+                    let (reg, book, pick) = (reg.clone(), book.clone(), pick.clone());
+                    let done = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = reg.freeze(run, run) {
+                            tracing::warn!(run, "roster: {e}");
+                        }
+                        if !book.has(run) {
+                            if let Some((w, scores)) = pick(run) {
+                                book.insert(run, w, scores);
+                            }
+                        }
+                    })
+                    .await;
+                    if let Err(e) = done {
+                        tracing::warn!("owner step: {e}");
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("cannot read the chain: {e}"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::time::sleep(wait).await;
+    }
 }
