@@ -13,6 +13,7 @@
 //! | `split-view` | shows its report to some peers only, publishes nothing in the DHT | a validator splitting honest views | honest validators still agree |
 //! | `lone-score` | scores only its lowest miner, at 1.0, abstaining on every other | a minority deciding a miner honest validators abstained on | kept; the coverage rule leaves a miner unscored unless the quorum's share of eligible stake scored it |
 //! | `sway` | sets weights every block, alternating between its runner-up miner and the burn uid, so the live winner on chain changes from block to block | a validator making honest validators crown different miners | honest validators read the incumbent as of the block the run fixes and agree |
+//! | `split-reports` | serves its committed report to some peers and a different signed one to the others, nothing in the DHT | a validator showing peers different scores | the exchange at reveal close brings both together: proven and excluded (`equivocation`) by every honest validator |
 //! | `silent` | goes silent mid-run, after committing | a validator that stalls the subnet | excluded (`no_report`); quorum holds while honest stake suffices |
 
 use parity_scale_codec::Encode;
@@ -44,11 +45,13 @@ pub enum Strategy {
     LoneScore,
     /// Flip the weights on chain every block.
     Sway,
+    /// Different reports to different peers over HTTP.
+    SplitReports,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 10] = [
+    pub const ALL: [Strategy; 11] = [
         Strategy::Inflate,
         Strategy::Equivocate,
         Strategy::Copy,
@@ -59,6 +62,7 @@ impl Strategy {
         Strategy::Silent,
         Strategy::LoneScore,
         Strategy::Sway,
+        Strategy::SplitReports,
     ];
     /// The strategies the devnet offers (they need nothing but HTTP, the DHT and the chain).
     pub const DEVNET: [Strategy; 5] = [
@@ -82,6 +86,7 @@ impl Strategy {
             Strategy::Silent => "silent",
             Strategy::LoneScore => "lone-score",
             Strategy::Sway => "sway",
+            Strategy::SplitReports => "split-reports",
         }
     }
 
@@ -89,7 +94,7 @@ impl Strategy {
     pub fn expected_exclusion(self) -> Option<&'static str> {
         match self {
             Strategy::Inflate | Strategy::SplitView | Strategy::LoneScore | Strategy::Sway => None,
-            Strategy::Equivocate => Some("equivocation"),
+            Strategy::Equivocate | Strategy::SplitReports => Some("equivocation"),
             Strategy::Copy => Some("commitment_mismatch"),
             Strategy::Withhold | Strategy::Silent => Some("no_report"),
             Strategy::Forge => Some("wrong_signer"),
@@ -113,6 +118,30 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// The scores of a report's wire bytes, each replaced by `1 - score`.
+fn flipped(wire: &[u8]) -> Vec<(Hotkey, Score)> {
+    ScoreReport::from_bytes(wire)
+        .map(|r| {
+            r.body()
+                .scores
+                .iter()
+                .map(|(k, s)| {
+                    (
+                        *k,
+                        Score::saturating_from_units(1_000_000_000 - s.units() as u64),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The half of the peers a split view shows its committed report to. (Not the first byte's
+/// parity: a Ristretto encoding's lowest bit is always 0.)
+fn shown_half(peer: &Hotkey) -> bool {
+    peer.0[1].is_multiple_of(2)
+}
+
 /// Request ids the adversary uses for its own fetches (far above the machine's).
 const OWN_REQ: u64 = 1 << 62;
 
@@ -130,6 +159,8 @@ pub struct Byzantine {
     /// `sway`: the uids it alternates between (runner-up, burn).
     sway: Option<(u16, u16)>,
     burn: u16,
+    /// `split-reports`: the other report, by run (the last few).
+    alt: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 impl Byzantine {
@@ -146,6 +177,7 @@ impl Byzantine {
             silent: false,
             sway: None,
             burn: 0,
+            alt: Default::default(),
         }
     }
 
@@ -183,6 +215,7 @@ impl Byzantine {
                     http: true,
                     dht: true,
                     evidence: false,
+                    relay: false,
                 })
                 .collect(),
         }
@@ -192,8 +225,18 @@ impl Byzantine {
         let mut out = Vec::new();
         for e in effects {
             match (self.strategy, e) {
+                (Strategy::SplitReports, Effect::Serve { run, wire }) => {
+                    let key = self.key.clone();
+                    if let Some(w) = self.sign(run, flipped(&wire), &key) {
+                        self.alt.insert(run, w);
+                        while self.alt.len() > 8 {
+                            self.alt.pop_first();
+                        }
+                    }
+                    out.push(Effect::Serve { run, wire });
+                }
                 (
-                    Strategy::Withhold | Strategy::SplitView,
+                    Strategy::Withhold | Strategy::SplitView | Strategy::SplitReports,
                     Effect::Publish {
                         kind: Kind::ValidatorReveal,
                         ..
@@ -208,22 +251,7 @@ impl Byzantine {
                         payload,
                     },
                 ) => {
-                    let shifted = ScoreReport::from_bytes(&payload)
-                        .map(|r| {
-                            r.body()
-                                .scores
-                                .iter()
-                                .map(|(k, s)| {
-                                    (
-                                        *k,
-                                        Score::saturating_from_units(
-                                            1_000_000_000 - s.units() as u64,
-                                        ),
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default();
+                    let shifted = flipped(&payload);
                     let key = self.key.clone();
                     if let Some(w) = self.sign(run, shifted, &key) {
                         out.push(Effect::Publish {
@@ -412,6 +440,14 @@ impl Actor for Byzantine {
     }
 
     fn serves_to(&self, _run: u64, peer: &Hotkey) -> bool {
-        self.strategy != Strategy::SplitView || peer.0[0].is_multiple_of(2)
+        self.strategy != Strategy::SplitView || shown_half(peer)
+    }
+
+    fn shown_to(&self, run: u64, peer: &Hotkey) -> Option<Vec<u8>> {
+        if self.strategy != Strategy::SplitReports || shown_half(peer) {
+            return None;
+        }
+
+        self.alt.get(&run).cloned()
     }
 }

@@ -10,7 +10,9 @@
 //!    against the chain and the trace, independently of the rule the machine applies);
 //! 4. every equivocation (two different reports a validator made available for one run) is
 //!    proven and excluded by every honest validator that aggregated the run;
-//! 5. a quorum miss holds: no weights, and the incumbent stays the winner.
+//! 5. a quorum miss holds: no weights, and the incumbent stays the winner;
+//! 6. honest validators that aggregated a run accepted the same reports and excluded the same
+//!    validators (split views converge at the exchange).
 
 use crate::world::{World, NETUID};
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,6 +128,23 @@ pub(crate) fn check(w: &World) -> Vec<String> {
                 if why.as_deref() != Some("equivocation") {
                     v.push(format!(
                         "run {run}: validator {j} equivocated but honest validator {i} gave {why:?}"
+                    ));
+                }
+            }
+        }
+        // 6. the same accepted set and exclusions
+        if let Some((i0, o0)) = outs.first() {
+            let key = |o: &RunOutcome| {
+                let a: BTreeSet<Hotkey> = o.accepted.iter().copied().collect();
+                (a, o.excluded_set())
+            };
+            let k0 = key(o0);
+            for (i, o) in &outs[1..] {
+                if key(o) != k0 {
+                    v.push(format!(
+                        "run {run}: honest validators {i0} and {i} accepted different sets: {:?} / {:?}",
+                        k0,
+                        key(o)
                     ));
                 }
             }

@@ -229,6 +229,8 @@ pub(crate) struct Node {
     actor: Option<Box<dyn Actor>>,
     gen: u64,
     pub served: BTreeMap<u64, Vec<u8>>,
+    /// Other validators' reports it serves for the exchange, by run.
+    pub held: BTreeMap<u64, Vec<Vec<u8>>>,
     pub store: SimStore,
     /// Every report this node made available (served or published), by run.
     pub shown: BTreeMap<u64, Vec<Vec<u8>>>,
@@ -368,6 +370,7 @@ impl World {
                 actor: None,
                 gen: 0,
                 served: BTreeMap::new(),
+                held: BTreeMap::new(),
                 store: SimStore::default(),
                 shown: BTreeMap::new(),
                 weights_runs: BTreeSet::new(),
@@ -740,6 +743,9 @@ impl World {
             Effect::FetchReports { req, run, targets } => {
                 t.update((8u8, req, run, targets.len() as u64).encode())
             }
+            Effect::ServeHeld { run, reports } => {
+                t.update((13u8, run, reports.len() as u64).encode())
+            }
             Effect::ReadCommitments { req, run, from, to } => {
                 t.update((9u8, req, run, from, to).encode())
             }
@@ -877,21 +883,40 @@ impl World {
                 self.shown(i, run, &wire);
                 self.nodes[i].served.insert(run, wire);
             }
+            Effect::ServeHeld { run, reports } => {
+                let held = &mut self.nodes[i].held;
+                held.insert(run, reports);
+                while held.len() > 8 {
+                    held.pop_first();
+                }
+            }
             Effect::FetchReports { req, run, targets } => {
                 let me = self.nodes[i].key.hotkey();
                 let mut fetched = Vec::with_capacity(targets.len());
+                let mut alts = Vec::new();
                 for t in targets {
                     let Some(&j) = self.index.get(&t.hotkey) else {
                         continue;
                     };
-                    let reachable = (t.http || t.evidence) && self.link_ok(i, j);
+                    let reachable = (t.http || t.evidence || t.relay) && self.link_ok(i, j);
                     let peer = &self.nodes[j];
                     let shows = peer.actor.as_ref().is_some_and(|a| a.serves_to(run, &me));
                     let http = (reachable && t.http && shows)
-                        .then(|| peer.served.get(&run).cloned())
+                        .then(|| {
+                            let alt = peer.actor.as_ref().and_then(|a| a.shown_to(run, &me));
+                            if let Some(a) = &alt {
+                                alts.push((j, a.clone()));
+                            }
+                            alt.or_else(|| peer.served.get(&run).cloned())
+                        })
                         .flatten();
                     let evidence = if reachable && t.evidence {
                         peer.store.evidence.get(&run).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let relayed = if reachable && t.relay && shows {
+                        peer.held.get(&run).cloned().unwrap_or_default()
                     } else {
                         Vec::new()
                     };
@@ -905,7 +930,11 @@ impl World {
                         http,
                         dht,
                         evidence,
+                        relayed,
                     });
+                }
+                for (j, a) in alts {
+                    self.shown(j, run, &a);
                 }
                 let d = self.latency(10, 500);
                 self.answer(i, d, Input::Reports { req, run, fetched });

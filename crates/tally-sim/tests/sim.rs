@@ -126,3 +126,23 @@ fn weights_flipped_on_chain_every_block_do_not_split_the_incumbent() {
         assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
     }
 }
+
+#[test]
+fn split_views_converge_at_the_exchange() {
+    // a validator shows its report to half of its peers only, or a different report to each
+    // half; the exchange at reveal close gives every honest validator the same accepted set and
+    // the same exclusions, also with lost requests and short partitions
+    for seed in 1..=12 {
+        for s in [Strategy::SplitView, Strategy::SplitReports] {
+            let mut c = SimConfig::new(seed);
+            c.byzantine = vec![s, s];
+            c.faults = Faults {
+                loss_permille: 100,
+                partitions: true,
+                ..Faults::default()
+            };
+            let r = run(c);
+            assert!(r.violations.is_empty(), "{} seed {seed}: {:?}", s.name(), r.violations);
+        }
+    }
+}

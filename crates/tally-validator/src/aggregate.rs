@@ -26,8 +26,10 @@ pub(crate) struct Agg {
     pub fetch_req: Option<u64>,
     /// The final fetch came back.
     pub fetched: bool,
-    /// Peers were asked for their proofs in a final round.
-    pub evidence_asked: bool,
+    /// Exchange rounds done.
+    pub exchange_rounds: u8,
+    /// Peers that answered nothing in the last exchange round: the next round asks only them.
+    pub unreached: Option<Vec<Hotkey>>,
     /// The commitments read, while out.
     pub commits_req: Option<u64>,
     /// The commitments of the run.
@@ -76,9 +78,16 @@ impl Machine {
         let want_commits = agg.is_none_or(|a| a.commits.is_none() && a.commits_req.is_none());
         let want_inc = agg.is_none_or(|a| a.incumbent.is_none() && a.inc_req.is_none());
         let want_pick = needs_pick && agg.is_none_or(|a| a.pick.is_none() && a.pick_req.is_none());
-        let with_evidence = want_fetch && self.one_sided(run);
+        // the final round is the exchange: every peer is asked for the reports and proofs it
+        // holds, so split views converge before anything is decided; peers that answered
+        // nothing are asked again on the next heads (at most `MAX_EXCHANGE_ROUNDS` in all)
+        let unreached = agg.and_then(|a| a.unreached.clone());
         let targets = if want_fetch {
-            self.final_targets(run, with_evidence)
+            let mut t = self.final_targets(run, true);
+            if let Some(u) = &unreached {
+                t.retain(|x| u.contains(&x.hotkey));
+            }
+            t
         } else {
             Vec::new()
         };
@@ -90,7 +99,8 @@ impl Machine {
             .and_then(|s| s.agg.take())
             .unwrap_or_default();
         if want_fetch {
-            agg.evidence_asked |= with_evidence;
+            agg.exchange_rounds += 1;
+            agg.unreached = None;
             if targets.is_empty() {
                 agg.fetched = true;
             } else {

@@ -5,6 +5,14 @@
 //! from one validator (across sources or over time) are an equivocation, proven and persisted as
 //! soon as they are seen, so honest peers can hand the proof on. Proofs that peers serve are
 //! re-checked before they are kept.
+//!
+//! Split views: the node serves the other validators' reports it holds ([`Effect::ServeHeld`],
+//! one per validator), and at reveal close its final round is an exchange: it asks every
+//! eligible peer for the reports and proofs it holds. A report a validator showed to some peers
+//! only reaches every honest node this way (it is checked against the signer's commitment like
+//! any copy), and different reports shown to different peers meet and become a proof. What is
+//! exchanged is bounded: at most one relayed report per eligible validator and
+//! [`MAX_PROOFS_PER_PEER`] proofs from each peer.
 
 use crate::machine::Machine;
 use crate::types::*;
@@ -15,6 +23,11 @@ use tally_protocol::rules::{reveal_close_block, reveal_open_block};
 
 /// Most proofs read from one peer's answer (each costs two signature checks).
 pub const MAX_PROOFS_PER_PEER: usize = 64;
+/// Most relayed reports read from one peer's answer (one per eligible validator at most).
+pub const MAX_RELAYED_PER_PEER: usize = 256;
+/// Most exchange rounds at reveal close: the first asks every peer, the others only peers that
+/// relayed nothing (lost requests, partitions of a few blocks), one head apart.
+pub const MAX_EXCHANGE_ROUNDS: u8 = 6;
 
 impl Machine {
     /// The first block at which reports of `run` are collected.
@@ -34,10 +47,15 @@ impl Machine {
         self.targets_where(run, evidence, |have_http, have_dht| !have_http || !have_dht)
     }
 
-    /// The final round's targets: validators with no copy at all; with `evidence`, every
-    /// other eligible validator, asked for its proofs (and for whatever copy is missing).
-    pub(crate) fn final_targets(&self, run: u64, evidence: bool) -> Vec<Target> {
-        self.targets_where(run, evidence, |h, d| evidence || (!h && !d))
+    /// The final round's targets: with `exchange`, every other eligible validator, asked for
+    /// the reports and proofs it holds (and for whatever copy of its own is missing); without,
+    /// validators with no copy at all.
+    pub(crate) fn final_targets(&self, run: u64, exchange: bool) -> Vec<Target> {
+        let mut t = self.targets_where(run, exchange, |h, d| exchange || (!h && !d));
+        for x in &mut t {
+            x.relay = exchange;
+        }
+        t
     }
 
     fn targets_where(
@@ -60,26 +78,10 @@ impl Machine {
                     http: !h && !n.axon.is_empty(),
                     dht: !d,
                     evidence,
+                    relay: false,
                 })
             })
             .collect()
-    }
-
-    /// Whether some eligible peer's report is held from one source only, without a proof: it
-    /// could be one side of an equivocation this node never saw, so peers' proofs are wanted.
-    pub(crate) fn one_sided(&self, run: u64) -> bool {
-        let me = self.key.hotkey();
-        let Some(st) = self.runs.get(&run) else {
-            return false;
-        };
-        self.eligible(run).iter().any(|n| {
-            n.hotkey != me
-                && !st.proofs.contains_key(&n.hotkey)
-                && st
-                    .collected
-                    .get(&n.hotkey)
-                    .is_some_and(|f| f.http.is_some() != f.dht.is_some())
-        })
     }
 
     pub(crate) fn step_collect(&mut self, run: u64, head: u64, out: &mut Vec<Effect>) {
@@ -117,6 +119,40 @@ impl Machine {
     ) {
         let eligible: std::collections::BTreeSet<Hotkey> =
             self.eligible(run).into_iter().map(|m| m.hotkey).collect();
+        let me = self.key.hotkey();
+        // relayed reports become copies of their signer's report (one per signer per answer)
+        let mut fetched = fetched;
+        // exchange rounds: peers that relayed nothing were not reached (by reveal close every
+        // reachable peer holds other validators' reports), so they are asked again
+        let silent: Vec<Hotkey> = fetched
+            .iter()
+            .filter(|f| f.relayed.is_empty())
+            .map(|f| f.hotkey)
+            .collect();
+        let mut relays: Vec<Fetched> = Vec::new();
+        for f in &mut fetched {
+            for w in std::mem::take(&mut f.relayed)
+                .into_iter()
+                .take(MAX_RELAYED_PER_PEER)
+            {
+                let Ok(r) = tally_core::ScoreReport::from_bytes(&w) else {
+                    continue;
+                };
+                let v = r.body().validator;
+                // two distinct copies of one signer are all a proof needs
+                let copies = relays.iter().filter(|x| x.hotkey == v);
+                if v == me
+                    || !eligible.contains(&v)
+                    || copies.clone().count() >= 2
+                    || copies.clone().any(|x| x.http.as_ref() == Some(&w))
+                {
+                    continue;
+                }
+                let mut x = Fetched::empty(v);
+                x.http = Some(w);
+                relays.push(x);
+            }
+        }
         let Some(st) = self.runs.get_mut(&run) else {
             return;
         };
@@ -126,7 +162,12 @@ impl Machine {
         } else if !is_final {
             return; // not asked for (or already superseded)
         }
-        for f in fetched {
+        let mut added = false;
+        for (relayed, f) in fetched
+            .into_iter()
+            .map(|f| (false, f))
+            .chain(relays.into_iter().map(|f| (true, f)))
+        {
             if !eligible.contains(&f.hotkey) {
                 continue;
             }
@@ -149,12 +190,27 @@ impl Machine {
                 .entry(f.hotkey)
                 .or_insert_with(|| Fetched::empty(f.hotkey));
             let mut seen: Vec<Vec<u8>> = Vec::new();
-            for (slot, new) in [(&mut entry.http, f.http), (&mut entry.dht, f.dht)] {
-                if let Some(w) = new {
-                    match slot {
-                        None => *slot = Some(w),
-                        Some(old) if *old != w => seen.push(w),
-                        Some(_) => {}
+            if relayed {
+                // a second-hand copy fills an empty slot; otherwise it is only compared
+                if let Some(w) = f.http {
+                    if entry.http.is_none() && entry.dht.as_ref() != Some(&w) {
+                        entry.http = Some(w);
+                        added = true;
+                    } else if entry.http.as_ref() != Some(&w) && entry.dht.as_ref() != Some(&w) {
+                        seen.push(w);
+                    }
+                }
+            } else {
+                for (slot, new) in [(&mut entry.http, f.http), (&mut entry.dht, f.dht)] {
+                    if let Some(w) = new {
+                        match slot {
+                            None => {
+                                *slot = Some(w);
+                                added = true;
+                            }
+                            Some(old) if *old != w => seen.push(w),
+                            Some(_) => {}
+                        }
                     }
                 }
             }
@@ -180,22 +236,26 @@ impl Machine {
                 }
             }
         }
+        if added {
+            // what this node holds now, for peers' exchange rounds
+            let reports: Vec<Vec<u8>> = st
+                .collected
+                .values()
+                .filter(|f| !st.proofs.contains_key(&f.hotkey))
+                .filter_map(|f| f.http.clone().or_else(|| f.dht.clone()))
+                .collect();
+            out.push(Effect::ServeHeld { run, reports });
+        }
         if is_final {
-            let asked = st.agg.as_ref().is_some_and(|a| a.evidence_asked);
-            if !asked && self.one_sided(run) {
-                // one more round: every peer's proofs
-                let targets = self.final_targets(run, true);
-                let req = self.req();
-                if let Some(a) = self.runs.get_mut(&run).and_then(|s| s.agg.as_mut()) {
-                    a.fetch_req = Some(req);
-                    a.evidence_asked = true;
-                }
-                out.push(Effect::FetchReports { req, run, targets });
-                return;
-            }
-            if let Some(a) = self.runs.get_mut(&run).and_then(|s| s.agg.as_mut()) {
+            if let Some(a) = st.agg.as_mut() {
                 a.fetch_req = None;
-                a.fetched = true;
+                if silent.is_empty() || a.exchange_rounds >= MAX_EXCHANGE_ROUNDS {
+                    a.fetched = true;
+                } else {
+                    // ask the silent ones again on the next head
+                    a.unreached = Some(silent);
+                    return;
+                }
             }
             self.try_decide(run, out);
         } else if st.agg.is_some() {

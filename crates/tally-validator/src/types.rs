@@ -127,6 +127,8 @@ pub struct Target {
     pub dht: bool,
     /// Ask it for the equivocation proofs it holds.
     pub evidence: bool,
+    /// Ask it for the other validators' reports it holds (the exchange at reveal close).
+    pub relay: bool,
 }
 
 /// What was fetched for one validator.
@@ -140,6 +142,9 @@ pub struct Fetched {
     pub dht: Option<Vec<u8>>,
     /// Equivocation proofs it served.
     pub evidence: Vec<Vec<u8>>,
+    /// Other validators' reports it holds and served (wire bytes; the receiver keeps at most
+    /// one per eligible validator and checks each like any copy).
+    pub relayed: Vec<Vec<u8>>,
 }
 
 impl Fetched {
@@ -150,6 +155,7 @@ impl Fetched {
             http: None,
             dht: None,
             evidence: Vec::new(),
+            relayed: Vec::new(),
         }
     }
 }
@@ -355,6 +361,14 @@ pub enum Effect {
         /// Wire bytes.
         wire: Vec<u8>,
     },
+    /// Serve the other validators' reports this node holds for `run` (one per validator, the
+    /// first copy it got), so peers that were not shown a report still get it at the exchange.
+    ServeHeld {
+        /// The run.
+        run: u64,
+        /// Wire bytes, one per validator.
+        reports: Vec<Vec<u8>>,
+    },
     /// Fetch reports (and proofs) of `targets` for `run`; answer with [`Input::Reports`].
     FetchReports {
         /// Request id.
@@ -410,5 +424,10 @@ pub trait Actor: Send {
     /// node shows it to everyone).
     fn serves_to(&self, _run: u64, _peer: &Hotkey) -> bool {
         true
+    }
+    /// A different report shown to `peer` for `run` instead of the one served (adversaries in
+    /// the simulator only; an honest node shows everyone the same bytes).
+    fn shown_to(&self, _run: u64, _peer: &Hotkey) -> Option<Vec<u8>> {
+        None
     }
 }

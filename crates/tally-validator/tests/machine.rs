@@ -291,12 +291,14 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
             http: Some(w2.clone()),
             dht: Some(w2),
             evidence: vec![],
+            relayed: vec![],
         },
         Fetched {
             hotkey: key(3).hotkey(),
             http: Some(w3),
             dht: None,
             evidence: vec![],
+            relayed: vec![],
         },
     ];
     // validator 3's report is held from HTTP only: it could be one side of an equivocation,
@@ -483,6 +485,7 @@ fn equivocation_seen_while_collecting_is_proven_at_once() {
             http: Some(a),
             dht: Some(b),
             evidence: vec![],
+            relayed: vec![],
         }],
     });
     assert!(has(&out, |e| matches!(
