@@ -6,13 +6,16 @@
 //! with "Too many open files". [`serve`] runs its own accept loop over hyper's HTTP/1.1
 //! connection builder instead:
 //!
-//! * a **global connection cap** ([`Limits::max_connections`], a semaphore): when it is full a
-//!   new connection is accepted and closed at once, so the listen backlog keeps draining and a
-//!   slot freed by a timed-out connection goes to a connection that is live now;
 //! * a **per-peer connection cap** ([`Limits::max_per_ip`]) keyed by the peer's IP address (an
 //!   IPv6 peer by its /64): one host cannot take the global cap, and its excess connections are
-//!   closed at accept; the map holds only addresses with a live connection, so it is bounded by
-//!   the global cap;
+//!   reset at accept; the registry holds only addresses with a live connection, so it is bounded
+//!   by the global cap;
+//! * a **global connection cap** ([`Limits::max_connections`], a semaphore) that is **fair
+//!   between peers**: when it is full, a new connection from a peer holding fewer connections
+//!   than the heaviest peer makes one of the heaviest peer's connections that has no request in
+//!   flight close, and takes its slot; otherwise it is reset at accept (so the listen backlog
+//!   keeps draining). Many addresses holding idle connections cannot lock out a peer that holds
+//!   few;
 //! * a **header-read timeout** ([`Limits::header_read_timeout`], hyper's `header_read_timeout`):
 //!   a connection that has not sent a complete request head within it is closed, and so is an
 //!   idle keep-alive connection that has not started its next request within it (hyper starts
@@ -33,19 +36,19 @@
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
-use http_body_util::Limited;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -70,11 +73,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 4,096 connections, 256 per IP, 10 s for a request head, 30 s per request, 5 min per
-    /// connection, 64 KiB bodies, 64 headers.
+    /// [`default_max_connections`] connections, 256 per IP, 10 s for a request head, 30 s per
+    /// request, 5 min per connection, 64 KiB bodies, 64 headers.
     fn default() -> Self {
         Limits {
-            max_connections: 4_096,
+            max_connections: default_max_connections(),
             max_per_ip: 256,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -82,6 +85,24 @@ impl Default for Limits {
             max_body: 64 * 1024,
             max_headers: 64,
         }
+    }
+}
+
+/// The default global connection cap: half the process's file-descriptor limit (the rest is
+/// for the node's database, outgoing calls and DHT), between 64 and 8,192; 4,096 where the
+/// limit cannot be read.
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .map(|v| v.parse::<usize>().unwrap_or(usize::MAX));
+    match soft {
+        Some(n) => (n / 2).clamp(64, 8_192),
+        None => 4_096,
     }
 }
 
@@ -107,6 +128,8 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Requests answered `408` by the request timeout.
     pub request_timeouts: AtomicU64,
+    /// Connections closed to make room for a peer holding fewer (global cap full).
+    pub evicted: AtomicU64,
 }
 
 impl Stats {
@@ -128,9 +151,9 @@ pub async fn serve_with_stats(
     stats: Arc<Stats>,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_ip = Arc::new(PerIp {
-        max: limits.max_per_ip.max(1),
-        open: Mutex::new(HashMap::new()),
+    let registry = Arc::new(Registry {
+        max_per_ip: limits.max_per_ip.max(1),
+        peers: Mutex::new(Peers::default()),
     });
     let mut builder = http1::Builder::new();
     builder
@@ -161,38 +184,57 @@ pub async fn serve_with_stats(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            Stats::bump(&stats.refused_global);
-            if log.ready() {
-                warn!(
-                    "connection cap of {} reached: closing new connections ({} so far)",
-                    limits.max_connections,
-                    stats.refused_global.load(Ordering::Relaxed)
-                );
-            }
-            close_now(stream);
-            continue;
-        };
-        let Some(ip_slot) = PerIp::enter(&per_ip, peer.ip()) else {
+        let Some(entry) = Registry::enter(&registry, peer.ip()) else {
             Stats::bump(&stats.refused_per_ip);
             if log.ready() {
-                debug!(%peer, "per-IP connection cap reached: closing");
+                debug!(%peer, "per-IP connection cap reached: resetting new connections");
             }
             close_now(stream);
             continue;
         };
-        Stats::bump(&stats.accepted);
-        stats.open.fetch_add(1, Ordering::Relaxed);
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // full: make room if a heavier peer holds an idle connection, else refuse
+            Err(_) if registry.evict_for(entry.key) => {
+                Stats::bump(&stats.evicted);
+                None
+            }
+            Err(_) => {
+                Stats::bump(&stats.refused_global);
+                if log.ready() {
+                    warn!(
+                        "connection cap of {} reached: resetting new connections ({} so far)",
+                        limits.max_connections,
+                        stats.refused_global.load(Ordering::Relaxed)
+                    );
+                }
+                close_now(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let (app, builder, stats) = (app.clone(), builder.clone(), stats.clone());
+        let (app, builder, stats, slots) =
+            (app.clone(), builder.clone(), stats.clone(), slots.clone());
         tokio::spawn(async move {
-            let held = (slot, ip_slot);
-            connection(stream, peer, app, &builder, limits, &stats).await;
+            // an evicted connection hands its slot over as its task ends
+            let slot = match slot {
+                Some(s) => s,
+                None => match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                    Ok(Ok(s)) => s,
+                    _ => return close_now(stream),
+                },
+            };
+            Stats::bump(&stats.accepted);
+            stats.open.fetch_add(1, Ordering::Relaxed);
+            connection(stream, peer, app, &builder, limits, &stats, &entry.ctl).await;
             stats.open.fetch_sub(1, Ordering::Relaxed);
-            drop(held);
+            drop((slot, entry));
         });
     }
 }
+
+/// How long a connection waits for the slot of the connection it evicted.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
 
 /// Back-off after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -206,10 +248,23 @@ async fn connection(
     builder: &http1::Builder,
     limits: Limits,
     stats: &Arc<Stats>,
+    ctl: &Arc<Ctl>,
 ) {
-    let svc_stats = stats.clone();
+    let (svc_stats, svc_ctl) = (stats.clone(), ctl.clone());
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(app.clone(), req, limits, svc_stats.clone())
+        let busy = InFlight::new(svc_ctl.clone());
+        let r = handle(app.clone(), req, limits, svc_stats.clone());
+        async move {
+            // the connection counts as busy until the response body has been sent
+            r.await.map(|resp| {
+                resp.map(|b| {
+                    Body::new(b.map_frame(move |f| {
+                        let _ = &busy;
+                        f
+                    }))
+                })
+            })
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
@@ -218,6 +273,9 @@ async fn connection(
             if let Err(e) = r {
                 debug!(%peer, "connection ended: {e}");
             }
+        }
+        _ = ctl.evict.notified() => {
+            debug!(%peer, "connection closed to make room for a peer holding fewer");
         }
         _ = tokio::time::sleep(limits.max_connection_age) => {
             conn.as_mut().graceful_shutdown();
@@ -306,42 +364,126 @@ pub fn peer_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open connections per peer key; an entry lives only while its peer has a connection.
-struct PerIp {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+/// What the accept loop sees of, and can ask of, one connection.
+#[derive(Default)]
+struct Ctl {
+    /// Requests whose response has not been sent completely.
+    in_flight: AtomicU32,
+    /// Set once the connection was asked to close.
+    evicted: AtomicBool,
+    /// Wakes the connection's task to close it.
+    evict: Notify,
 }
 
-impl PerIp {
-    fn enter(this: &Arc<PerIp>, ip: IpAddr) -> Option<IpSlot> {
-        let key = peer_key(ip);
-        let mut open = this.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= this.max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            per_ip: this.clone(),
-            key,
-        })
+/// Marks a connection busy while it lives.
+struct InFlight(Arc<Ctl>);
+
+impl InFlight {
+    fn new(ctl: Arc<Ctl>) -> Self {
+        ctl.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(ctl)
     }
 }
 
-/// One connection's place in its peer's count; released on drop.
-struct IpSlot {
-    per_ip: Arc<PerIp>,
-    key: IpAddr,
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.key);
+/// Live connections by peer key, for the per-IP cap and for eviction. A peer's entry lives only
+/// while it has a connection, so the registry is bounded by the global cap (plus connections
+/// waiting for the slot of one they evicted).
+struct Registry {
+    max_per_ip: usize,
+    peers: Mutex<Peers>,
+}
+
+#[derive(Default)]
+struct Peers {
+    by_key: HashMap<IpAddr, HashMap<u64, Arc<Ctl>>>,
+    /// `(connections, peer key)`, to find the heaviest peers.
+    by_count: BTreeSet<(usize, IpAddr)>,
+    next_id: u64,
+}
+
+/// Peers looked at, heaviest first, for a connection to evict.
+const EVICTION_CANDIDATES: usize = 8;
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection from `ip`, unless its peer is at the per-IP cap.
+    fn enter(this: &Arc<Registry>, ip: IpAddr) -> Option<Entry> {
+        let key = peer_key(ip);
+        let mut p = this.lock();
+        let n = p.by_key.get(&key).map_or(0, |c| c.len());
+        if n >= this.max_per_ip {
+            return None;
+        }
+        let id = p.next_id;
+        p.next_id += 1;
+        let ctl = Arc::new(Ctl::default());
+        p.by_count.remove(&(n, key));
+        p.by_count.insert((n + 1, key));
+        p.by_key.entry(key).or_default().insert(id, ctl.clone());
+        Some(Entry {
+            registry: this.clone(),
+            key,
+            id,
+            ctl,
+        })
+    }
+
+    /// Asks one connection with no request in flight, of a peer holding more connections than
+    /// `key` does (counting the one it just opened), to close; true if one was asked.
+    fn evict_for(&self, key: IpAddr) -> bool {
+        let p = self.lock();
+        let mine = p.by_key.get(&key).map_or(0, |c| c.len());
+        for (count, heavy) in p.by_count.iter().rev().take(EVICTION_CANDIDATES) {
+            if *count <= mine {
+                break;
             }
+            let idle = p.by_key.get(heavy).and_then(|conns| {
+                conns.values().find(|c| {
+                    c.in_flight.load(Ordering::Acquire) == 0
+                        && !c.evicted.swap(true, Ordering::AcqRel)
+                })
+            });
+            if let Some(c) = idle {
+                c.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// One connection's place in the registry; removed on drop.
+struct Entry {
+    registry: Arc<Registry>,
+    key: IpAddr,
+    id: u64,
+    ctl: Arc<Ctl>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut p = self.registry.lock();
+        let Some(conns) = p.by_key.get_mut(&self.key) else {
+            return;
+        };
+        let n = conns.len();
+        conns.remove(&self.id);
+        let left = conns.len();
+        if left == 0 {
+            p.by_key.remove(&self.key);
+        }
+        p.by_count.remove(&(n, self.key));
+        if left > 0 {
+            p.by_count.insert((left, self.key));
         }
     }
 }
@@ -383,24 +525,75 @@ mod tests {
         assert_ne!(peer_key(a), peer_key(c));
     }
 
+    fn registry(max_per_ip: usize) -> Arc<Registry> {
+        Arc::new(Registry {
+            max_per_ip,
+            peers: Mutex::new(Peers::default()),
+        })
+    }
+
     #[test]
     fn per_ip_slots_are_counted_and_released() {
-        let p = Arc::new(PerIp {
-            max: 2,
-            open: Mutex::new(HashMap::new()),
-        });
+        let r = registry(2);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        let a = PerIp::enter(&p, ip).unwrap();
-        let _b = PerIp::enter(&p, ip).unwrap();
-        assert!(PerIp::enter(&p, ip).is_none());
+        let a = Registry::enter(&r, ip).unwrap();
+        let _b = Registry::enter(&r, ip).unwrap();
+        assert!(Registry::enter(&r, ip).is_none());
         // another address is not affected
-        let _c = PerIp::enter(&p, other).unwrap();
+        let c = Registry::enter(&r, other).unwrap();
         drop(a);
-        assert!(PerIp::enter(&p, ip).is_some());
-        drop(_c);
-        // entries go away with their last connection: the map is bounded by open connections
-        assert!(!p.open.lock().unwrap().contains_key(&other));
+        assert!(Registry::enter(&r, ip).is_some());
+        drop(c);
+        // entries go away with their last connection: the registry is bounded by open
+        // connections
+        let p = r.lock();
+        assert!(!p.by_key.contains_key(&other));
+        assert_eq!(p.by_count.len(), 1);
+    }
+
+    #[test]
+    fn eviction_takes_an_idle_connection_of_a_heavier_peer_only() {
+        let r = registry(10);
+        let heavy: IpAddr = "10.0.0.1".parse().unwrap();
+        let light: IpAddr = "10.0.0.2".parse().unwrap();
+        let hs: Vec<_> = (0..3)
+            .map(|_| Registry::enter(&r, heavy).unwrap())
+            .collect();
+        // two of the heavy peer's connections are busy
+        let _busy = [
+            InFlight::new(hs[0].ctl.clone()),
+            InFlight::new(hs[1].ctl.clone()),
+        ];
+        let l1 = Registry::enter(&r, light).unwrap();
+        assert!(r.evict_for(l1.key));
+        assert!(hs[2].ctl.evicted.load(Ordering::Relaxed));
+        assert!(!hs[0].ctl.evicted.load(Ordering::Relaxed));
+        // nothing idle is left to evict, and the heavy peer never evicts from a lighter one
+        assert!(!r.evict_for(l1.key));
+        assert!(!r.evict_for(peer_key(heavy)));
+        assert!(!l1.ctl.evicted.load(Ordering::Relaxed));
+        // a peer as heavy as the heaviest does not evict either
+        let _more: Vec<_> = (0..2)
+            .map(|_| Registry::enter(&r, light).unwrap())
+            .collect();
+        drop(hs);
+        assert!(!r.evict_for(l1.key));
+    }
+
+    #[test]
+    fn the_default_cap_leaves_descriptors_for_the_rest_of_the_process() {
+        let cap = default_max_connections();
+        assert!((64..=8_192).contains(&cap));
+        if let Ok(t) = std::fs::read_to_string("/proc/self/limits") {
+            let soft: usize = t
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(usize::MAX);
+            assert!(cap <= soft.max(128) / 2 || cap == 64);
+        }
     }
 
     #[test]

@@ -9,10 +9,14 @@
 //! | `GET /healthz`, `/metrics`, `/openapi.json` | open | liveness, Prometheus text, the API description |
 //!
 //! Signed requests follow [`crate::auth`]: `401` naming the reason (missing/malformed header,
-//! stale timestamp, unknown hotkey, bad signature), `409` for a replayed nonce, `413` for a body
-//! over 64 KiB, `503` when the bounded nonce cache is full.
+//! a request signed for another node, stale timestamp, unknown hotkey, bad signature), `409` for
+//! a replayed nonce, `429` (with `Retry-After`) for a hotkey over its request rate or its share
+//! of the nonce cache, `413` for a body over 64 KiB, `503` when the bounded nonce cache is full.
+//!
+//! [`serve`] runs on `tally_chain::http_server`: connection caps overall and per IP, header-read
+//! and request timeouts, and back-off instead of failure when file descriptors run out.
 
-use crate::auth::{self, AuthError, HeaderSource, NonceCache};
+use crate::auth::{self, AuthError, HeaderSource, NonceCache, NonceLimits};
 use crate::store::NodeStore;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Request, State};
@@ -25,6 +29,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use tally_chain::http_server;
 use tally_consensus::divergence::DivergenceTracker;
 use tally_consensus::equivocation::Equivocation;
 use tally_core::codec::signing_payload;
@@ -123,18 +128,29 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// State with an empty allow list and a nonce cache of `nonce_capacity`.
+    /// State with an empty allow list and a nonce cache of `nonce_capacity` (per-key limits of
+    /// [`NonceLimits::new`]).
     pub fn new(
         store: Arc<NodeStore>,
         key: Keypair,
         nonce_capacity: usize,
         now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
+        Self::with_nonce_limits(store, key, NonceLimits::new(nonce_capacity), now_ms)
+    }
+
+    /// State with an empty allow list and a nonce cache bounded by `limits`.
+    pub fn with_nonce_limits(
+        store: Arc<NodeStore>,
+        key: Keypair,
+        limits: NonceLimits,
+        now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
         ApiState {
             store,
             key,
             known: RwLock::new(HashSet::new()),
-            nonces: Mutex::new(NonceCache::new(nonce_capacity)),
+            nonces: Mutex::new(NonceCache::with_limits(limits)),
             timing: RwLock::new(None),
             served: RwLock::new(BTreeMap::new()),
             metrics: Metrics::default(),
@@ -192,16 +208,23 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
         .map(|p| p.as_str())
         .unwrap_or("/");
     // the signature is checked under the allow list's read lock only (no copy of the set);
-    // the nonce cache's lock is taken just to record the nonce
+    // the nonce cache's lock is taken briefly before it (is this caller over its own limits?)
+    // and after it (record the nonce), never while the signature is checked
     let now = (s.now_ms)();
+    let me = s.key.hotkey();
     let res = match s.known.read() {
         Ok(known) => auth::authenticate(
             &Headers(&parts.headers),
+            &me,
             parts.method.as_str(),
             pq,
             &bytes,
             now,
             |h| known.contains(h),
+            |h| match s.nonces.lock() {
+                Ok(mut cache) => cache.admit(h, now),
+                Err(_) => Err(AuthError::CacheFull),
+            },
         ),
         Err(_) => Err(AuthError::UnknownHotkey),
     }
@@ -217,21 +240,20 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
                 .await
         }
         Err(e) => {
-            let reason = match &e {
-                AuthError::Missing(_) => "missing_header",
-                AuthError::Malformed(_) => "malformed_header",
-                AuthError::Stale => "stale_timestamp",
-                AuthError::UnknownHotkey => "unknown_hotkey",
-                AuthError::BadSignature => "bad_signature",
-                AuthError::Replayed => "replayed_nonce",
-                AuthError::CacheFull => "cache_full",
-            };
             s.metrics.inc(
                 "tally_auth_rejections_total",
-                &format!("reason=\"{reason}\""),
+                &format!("reason=\"{}\"", e.reason()),
             );
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            error(status, &e.to_string())
+            let mut r = error(status, &e.to_string());
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            r
         }
     }
 }
@@ -357,10 +379,10 @@ fn openapi() -> serde_json::Value {
         "openapi": "3.0.3",
         "info": {"title": "Tally validator API", "version": "1"},
         "components": {"securitySchemes": {"tallySignature": {"type": "apiKey", "in": "header", "name": auth::H_SIGNATURE,
-            "description": "sr25519 over method, path with query, body hash, timestamp and nonce; see x-tally-hotkey, x-tally-timestamp, x-tally-nonce"}}},
+            "description": "sr25519 over the target node's hotkey, method, path with query, body hash, timestamp and nonce; see x-tally-hotkey, x-tally-target, x-tally-timestamp, x-tally-nonce"}}},
         "paths": {
             "/v1/consensus/scores/{run}": {"get": {"security": signed, "parameters": [{"name": "run", "in": "path", "required": true, "schema": {"type": "integer"}}],
-                "responses": {"200": {"description": "the signed report (wire hex) and a decoded view"}, "401": {"description": "authentication failed"}, "404": {"description": "no report"}, "409": {"description": "replayed nonce"}, "425": {"description": "reveal window not open"}}}},
+                "responses": {"200": {"description": "the signed report (wire hex) and a decoded view"}, "401": {"description": "authentication failed"}, "404": {"description": "no report"}, "409": {"description": "replayed nonce"}, "425": {"description": "reveal window not open"}, "429": {"description": "this hotkey is over its rate or its share of the nonce cache"}}}},
             "/v1/consensus/divergence": {"get": {"security": signed, "responses": {"200": {"description": "the signed divergence window"}}}},
             "/v1/runs/{run}": {"get": {"security": signed, "parameters": [{"name": "run", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "outcome with accepted and rejected reports"}, "404": {"description": "no outcome yet"}}}},
@@ -388,7 +410,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener`.
+/// The API server's limits: `tally_chain::http_server`'s defaults, bodies up to [`MAX_BODY`].
+pub fn limits() -> http_server::Limits {
+    http_server::Limits::default().with_max_body(MAX_BODY)
+}
+
+/// Serves the API on `listener` under [`limits`].
 pub async fn serve(state: Arc<ApiState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    http_server::serve(listener, router(state), limits()).await
+}
+
+/// Serves the API on `listener` under `limits`, counting into `stats`.
+pub async fn serve_with(
+    state: Arc<ApiState>,
+    listener: tokio::net::TcpListener,
+    limits: http_server::Limits,
+    stats: Arc<http_server::Stats>,
+) -> std::io::Result<()> {
+    http_server::serve_with_stats(listener, router(state), limits, stats).await
 }

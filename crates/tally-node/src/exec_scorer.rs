@@ -7,7 +7,7 @@
 //! its mean task score against the validator's own reference. A miner with no usable submission
 //! scores 0.
 
-use crate::peer::PeerClient;
+use crate::peer::{PeerClient, PeerPath};
 use crate::scorer::Scorer;
 use std::sync::Arc;
 use tally_core::hash::Hash32;
@@ -48,7 +48,8 @@ impl ExecScorer {
     fn roster(&self, run: u64) -> Result<Signed<RosterBody>, String> {
         let (status, body) = self
             .peers
-            .get(&self.owner_addr, &format!("/v1/runs/{run}/roster"))?;
+            .get(&self.owner, &self.owner_addr, &PeerPath::roster(run))
+            .map_err(|e| e.to_string())?;
         if status != 200 {
             return Err(format!("owner answered HTTP {status} for the roster"));
         }
@@ -66,9 +67,11 @@ impl ExecScorer {
         };
         let id = String::from_utf8_lossy(&m.submission_id).into_owned();
         let fetch = || {
+            let path = PeerPath::archive(&id).map_err(|e| e.to_string())?;
             let (status, body) = self
                 .peers
-                .get(&self.owner_addr, &format!("/v1/submissions/{id}/archive"))?;
+                .get(&self.owner, &self.owner_addr, &path)
+                .map_err(|e| e.to_string())?;
             if status == 200 {
                 Ok(body)
             } else {

@@ -10,6 +10,7 @@
 //!
 //! Blocking ports (chain, peers, scorer, store) are called from `spawn_blocking`.
 
+use crate::peer::PeerPath;
 use futures::future::BoxFuture;
 use std::time::Duration;
 use tally_core::Hotkey;
@@ -67,13 +68,14 @@ impl DhtPort for Dht {
 
 /// Signed HTTP calls to peers (blocking).
 pub trait PeerPort: Send + Sync {
-    /// `GET http://{addr}{path}`; the status and body.
-    fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String>;
+    /// `GET` `path` at `addr` (IP:port, parsed strictly), signed for the node `to`; the status
+    /// and body.
+    fn get(&self, to: &Hotkey, addr: &str, path: &PeerPath) -> Result<(u16, Vec<u8>), String>;
 }
 
 impl PeerPort for crate::peer::PeerClient {
-    fn get(&self, addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
-        crate::peer::PeerClient::get(self, addr, path)
+    fn get(&self, to: &Hotkey, addr: &str, path: &PeerPath) -> Result<(u16, Vec<u8>), String> {
+        crate::peer::PeerClient::get(self, to, addr, path).map_err(|e| e.to_string())
     }
 }
 

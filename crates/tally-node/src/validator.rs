@@ -10,6 +10,7 @@
 //! resumes where it was and serves byte-identical reports.
 
 use crate::api::{ApiState, Timing};
+use crate::peer::PeerPath;
 use crate::ports::{DhtPort, PeerPort, StorePort};
 use crate::scorer::Scorer;
 use std::sync::Arc;
@@ -28,8 +29,9 @@ use tracing::{debug, info, warn};
 pub struct DriverConfig {
     /// The subnet.
     pub netuid: u16,
-    /// The owner's endpoint (`host:port`) for its pick, in owner and shadow modes.
-    pub owner: Option<String>,
+    /// The owner's pinned hotkey and endpoint (`IP:port`) for its pick, in owner and shadow
+    /// modes.
+    pub owner: Option<(Hotkey, String)>,
     /// How often the head is read.
     pub tick: Duration,
     /// Runs read back from the store at start.
@@ -56,8 +58,8 @@ pub struct Ports {
 }
 
 /// The owner's pick for `run` from `GET /v1/weights?run=`.
-pub fn owner_pick(peers: &dyn PeerPort, addr: &str, run: u64) -> Option<OwnerPick> {
-    let (status, body) = peers.get(addr, &format!("/v1/weights?run={run}")).ok()?;
+pub fn owner_pick(peers: &dyn PeerPort, owner: &Hotkey, addr: &str, run: u64) -> Option<OwnerPick> {
+    let (status, body) = peers.get(owner, addr, &PeerPath::owner_pick(run)).ok()?;
     if status != 200 {
         return None;
     }
@@ -77,10 +79,8 @@ pub fn owner_pick(peers: &dyn PeerPort, addr: &str, run: u64) -> Option<OwnerPic
 }
 
 /// A peer's report for `run` from `GET /v1/consensus/scores/{run}`.
-pub fn fetch_report(peers: &dyn PeerPort, addr: &str, run: u64) -> Option<Vec<u8>> {
-    let (status, body) = peers
-        .get(addr, &format!("/v1/consensus/scores/{run}"))
-        .ok()?;
+pub fn fetch_report(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> Option<Vec<u8>> {
+    let (status, body) = peers.get(to, addr, &PeerPath::scores(run)).ok()?;
     if status != 200 {
         return None;
     }
@@ -89,8 +89,8 @@ pub fn fetch_report(peers: &dyn PeerPort, addr: &str, run: u64) -> Option<Vec<u8
 }
 
 /// The equivocation proofs a peer serves for `run` (at most 64).
-pub fn fetch_evidence(peers: &dyn PeerPort, addr: &str, run: u64) -> Vec<Vec<u8>> {
-    let Ok((200, body)) = peers.get(addr, "/v1/evidence") else {
+pub fn fetch_evidence(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> Vec<Vec<u8>> {
+    let Ok((200, body)) = peers.get(to, addr, &PeerPath::evidence()) else {
         return Vec::new();
     };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -412,17 +412,17 @@ impl Driver {
                     let p = p.clone();
                     async move {
                         let http = if t.http || t.evidence {
-                            let (peers, addr) = (p.peers.clone(), t.axon.clone());
+                            let (peers, addr, to) = (p.peers.clone(), t.axon.clone(), t.hotkey);
                             let want = t.http;
                             let ev = t.evidence;
                             blocking(move || {
                                 let r = if want {
-                                    fetch_report(peers.as_ref(), &addr, run)
+                                    fetch_report(peers.as_ref(), &to, &addr, run)
                                 } else {
                                     None
                                 };
                                 let e = if ev {
-                                    fetch_evidence(peers.as_ref(), &addr, run)
+                                    fetch_evidence(peers.as_ref(), &to, &addr, run)
                                 } else {
                                     Vec::new()
                                 };
@@ -478,9 +478,9 @@ impl Driver {
                 let owner = self.cfg.owner.clone();
                 self.answer(async move {
                     let pick = match owner {
-                        Some(addr) => {
+                        Some((owner, addr)) => {
                             let peers = p.peers.clone();
-                            blocking(move || owner_pick(peers.as_ref(), &addr, run))
+                            blocking(move || owner_pick(peers.as_ref(), &owner, &addr, run))
                                 .await
                                 .flatten()
                         }

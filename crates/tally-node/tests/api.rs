@@ -1,11 +1,12 @@
-//! The validator API over a real socket on 127.0.0.1: every 4xx, the 425 rule, and the signed
-//! views.
+//! The validator API over a real socket on 127.0.0.1: every 4xx, the 425 rule, the signed
+//! views, requests bound to their target node, the future-skew bound, and one key flooding
+//! without taking anything from another.
 
 use std::sync::Arc;
 use tally_core::codec::signing_payload;
 use tally_core::{FamilyId, Hotkey, Keypair, ReportBody, Score, ScoreReport, Signature};
 use tally_node::api::{self, ApiState, Timing, DIVERGENCE_TAG};
-use tally_node::auth::{self, sign_request};
+use tally_node::auth::{self, sign_request, NonceLimits};
 use tally_node::store::NodeStore;
 use tally_protocol::{ChainTime, EpochClock, PhaseWindows};
 
@@ -25,9 +26,16 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(node_key(), NonceLimits::new(1000)).await
+}
+
+fn node_key() -> Keypair {
+    Keypair::from_seed(&[1; 32])
+}
+
+async fn server_with(node: Keypair, limits: NonceLimits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(NodeStore::open(&dir.path().join("n.redb")).unwrap());
-    let node = Keypair::from_seed(&[1; 32]);
     let caller = Keypair::from_seed(&[2; 32]);
     let mut wires = Vec::new();
     for run in [3u64, 4] {
@@ -43,7 +51,12 @@ async fn server() -> Server {
         store.put_own_report(run, &r.to_bytes(), b"").unwrap();
         wires.push((run, r.to_bytes()));
     }
-    let state = Arc::new(ApiState::new(store, node.clone(), 1000, Arc::new(now)));
+    let state = Arc::new(ApiState::with_nonce_limits(
+        store,
+        node.clone(),
+        limits,
+        Arc::new(now),
+    ));
     // what the validator's machine asked the API to serve; run 4's window has not opened, so
     // the API still answers 425 for it
     for (run, w) in wires {
@@ -112,6 +125,7 @@ fn get(
     (status, resp.body_mut().read_to_string().unwrap_or_default())
 }
 
+/// Headers of a request signed by `key` for the test node.
 fn signed(
     key: &Keypair,
     method: &str,
@@ -119,7 +133,19 @@ fn signed(
     body: &[u8],
     ts: u64,
 ) -> Vec<(&'static str, String)> {
-    sign_request(key, method, path, body, ts, auth::fresh_nonce()).to_vec()
+    signed_for(key, &node_key().hotkey(), method, path, body, ts)
+}
+
+/// Headers of a request signed by `key` for the node `to`.
+fn signed_for(
+    key: &Keypair,
+    to: &Hotkey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    ts: u64,
+) -> Vec<(&'static str, String)> {
+    sign_request(key, to, method, path, body, ts, auth::fresh_nonce()).to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +169,8 @@ async fn every_refusal_and_the_reveal_window() {
         let (st, body) = get(a, p, &[], None);
         assert_eq!((st, body.contains("missing header")), (401, true), "{body}");
         let mut h = signed(&k, "GET", p, b"", now());
-        h[1].1 = "yesterday".into();
+        assert_eq!(h[2].0, auth::H_TIMESTAMP);
+        h[2].1 = "yesterday".into();
         let (st, body) = get(a, p, &h, None);
         assert_eq!(
             (st, body.contains("malformed header")),
@@ -226,6 +253,98 @@ async fn runs_evidence_and_signed_divergence() {
         let sig = Signature::from_hex(v["signature"].as_str().unwrap()).unwrap();
         assert!(node.verify(&signing_payload(DIVERGENCE_TAG, &window), &sig));
         assert_eq!(v["signer"], node.to_ss58());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_signed_for_one_node_is_refused_by_another() {
+    let a = server().await;
+    let b = server_with(Keypair::from_seed(&[3; 32]), NonceLimits::new(1000)).await;
+    let (aa, ba, k, a_key) = (a.addr, b.addr, a.caller.clone(), a.node.hotkey());
+    tokio::task::spawn_blocking(move || {
+        let p = "/v1/consensus/scores/3";
+        let h = signed_for(&k, &a_key, "GET", p, b"", now());
+        // B first, so A's nonce cache has not seen it: B refuses it by its target...
+        let (st, body) = get(ba, p, &h, None);
+        assert_eq!((st, body.contains("wrong target")), (401, true), "{body}");
+        // ...and with the target header rewritten to name B, by the signature, which covers A
+        let mut moved = h.clone();
+        assert_eq!(moved[1].0, auth::H_TARGET);
+        moved[1].1 = Keypair::from_seed(&[3; 32]).hotkey().to_ss58();
+        let (st, body) = get(ba, p, &moved, None);
+        assert_eq!((st, body.contains("bad signature")), (401, true), "{body}");
+        // A, the target, serves it
+        let (st, body) = get(aa, p, &h, None);
+        assert_eq!(st, 200, "{body}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_more_than_a_few_seconds_ahead_are_refused() {
+    let s = server().await;
+    let (a, k) = (s.addr, s.caller.clone());
+    tokio::task::spawn_blocking(move || {
+        let p = "/v1/evidence";
+        for ahead in [59_000, 30_000, 6_000] {
+            let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now() + ahead), None);
+            assert_eq!(
+                (st, body.contains("stale timestamp")),
+                (401, true),
+                "+{ahead} ms: {body}"
+            );
+        }
+        // a small skew (within 5 s) still passes, and so does 59 s in the past
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now() + 3_000), None);
+        assert_eq!(st, 200, "{body}");
+        let (st, body) = get(a, p, &signed(&k, "GET", p, b"", now() - 59_000), None);
+        assert_eq!(st, 200, "{body}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_flooding_takes_nothing_from_another() {
+    // a cache of 100 live nonces, 20 per key, bursts of 40 at 1/s: one key sending 150
+    // requests would fill an unpartitioned cache and lock every other key out with 503
+    let limits = NonceLimits {
+        capacity: 100,
+        per_key: 20,
+        max_keys: 16,
+        rate_per_s: 1,
+        burst: 40,
+    };
+    let s = server_with(node_key(), limits).await;
+    let flood = Keypair::from_seed(&[8; 32]);
+    s.state.known.write().unwrap().insert(flood.hotkey());
+    let (a, honest) = (s.addr, s.caller.clone());
+    tokio::task::spawn_blocking(move || {
+        let p = "/v1/evidence";
+        let first = signed(&honest, "GET", p, b"", now());
+        assert_eq!(get(a, p, &first, None).0, 200);
+        let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+        for _ in 0..150 {
+            let (st, _) = get(a, p, &signed(&flood, "GET", p, b"", now()), None);
+            *statuses.entry(st).or_default() += 1;
+        }
+        assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+        assert_eq!(statuses.get(&429), Some(&130), "{statuses:?}");
+        // the honest key's nonce was not evicted (its replay is still refused) and it is served
+        let (st, body) = get(a, p, &first, None);
+        assert_eq!((st, body.contains("replayed nonce")), (409, true), "{body}");
+        for _ in 0..10 {
+            let (st, body) = get(a, p, &signed(&honest, "GET", p, b"", now()), None);
+            assert_eq!(st, 200, "{body}");
+        }
+        let (_, m) = get(a, "/metrics", &[], None);
+        assert!(
+            m.contains("tally_auth_rejections_total{reason=\"key_quota\"} 130"),
+            "{m}"
+        );
     })
     .await
     .unwrap();

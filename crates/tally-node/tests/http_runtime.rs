@@ -1,6 +1,7 @@
 //! The http runtime against a miner endpoint on 127.0.0.1 that checks the validator's signed
-//! request: a faithful endpoint scores full accuracy, a slow one times out, an unsigned call is
-//! refused by the miner.
+//! request: a faithful endpoint scores full accuracy, a slow one times out, an unknown caller and
+//! a request signed for another miner are refused by the miner, and an endpoint that is not a
+//! bare IP:port is refused by the validator before any connection.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,52 +27,56 @@ impl HeaderSource for H {
 async fn signed_calls_latency_and_timeouts() {
     let validator = Keypair::from_seed(&[4; 32]);
     let vk = validator.hotkey();
+    let miner = Keypair::from_seed(&[5; 32]).hotkey();
     let mlp = Inference::default_mlp(7);
     let m2 = mlp.clone();
     let cache = Arc::new(Mutex::new(NonceCache::new(1000)));
-    let app = axum::Router::new()
-        .route(
-            "/v1/run",
-            post(move |headers: HeaderMap, body: Bytes| {
-                let (m2, cache) = (m2.clone(), cache.clone());
-                async move {
-                    let now = tally_net::system_clock()();
-                    let ok = auth::verify(
-                        &H(headers),
-                        "POST",
-                        "/v1/run",
-                        &body,
-                        now,
-                        |h| *h == vk,
-                        &mut cache.lock().unwrap(),
-                    );
-                    if ok.is_err() {
-                        return (StatusCode::UNAUTHORIZED, Vec::new());
-                    }
-                    let x: Vec<f32> = body
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    (
-                        StatusCode::OK,
-                        m2.forward(&x)
-                            .iter()
-                            .flat_map(|v| v.to_le_bytes())
-                            .collect(),
-                    )
+    let app = axum::Router::new().route(
+        "/v1/run",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let (m2, cache) = (m2.clone(), cache.clone());
+            async move {
+                let now = tally_net::system_clock()();
+                let ok = auth::verify(
+                    &H(headers),
+                    &miner,
+                    "POST",
+                    "/v1/run",
+                    &body,
+                    now,
+                    |h| *h == vk,
+                    &mut cache.lock().unwrap(),
+                );
+                if ok.is_err() {
+                    return (StatusCode::UNAUTHORIZED, Vec::new());
                 }
-            }),
-        )
-        .route(
-            "/slow/v1/run",
-            post(|| async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                "late"
-            }),
-        );
+                let x: Vec<f32> = body
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                (
+                    StatusCode::OK,
+                    m2.forward(&x)
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                )
+            }
+        }),
+    );
+    let slow = axum::Router::new().route(
+        "/v1/run",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "late"
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, slow).await });
     tokio::task::spawn_blocking(move || {
         let rt = WasmRuntime::new().unwrap();
         let fam = Inference::new(mlp, &rt, Limits::default()).unwrap();
@@ -84,7 +89,7 @@ async fn signed_calls_latency_and_timeouts() {
             ),
             1 << 20,
         );
-        let r = http.run(&addr, &t.input);
+        let r = http.run(&miner, &addr, &t.input);
         assert!(r.wall > Duration::ZERO);
         let s = fam.score(t, &fam.reference(t), &r);
         assert_eq!(s.accuracy.units(), 1_000_000_000, "{:?}", r.output);
@@ -97,20 +102,30 @@ async fn signed_calls_latency_and_timeouts() {
             ),
             1 << 20,
         );
-        let r = stranger.run(&addr, &t.input);
+        let r = stranger.run(&miner, &addr, &t.input);
         assert!(
             matches!(r.output, Err(Failure::Trap(ref m)) if m.contains("401")),
             "{:?}",
             r.output
         );
         assert_eq!(fam.score(t, &fam.reference(t), &r).score.units(), 0);
-        // a slow endpoint times out
-        let r = http.run(&format!("{addr}/slow"), &t.input);
+        // a request signed for another miner is refused by this one
+        let r = http.run(&Keypair::from_seed(&[6; 32]).hotkey(), &addr, &t.input);
         assert!(
-            matches!(r.output, Err(Failure::Timeout) | Err(Failure::Trap(_))),
+            matches!(r.output, Err(Failure::Trap(ref m)) if m.contains("401")),
             "{:?}",
             r.output
         );
+        // an endpoint with a path is refused before any connection
+        let r = http.run(&miner, &format!("{slow_addr}/elsewhere"), &t.input);
+        assert!(
+            matches!(r.output, Err(Failure::Trap(ref m)) if m.contains("axon")),
+            "{:?}",
+            r.output
+        );
+        // a slow endpoint times out
+        let r = http.run(&miner, &slow_addr, &t.input);
+        assert!(matches!(r.output, Err(Failure::Timeout)), "{:?}", r.output);
         assert!(r.wall < Duration::from_secs(2));
     })
     .await

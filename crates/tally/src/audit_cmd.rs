@@ -10,7 +10,7 @@ use std::time::Duration;
 use tally_chain::{Chain, Genesis, HttpChain, LocalChain};
 use tally_core::Keypair;
 use tally_node::audit::{audit, Evidence};
-use tally_node::peer::PeerClient;
+use tally_node::peer::{PeerClient, PeerPath};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -28,7 +28,8 @@ pub struct AuditArgs {
     /// A directory of evidence files.
     #[arg(long, conflicts_with = "peer")]
     evidence: Option<PathBuf>,
-    /// Validator API addresses (host:port) to fetch reports and proofs from; repeatable.
+    /// Validator API addresses (IP:port, as the metagraph lists them) to fetch reports and
+    /// proofs from; repeatable.
     #[arg(long)]
     peer: Vec<String>,
     /// Key file to sign requests to peers with (must be a hotkey the peers know).
@@ -117,10 +118,18 @@ fn fetch_peers(a: &AuditArgs, chain: &dyn Chain) -> Result<Evidence, Failure> {
         None => (0..current).collect(),
     };
     let mut ev = Evidence::default();
+    // requests are signed for the peer's hotkey: the one the metagraph lists at that axon
+    let mg = chain.metagraph(a.netuid)?;
     for p in &a.peer {
         let addr = p.trim_start_matches("http://").trim_end_matches('/');
+        let Some(to) = mg.neurons.iter().find(|n| n.axon == addr).map(|n| n.hotkey) else {
+            return Err(Failure::input(anyhow!(
+                "--peer {addr}: no neuron of subnet {} serves this axon",
+                a.netuid
+            )));
+        };
         for r in &runs {
-            match client.get(addr, &format!("/v1/consensus/scores/{r}")) {
+            match client.get(&to, addr, &PeerPath::scores(*r)) {
                 Ok((200, body)) => {
                     let v: serde_json::Value =
                         serde_json::from_slice(&body).map_err(|e| anyhow!("{addr}: {e}"))?;
@@ -132,7 +141,7 @@ fn fetch_peers(a: &AuditArgs, chain: &dyn Chain) -> Result<Evidence, Failure> {
                 Err(e) => eprintln!("{e}"),
             }
         }
-        if let Ok((200, body)) = client.get(addr, "/v1/evidence") {
+        if let Ok((200, body)) = client.get(&to, addr, &PeerPath::evidence()) {
             let v: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| anyhow!("{addr}: {e}"))?;
             for (i, item) in v["evidence"]

@@ -92,6 +92,31 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Honest peers' signed score fetches against one node on loopback while it holds
+    /// thousands of idle (half-sent) connections and one known key floods it with validly signed
+    /// requests: the honest fetches' latency, and what the node refused.
+    ApiLoad {
+        /// Idle connections, each sending half a request head and reopened a second after the
+        /// node closes it.
+        #[arg(long, default_value_t = 5_000)]
+        idle: usize,
+        /// Source addresses the idle connections come from (127.0.0.10 and up); 1 puts them
+        /// all behind the node's per-IP cap.
+        #[arg(long, default_value_t = 20)]
+        idle_sources: u8,
+        /// Honest requests measured (from 127.0.0.2, 64 hotkeys, 200/s per connection).
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        /// Honest connections (threads).
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Threads flooding with the one key (from 127.0.0.3), back to back.
+        #[arg(long, default_value_t = 2)]
+        flood_threads: usize,
+        /// Print `{"p50_ms":…,"p99_ms":…,"max_ms":…,"flood_429":…,…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sandbox evaluation overhead and the wasm MLP against native Rust.
     Exec {
         /// Print `{"overhead_ms":…,"wasm_ms":…,"native_ms":…,"ratio":…}` as the last line.
@@ -197,6 +222,14 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
             threads,
             json,
         } => crate::bench_api::bench(requests, threads, json),
+        BenchCommand::ApiLoad {
+            idle,
+            idle_sources,
+            requests,
+            threads,
+            flood_threads,
+            json,
+        } => crate::bench_api::load(idle, idle_sources, requests, threads, flood_threads, json),
         BenchCommand::ApiServer => crate::bench_api::server(),
         BenchCommand::Exec { json } => crate::bench_net::exec(json),
         BenchCommand::Aggregation {

@@ -25,7 +25,7 @@ use tally_exec::inference::Inference;
 use tally_exec::runtime::{Limits, WasmRuntime};
 use tally_exec::Family;
 use tally_net::system_clock;
-use tally_node::peer::PeerClient;
+use tally_node::peer::{PeerClient, PeerPath};
 use tally_node::scorer::SyntheticScorer;
 use tally_node::store::NodeStore;
 use tally_node::submissions::upload;
@@ -224,10 +224,15 @@ impl Drop for Procs {
     }
 }
 
-fn wait_healthy(peers: &PeerClient, addr: &str, within: Duration) -> Result<(), String> {
+fn wait_healthy(
+    peers: &PeerClient,
+    to: &Hotkey,
+    addr: &str,
+    within: Duration,
+) -> Result<(), String> {
     let t = Instant::now();
     while t.elapsed() < within {
-        if let Ok((200, _)) = peers.get(addr, "/healthz") {
+        if let Ok((200, _)) = peers.get(to, addr, &PeerPath::healthz()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -235,8 +240,8 @@ fn wait_healthy(peers: &PeerClient, addr: &str, within: Duration) -> Result<(), 
     Err(format!("{addr} did not answer /healthz within {within:?}"))
 }
 
-fn fetch_outcome(peers: &PeerClient, addr: &str, run: u64) -> Option<RunOutcome> {
-    match peers.get(addr, &format!("/v1/runs/{run}")) {
+fn fetch_outcome(peers: &PeerClient, to: &Hotkey, addr: &str, run: u64) -> Option<RunOutcome> {
+    match peers.get(to, addr, &PeerPath::outcome(run)) {
         Ok((200, b)) => RunOutcome::from_json(&b).ok(),
         _ => None,
     }
@@ -536,10 +541,20 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         ],
     )?);
     let client = PeerClient::new(owner_key.clone(), Duration::from_secs(3), system_clock());
-    wait_healthy(&client, &owner_addr, Duration::from_secs(60))?;
+    wait_healthy(
+        &client,
+        &owner_key.hotkey(),
+        &owner_addr,
+        Duration::from_secs(60),
+    )?;
     for (k, up) in mkeys.iter().zip(&uploads) {
         let c = PeerClient::new(k.clone(), Duration::from_secs(5), system_clock());
-        match c.post(&owner_addr, "/v1/submissions", up) {
+        match c.post(
+            &owner_key.hotkey(),
+            &owner_addr,
+            &PeerPath::submissions(),
+            up,
+        ) {
             Ok((201, _)) => {}
             other => return Err(format!("the owner refused a submission: {other:?}")),
         }
@@ -558,9 +573,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         }
         procs.start_node(i)?;
     }
-    for (node, addr) in procs.nodes.iter().zip(&api) {
+    for ((node, addr), k) in procs.nodes.iter().zip(&api).zip(&vkeys) {
         if node.is_some() {
-            wait_healthy(&client, addr, Duration::from_secs(60))?;
+            wait_healthy(&client, &k.hotkey(), addr, Duration::from_secs(60))?;
         }
     }
     let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());
@@ -625,7 +640,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     break;
                 }
                 if let std::collections::btree_map::Entry::Vacant(e) = outcomes.entry((i, r)) {
-                    if let Some(o) = fetch_outcome(&client, &api[i], r) {
+                    if let Some(o) = fetch_outcome(&client, &vkeys[i].hotkey(), &api[i], r) {
                         e.insert(o);
                     }
                 }
@@ -644,7 +659,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         if let Some((i, r)) = restart {
             let served = || {
                 client
-                    .get(&api[i], &format!("/v1/consensus/scores/{r}"))
+                    .get(&vkeys[i].hotkey(), &api[i], &PeerPath::scores(r))
                     .ok()
                     .filter(|x| x.0 == 200)
                     .map(|x| x.1)
@@ -655,7 +670,12 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     let _ = c.wait();
                 }
                 procs.start_node(i)?;
-                wait_healthy(&client, &api[i], Duration::from_secs(60))?;
+                wait_healthy(
+                    &client,
+                    &vkeys[i].hotkey(),
+                    &api[i],
+                    Duration::from_secs(60),
+                )?;
                 let t = Instant::now();
                 let mut after = served();
                 while after.is_none() && t.elapsed() < Duration::from_secs(10) {

@@ -40,8 +40,9 @@ Config file (TOML), every key optional in the file if given by env or flag:
   dht_listen = \"/ip4/0.0.0.0/tcp/4001\"
   bootstrap = [\"/ip4/1.2.3.4/tcp/4001/p2p/12D3…\"]
   data_dir = \"/var/lib/tally\"          # validator.redb and p2p.key live here
-  owner_url = \"owner.example:8090\"     # host:port of the subnet owner (rosters, archives, pick)
-  owner_hotkey = \"5…\"                  # the owner's hotkey, pinned: rosters must carry its signature
+  owner_url = \"203.0.113.9:8090\"       # IP:port of the subnet owner (rosters, archives, pick)
+  owner_hotkey = \"5…\"                  # the owner's hotkey, pinned: rosters must carry its
+                                        # signature, requests to the owner are signed for it
   mode = \"decentralized\"               # owner | shadow | decentralized
   scorer = \"exec\"                      # exec (run submissions) | synthetic:SEED (devnets only)
   model_seed = 7                        # the inference family's reference model seed
@@ -82,7 +83,7 @@ pub struct ValidatorArgs {
     /// Data directory.
     #[arg(long, env = "TALLY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Owner endpoint (`HOST:PORT`).
+    /// Owner endpoint (`IP:PORT`).
     #[arg(long, env = "TALLY_OWNER_URL")]
     pub owner_url: Option<String>,
     /// Owner hotkey (SS58), pinned.
@@ -266,9 +267,8 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
     let data_dir = required("data_dir", a.data_dir.clone().or(f.data_dir))?;
     let owner_url = a.owner_url.clone().or(f.owner_url);
     if let Some(u) = &owner_url {
-        if u.contains('/') || !u.contains(':') {
-            return Err(field("owner_url", format!("{u:?}: use HOST:PORT")));
-        }
+        tally_chain::extrinsic::parse_axon(u)
+            .map_err(|e| field("owner_url", format!("{e}: use IP:PORT")))?;
     }
     let owner_hotkey = a
         .owner_hotkey
@@ -276,6 +276,12 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         .or(f.owner_hotkey)
         .map(|s| s.parse::<Hotkey>().map_err(|e| field("owner_hotkey", e)))
         .transpose()?;
+    if owner_url.is_some() && owner_hotkey.is_none() {
+        return Err(field(
+            "owner_hotkey",
+            "requests to the owner are signed for its hotkey: set owner_hotkey with owner_url",
+        ));
+    }
     let mode: WeightMode = a
         .mode
         .clone()
@@ -498,7 +504,7 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
             actor,
             DriverConfig {
                 netuid: s.netuid,
-                owner: s.owner_url.clone(),
+                owner: s.owner_url.clone().zip(s.owner_hotkey).map(|(u, k)| (k, u)),
                 tick: s.tick,
                 restore_runs: 16,
             },
