@@ -64,6 +64,11 @@ pub struct Evaluation {
 
 /// Runs `module` on every task under `limits` and scores it against the family's reference;
 /// each task's tool calls carry the job id `task-eval={task};deployment={deployment}`.
+///
+/// `limits.wall` bounds the whole evaluation, not each task: a task runs with what is left of
+/// it, and once it is spent the remaining tasks fail with [`Failure::Timeout`] without running.
+/// Honest tasks take microseconds of it; a submission that burns wall time with operations that
+/// cost little fuel (bulk memory fills, say) holds the validator for at most `limits.wall`.
 pub fn evaluate(
     family: &dyn Family,
     runtime: &crate::runtime::WasmRuntime,
@@ -80,13 +85,27 @@ pub fn evaluate(
         error: None,
     };
     let mut total = 0u64;
+    let start = std::time::Instant::now();
     for t in tasks {
-        let r = runtime.run(
-            module,
-            &t.input,
-            limits,
-            &format!("task-eval={};deployment={deployment}", t.id),
-        );
+        let left = limits.wall.saturating_sub(start.elapsed());
+        let r = if left.is_zero() {
+            crate::runtime::RunResult {
+                output: Err(Failure::Timeout),
+                fuel: 0,
+                wall: std::time::Duration::ZERO,
+                tool_calls: Vec::new(),
+            }
+        } else {
+            runtime.run(
+                module,
+                &t.input,
+                &crate::runtime::Limits {
+                    wall: left,
+                    ..*limits
+                },
+                &format!("task-eval={};deployment={deployment}", t.id),
+            )
+        };
         let s = family.score(t, &family.reference(t), &r);
         total += s.score.units() as u64;
         e.fuel += r.fuel;

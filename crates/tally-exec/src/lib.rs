@@ -8,8 +8,11 @@
 //!   computes itself, and a score from an answer and its measurements.
 //! * [`inference`]: the built-in `inference` family (a reference MLP run faithfully and
 //!   efficiently).
+//! * [`budget`]: the compile budget, checked before compiling: size, function count, body size,
+//!   locals, nesting, compile work, and initial memory plus tables against the memory cap.
 //! * [`archive`]: the content-addressed, size-bounded archive cache that refuses bytes not
 //!   hashing to the roster's pin.
+//! * [`adversarial`]: hostile modules (for the compile-budget tests and measurements).
 //! * [`safetensors`]: loading the reference MLP from a safetensors file.
 //! * [`builder`]: the miner builder that emits submissions with `wasm-encoder`.
 //!
@@ -23,7 +26,9 @@
 //! validator's ledger under the job id `task-eval={task_id};deployment={id}` and returns 0.
 #![forbid(unsafe_code)]
 
+pub mod adversarial;
 pub mod archive;
+pub mod budget;
 pub mod builder;
 pub mod family;
 pub mod inference;

@@ -53,9 +53,11 @@ pub struct SubmitArgs {
 
 #[derive(Subcommand)]
 pub enum ExecCommand {
-    /// Evaluate one submission as a validator would: tasks from the seed, the validator's own
-    /// reference, fuel-metered sandbox, score. A submission that fails still exits 0 with its
-    /// error in the output; exit 2 is for unusable arguments or an unreadable file.
+    /// Evaluate one submission as a validator would: the compile budget, tasks from the seed,
+    /// the validator's own reference, fuel-metered sandbox, score. A submission that fails still
+    /// exits 0 with its error in the output; one refused as over the compile budget (or over
+    /// the archive cap, or not compiled by the compile deadline) exits 1 with the reason; exit 2
+    /// is for unusable arguments or an unreadable file.
     Run(RunArgs),
 }
 
@@ -170,11 +172,23 @@ pub fn exec(c: ExecCommand) -> Result<u8, Failure> {
     let meta = std::fs::metadata(&a.archive)
         .with_context(|| format!("cannot read {}", a.archive.display()))
         .map_err(Failure::input)?;
-    if meta.len() > 64 * 1024 * 1024 {
-        return Err(Failure::input(anyhow!(
-            "{} is over the 64 MiB archive cap",
-            a.archive.display()
-        )));
+    let report = |error: &str| {
+        if a.json {
+            println!(
+                "{}",
+                json!({"score": 0.0, "fuel": 0, "wall_ms": 0.0, "error": error})
+            );
+        }
+    };
+    let cap = tally_exec::budget::MAX_ARCHIVE;
+    if meta.len() > cap as u64 {
+        // not even read: a validator's archive cache refuses it before hashing a byte
+        let e = format!(
+            "refused: over budget: archive of {} bytes is over the {cap}-byte archive cap",
+            meta.len()
+        );
+        report(&e);
+        return Err(anyhow!("{}: {e}", a.archive.display()).into());
     }
     let bytes = std::fs::read(&a.archive)
         .with_context(|| format!("cannot read {}", a.archive.display()))
@@ -194,30 +208,27 @@ pub fn exec(c: ExecCommand) -> Result<u8, Failure> {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&a.seed.to_le_bytes());
     let deployment = hex::encode(&tally_core::sha256(&bytes)[..8]);
-    let (mut total, mut fuel, mut wall, mut error) = (0u64, 0u64, 0f64, None);
-    match rt.load(&bytes, fam.imports()) {
-        Err(e) => error = Some(e.to_string()),
-        Ok(module) => {
-            let tasks = fam.tasks(&seed, a.tasks);
-            for t in &tasks {
-                let r = rt.run(
-                    &module,
-                    &t.input,
-                    fam.limits(),
-                    &format!("task-eval={};deployment={deployment}", t.id),
-                );
-                let s = fam.score(t, &fam.reference(t), &r);
-                fuel += r.fuel;
-                wall += r.wall.as_secs_f64() * 1e3;
-                total += s.score.units() as u64;
-                if let (Some(e), None) = (&s.error, &error) {
-                    error = Some(e.to_string());
-                }
-            }
-            total /= tasks.len() as u64;
+    let (score, fuel, wall, error) = match rt.load(&bytes, fam.imports()) {
+        Err(e @ tally_exec::Failure::Budget(_)) => {
+            // over the compile budget: refused before (or instead of) compiling
+            let e = e.to_string();
+            report(&e);
+            return Err(anyhow!("{}: {e}", a.archive.display()).into());
         }
-    }
-    let score = total as f64 / 1e9;
+        Err(e) => (0.0, 0, 0.0, Some(e.to_string())),
+        Ok(module) => {
+            // exactly the validator's evaluation (the run's wall limit spans all tasks)
+            let tasks = fam.tasks(&seed, a.tasks);
+            let ev =
+                tally_exec::family::evaluate(&fam, &rt, &module, &tasks, fam.limits(), &deployment);
+            (
+                ev.score.units() as f64 / 1e9,
+                ev.fuel,
+                ev.wall.as_secs_f64() * 1e3,
+                ev.error.map(|e| e.to_string()),
+            )
+        }
+    };
     eprintln!(
         "{}: score {score:.6} over {} tasks, fuel {fuel} (reference {} per task), wall {wall:.3} ms{}",
         a.archive.display(),
