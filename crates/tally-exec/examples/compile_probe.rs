@@ -207,6 +207,38 @@ fn main() {
                 hwm_kib() / 1024
             );
         }
+        Some("overhead") => {
+            // the parts of `tally bench exec`'s overhead row: hash, cached load, run
+            use tally_exec::Family;
+            let rt = tally_exec::WasmRuntime::new().unwrap();
+            let fam = tally_exec::inference::Inference::new(
+                tally_exec::inference::Inference::default_mlp(7),
+                &rt,
+                tally_exec::Limits::default(),
+            )
+            .unwrap();
+            let bytes =
+                tally_exec::builder::build(fam.mlp(), tally_exec::builder::Variant::Faithful);
+            let m = rt.load(&bytes, fam.imports()).unwrap();
+            let task = fam.tasks(&[1; 32], 1).remove(0);
+            let n = 2000;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(tally_core::sha256(&bytes));
+            }
+            let hash = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(rt.load(&bytes, fam.imports()).is_ok());
+            }
+            let load = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(rt.run(&m, &task.input, fam.limits(), "j"));
+            }
+            let run = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("sha256 {hash:.1} us, cached load {load:.1} us, run {run:.1} us");
+        }
         Some("mlp") => {
             // runtime of the faithful MLP 256-256-64 repeated 200 times under a configuration
             use tally_exec::builder::{build_repeated, Variant};

@@ -9,8 +9,9 @@
 
 use wasm_encoder::{
     BlockType, CodeSection, ConstExpr, DataSection, ElementSection, Elements, ExportKind,
-    ExportSection, Function, FunctionSection, GlobalSection, GlobalType, Instruction as I,
-    MemorySection, MemoryType, Module, RefType, TableSection, TableType, TypeSection, ValType,
+    ExportSection, Function, FunctionSection, GlobalSection, GlobalType, IndirectNameMap,
+    Instruction as I, MemorySection, MemoryType, Module, NameMap, NameSection, RefType,
+    TableSection, TableType, TypeSection, ValType,
 };
 
 /// One kind of hostile module.
@@ -91,6 +92,26 @@ pub enum Shape {
     Globals {
         /// Globals.
         count: u32,
+    },
+    /// A `name` section naming `locals` locals of each of `funcs` functions (wasmtime parses
+    /// it for backtraces).
+    Names {
+        /// Functions named (and defined, each with `locals` locals).
+        funcs: u32,
+        /// Local names per function.
+        locals: u32,
+    },
+    /// `run` reads memory at pseudo-random addresses until fuel runs out, over a memory of
+    /// `pages` pages: the most wall time per unit of fuel this module knows (cache misses).
+    Scatter {
+        /// Memory pages.
+        pages: u64,
+    },
+    /// `run` calls, forever, a function that declares `locals` locals (each call zeroes them
+    /// all for a few units of fuel): wall time per unit of fuel, by way of frames.
+    FatCalls {
+        /// Locals of the called function.
+        locals: u32,
     },
     /// An active data segment of `bytes` bytes at address 0 (with a memory big enough for it).
     Data {
@@ -249,9 +270,17 @@ fn functions(shape: Shape) -> Vec<Function> {
         Shape::ManyFunctions { count } => (0..count).map(|_| loop_nest(2, 1)).collect(),
         Shape::ManyLocals { locals } => vec![many_locals(locals)],
         Shape::BrTable { targets } => vec![br_table(targets)],
-        Shape::Table { .. } | Shape::Memory { .. } | Shape::Globals { .. } | Shape::Data { .. } => {
-            Vec::new()
+        Shape::Names { funcs, locals } => (0..funcs).map(|_| many_locals(locals)).collect(),
+        Shape::FatCalls { locals } => {
+            let mut f = Function::new(vec![(locals, ValType::I64)]);
+            f.instruction(&I::LocalGet(0)).instruction(&I::End);
+            vec![f]
         }
+        Shape::Table { .. }
+        | Shape::Memory { .. }
+        | Shape::Globals { .. }
+        | Shape::Data { .. }
+        | Shape::Scatter { .. } => Vec::new(),
     }
 }
 
@@ -285,7 +314,7 @@ pub fn build_all(shapes: &[Shape]) -> Vec<u8> {
                 table = Some(table.unwrap_or(0).max(elements));
                 filled = filled.max(f);
             }
-            Shape::Memory { pages: p } => pages = pages.max(p),
+            Shape::Memory { pages: p } | Shape::Scatter { pages: p } => pages = pages.max(p),
             Shape::Globals { count } => globals += count,
             Shape::Data { bytes } => data += bytes,
             _ => {}
@@ -347,6 +376,61 @@ pub fn build_all(shapes: &[Shape]) -> Vec<u8> {
     alloc.instruction(&I::I32Const(1024)).instruction(&I::End);
     code.function(&alloc);
     let mut run = Function::new([]);
+    if let Some(pages) = shapes.iter().find_map(|s| match s {
+        Shape::Scatter { pages } => Some(*pages),
+        _ => None,
+    }) {
+        // touch every 4 KiB page first (so loads hit real memory, not the shared zero page),
+        // then x = x * 1103515245 + 12345; load at (x & mask) & !7, forever
+        let size = pages.saturating_mul(65536).min(1 << 31) as i32;
+        let mask = size.saturating_sub(8) & !7;
+        let mem = wasm_encoder::MemArg {
+            offset: 0,
+            align: 3,
+            memory_index: 0,
+        };
+        run.instruction(&I::Block(BlockType::Empty))
+            .instruction(&I::Loop(BlockType::Empty))
+            .instruction(&I::LocalGet(1))
+            .instruction(&I::I32Const(size))
+            .instruction(&I::I32GeU)
+            .instruction(&I::BrIf(1))
+            .instruction(&I::LocalGet(1))
+            .instruction(&I::I64Const(1))
+            .instruction(&I::I64Store(mem))
+            .instruction(&I::LocalGet(1))
+            .instruction(&I::I32Const(4096))
+            .instruction(&I::I32Add)
+            .instruction(&I::LocalSet(1))
+            .instruction(&I::Br(0))
+            .instruction(&I::End)
+            .instruction(&I::End);
+        run.instruction(&I::Loop(BlockType::Empty))
+            .instruction(&I::LocalGet(0))
+            .instruction(&I::I32Const(1_103_515_245))
+            .instruction(&I::I32Mul)
+            .instruction(&I::I32Const(12_345))
+            .instruction(&I::I32Add)
+            .instruction(&I::LocalTee(0))
+            .instruction(&I::I32Const(mask))
+            .instruction(&I::I32And)
+            .instruction(&I::I64Load(mem))
+            .instruction(&I::I32WrapI64)
+            .instruction(&I::LocalGet(1))
+            .instruction(&I::I32Add)
+            .instruction(&I::LocalSet(1))
+            .instruction(&I::Br(0))
+            .instruction(&I::End);
+    }
+    if shapes.iter().any(|s| matches!(s, Shape::FatCalls { .. })) {
+        // the first extra function is the fat one when FatCalls comes first
+        run.instruction(&I::Loop(BlockType::Empty))
+            .instruction(&I::LocalGet(0))
+            .instruction(&I::Call(2))
+            .instruction(&I::LocalSet(0))
+            .instruction(&I::Br(0))
+            .instruction(&I::End);
+    }
     run.instruction(&I::I64Const(0)).instruction(&I::End);
     code.function(&run);
     for f in &extra {
@@ -358,6 +442,30 @@ pub fn build_all(shapes: &[Shape]) -> Vec<u8> {
         let bytes: Vec<u8> = (0..data).map(|i| (i % 251) as u8).collect();
         ds.active(0, &ConstExpr::i32_const(0), bytes);
         m.section(&ds);
+    }
+    let named: Vec<(u32, u32)> = shapes
+        .iter()
+        .filter_map(|s| match s {
+            Shape::Names { funcs, locals } => Some((*funcs, *locals)),
+            _ => None,
+        })
+        .collect();
+    if !named.is_empty() {
+        let mut names = NameSection::new();
+        let mut all = IndirectNameMap::new();
+        let mut index = 2;
+        for (funcs, locals) in named {
+            for _ in 0..funcs {
+                let mut map = NameMap::new();
+                for l in 0..locals {
+                    map.append(l, &format!("a_rather_long_local_name_{l:08}"));
+                }
+                all.append(index, &map);
+                index += 1;
+            }
+        }
+        names.locals(&all);
+        m.section(&names);
     }
     m.finish()
 }
@@ -501,6 +609,23 @@ pub fn worst_within() -> Vec<(&'static str, Vec<u8>)> {
                 },
                 Shape::Globals { count: 1000 },
             ]),
+        ),
+        // a name section filling the rest of the archive cap
+        (
+            "names",
+            build(Shape::Names {
+                funcs: 998,
+                locals: 208,
+            }),
+        ),
+        // running: the most wall time per unit of fuel (calls that zero 999 locals each, and
+        // cache-missing loads over 64 MiB)
+        ("fat-calls", build(Shape::FatCalls { locals: 998 })),
+        (
+            "scatter",
+            build(Shape::Scatter {
+                pages: b.memory_bytes / 65536,
+            }),
         ),
     ]
 }
