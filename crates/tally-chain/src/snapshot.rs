@@ -40,9 +40,7 @@ pub fn read_snapshot(
         .ok_or_else(|| "the chain has not reached epoch 0".to_string())?;
     // the run of this epoch reads the metagraph as of its first block, whenever it is asked
     let at = tally_protocol::rules::metagraph_block(&clock, epoch).min(chain_head);
-    let mg = chain
-        .metagraph_at(netuid, at)
-        .map_err(|e| e.to_string())?;
+    let mg = chain.metagraph_at(netuid, at).map_err(|e| e.to_string())?;
     let mut seeds = Vec::new();
     for e in [epoch.saturating_sub(1), epoch] {
         if let Some(b) = chain.block(clock.start_of(e)).map_err(|e| e.to_string())? {

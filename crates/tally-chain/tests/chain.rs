@@ -179,7 +179,10 @@ fn weights_rules_and_winner() {
     assert_eq!(c.winner_at(NET, 0).unwrap(), None);
     assert_eq!(c.winner_at(NET, 1).unwrap(), Some(2));
     assert_eq!(c.winner_at(NET, 3).unwrap(), Some(2));
-    assert!(c.winner_at(NET, 4).is_err(), "a block past the head is refused");
+    assert!(
+        c.winner_at(NET, 4).is_err(),
+        "a block past the head is refused"
+    );
     c.produce_block(9_000).unwrap();
     assert_eq!(c.winner_at(NET, 4).unwrap(), Some(3));
 }
@@ -190,14 +193,23 @@ fn metagraph_as_of_a_block_leaves_out_later_registrations() {
     let c = open(&dir);
     c.produce_block(1_000).unwrap();
     c.produce_block(2_000).unwrap();
-    submit_call(&c, &key(5), NET, extrinsic::register("127.0.0.1:1", "").unwrap()).unwrap();
+    submit_call(
+        &c,
+        &key(5),
+        NET,
+        extrinsic::register("127.0.0.1:1", "").unwrap(),
+    )
+    .unwrap();
     let now = c.metagraph(NET).unwrap();
     let before = c.metagraph_at(NET, 1).unwrap();
     assert_eq!(now.neurons.len(), before.neurons.len() + 1);
     assert_eq!(before.block, 1);
     assert!(before.by_hotkey(&key(5).hotkey()).is_none());
     assert_eq!(
-        c.metagraph_at(NET, 2).unwrap().by_hotkey(&key(5).hotkey()).map(|n| n.registered_at),
+        c.metagraph_at(NET, 2)
+            .unwrap()
+            .by_hotkey(&key(5).hotkey())
+            .map(|n| n.registered_at),
         Some(2)
     );
 }

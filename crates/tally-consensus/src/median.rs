@@ -337,33 +337,32 @@ fn range_scores(
         for row in 0..m1 - m0 {
             let (mut n, scored) = (count[row].min(nv), scored[row]);
             let keys = &mut tile[row * width..(row + 1) * width];
-            out[m0 - lo + row] =
-                if participating == 0
-                    || (scored as u128) * 2 < participating as u128
-                    || scored < coverage
-                {
-                    None
-                } else {
-                    let (total, need) = match missing {
-                        MissingPolicy::Abstain => {
-                            (scored, kappa.ceil_share_of(scored as u128).max(1) as u64)
+            out[m0 - lo + row] = if participating == 0
+                || (scored as u128) * 2 < participating as u128
+                || scored < coverage
+            {
+                None
+            } else {
+                let (total, need) = match missing {
+                    MissingPolicy::Abstain => {
+                        (scored, kappa.ceil_share_of(scored as u128).max(1) as u64)
+                    }
+                    MissingPolicy::Zero => {
+                        if participating > scored {
+                            stakes[nv] = participating - scored;
+                            keys[n] = nv as u64; // score 0, the absent stake
+                            n += 1;
                         }
-                        MissingPolicy::Zero => {
-                            if participating > scored {
-                                stakes[nv] = participating - scored;
-                                keys[n] = nv as u64; // score 0, the absent stake
-                                n += 1;
-                            }
-                            (participating, need_all)
-                        }
-                    };
-                    if total == 0 {
-                        None
-                    } else {
-                        let s = select(&mut keys[..n], &stakes, need, total, &mut mid);
-                        Score::from_units(s).ok()
+                        (participating, need_all)
                     }
                 };
+                if total == 0 {
+                    None
+                } else {
+                    let s = select(&mut keys[..n], &stakes, need, total, &mut mid);
+                    Score::from_units(s).ok()
+                }
+            };
         }
         m0 = m1;
     }
@@ -401,7 +400,15 @@ pub fn consensus_scores(
     };
     let threads = threads.clamp(1, 64).min(n_miners.div_ceil(TILE).max(1));
     if threads == 1 {
-        range_scores(reports, 0, &mut out, participating, coverage, kappa, missing);
+        range_scores(
+            reports,
+            0,
+            &mut out,
+            participating,
+            coverage,
+            kappa,
+            missing,
+        );
     } else {
         let chunk = n_miners.div_ceil(threads).div_ceil(TILE) * TILE;
         std::thread::scope(|s| {
@@ -410,7 +417,15 @@ pub fn consensus_scores(
             let first = parts.next();
             for (i, part) in parts {
                 s.spawn(move || {
-                    range_scores(reports, i * chunk, part, participating, coverage, kappa, missing)
+                    range_scores(
+                        reports,
+                        i * chunk,
+                        part,
+                        participating,
+                        coverage,
+                        kappa,
+                        missing,
+                    )
                 });
             }
             if let Some((_, part)) = first {
@@ -525,7 +540,7 @@ mod tests {
     fn coverage_below_the_threshold_leaves_a_miner_unscored() {
         // eligible 90: A (30, byzantine-sized) and B (20) score miner 1; C (40) does not.
         // Half of the participating 90 is 45 <= 50, but coverage 60 (2/3 of 90) is not reached.
-        let lists = vec![
+        let lists = [
             (30u64, vec![(0u32, 0.9), (1, 1.0)]),
             (20, vec![(0, 0.2), (1, 0.1)]),
             (40, vec![(0, 0.3)]),
@@ -533,12 +548,19 @@ mod tests {
         let scores = |coverage| {
             let l: Vec<Vec<(u32, Score)>> = lists
                 .iter()
-                .map(|(_, l)| l.iter().map(|&(m, x)| (m, Score::from_f64(x).unwrap())).collect())
+                .map(|(_, l)| {
+                    l.iter()
+                        .map(|&(m, x)| (m, Score::from_f64(x).unwrap()))
+                        .collect()
+                })
                 .collect();
             let r: Vec<ValidatorScores> = lists
                 .iter()
                 .zip(&l)
-                .map(|((st, _), l)| ValidatorScores { stake: *st, scores: l })
+                .map(|((st, _), l)| ValidatorScores {
+                    stake: *st,
+                    scores: l,
+                })
                 .collect();
             consensus_scores(&r, 2, f(0.5), MissingPolicy::Abstain, coverage, 1).unwrap()
         };

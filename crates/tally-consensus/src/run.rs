@@ -208,7 +208,10 @@ pub fn decide_run<K: Ord + Clone>(
         .collect();
     // coverage: a miner counts only when validators holding the quorum's share of the eligible
     // stake scored it; byzantine stake below a third then never decides it on its own
-    let coverage = params.quorum.ceil_share_of(input.eligible_stake).min(u64::MAX as u128) as u64;
+    let coverage = params
+        .quorum
+        .ceil_share_of(input.eligible_stake)
+        .min(u64::MAX as u128) as u64;
     let scores = consensus_scores(
         &reports,
         keys.len(),

@@ -13,7 +13,9 @@
 
 use proptest::prelude::*;
 use tally_consensus::median::weighted_median;
-use tally_consensus::{consensus_scores, decide_run, MissingPolicy, Params, RunInput, ValidatorScores};
+use tally_consensus::{
+    consensus_scores, decide_run, MissingPolicy, Params, RunInput, ValidatorScores,
+};
 use tally_core::{Fraction, Score};
 
 const N_MINERS: usize = 12;

@@ -159,10 +159,18 @@ mod tests {
             members: BoundedVec::new(members).unwrap(),
         };
         let encoded = body.encode().len();
-        assert!(encoded <= MAX_ROSTER_BODY_BYTES, "{encoded} > {MAX_ROSTER_BODY_BYTES}");
+        assert!(
+            encoded <= MAX_ROSTER_BODY_BYTES,
+            "{encoded} > {MAX_ROSTER_BODY_BYTES}"
+        );
         let signed = SignedRoster::sign(body, &owner).expect("a full roster signs");
         let back = SignedRoster::from_bytes(&signed.to_bytes()).unwrap();
-        back.verify_for(&owner.hotkey(), 1, 9, &FamilyId::new(&"f".repeat(64)).unwrap())
-            .unwrap();
+        back.verify_for(
+            &owner.hotkey(),
+            1,
+            9,
+            &FamilyId::new(&"f".repeat(64)).unwrap(),
+        )
+        .unwrap();
     }
 }

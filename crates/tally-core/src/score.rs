@@ -160,8 +160,7 @@ impl Ratio {
 
     /// True when `part / total >= num / den`, computed exactly; an empty total meets nothing.
     pub fn is_met_by(self, part: u128, total: u128) -> bool {
-        total > 0
-            && part.saturating_mul(self.den as u128) >= total.saturating_mul(self.num as u128)
+        total > 0 && part.saturating_mul(self.den as u128) >= total.saturating_mul(self.num as u128)
     }
 
     /// As a float, for display only.
@@ -171,7 +170,9 @@ impl Ratio {
 
     /// The least integer `x` with `x / total >= num / den`: `ceil(total * num / den)`.
     pub fn ceil_share_of(self, total: u128) -> u128 {
-        total.saturating_mul(self.num as u128).div_ceil(self.den as u128)
+        total
+            .saturating_mul(self.num as u128)
+            .div_ceil(self.den as u128)
     }
 }
 
@@ -198,7 +199,10 @@ mod tests {
         assert!(q.is_met_by(u64::MAX as u128 * 2, t));
         assert!(!q.is_met_by(u64::MAX as u128 * 2 - 1, t));
         assert_eq!(Ratio::parse("2/3").unwrap(), q);
-        assert_eq!(Ratio::parse("0.5").unwrap().to_string(), "500000000/1000000000");
+        assert_eq!(
+            Ratio::parse("0.5").unwrap().to_string(),
+            "500000000/1000000000"
+        );
         assert!(Ratio::parse("0").is_err());
         assert!(Ratio::parse("4/3").is_err());
         assert!(Ratio::parse("1/0").is_err());

@@ -60,10 +60,14 @@ pub enum Failure {
     /// The module does not compile, or imports something not offered, or lacks an export.
     #[error("load: {0}")]
     Load(String),
-    /// Refused before or while compiling: over the compile budget, or not compiled by the
-    /// compile deadline. The reason names the limit and the value.
+    /// Refused before compiling: over the compile budget. The reason names the limit and the
+    /// value. The module's own fault: it scores 0.
     #[error("refused: {0}")]
     Budget(String),
+    /// This node could not compile the module in time (deadline, full queue): its own load,
+    /// not the module's fault, so a validator abstains on the miner rather than scoring 0.
+    #[error("busy: {0}")]
+    Busy(String),
     /// Fuel ran out.
     #[error("out of fuel")]
     OutOfFuel,
@@ -526,7 +530,7 @@ impl WasmRuntime {
     }
 
     /// Compiles `bytes` (cached by `sha256`), refusing modules over the compile budget
-    /// ([`Failure::Budget`]), not compiled by the deadline ([`Failure::Budget`], not cached: the
+    /// ([`Failure::Budget`]), not compiled by the deadline ([`Failure::Busy`], not cached: the
     /// compile still finishes and serves a later load), imports other than `tally.<name>` for
     /// names in `offered`, and modules that lack the ABI's exports ([`Failure::Load`]).
     pub fn load(&self, bytes: &[u8], offered: &[&str]) -> Result<Module, Failure> {
@@ -596,7 +600,7 @@ impl WasmRuntime {
             c.waiter += 1;
             match c.pending.get_mut(&id) {
                 Some(waiting) if waiting.len() >= WAITERS => {
-                    return Err(Failure::Budget(format!(
+                    return Err(Failure::Busy(format!(
                         "{WAITERS} loads already wait for this module's compile: not compiled \
                          this time"
                     )))
@@ -611,13 +615,13 @@ impl WasmRuntime {
                     match self.jobs.try_send(job) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
-                            return Err(Failure::Budget(format!(
+                            return Err(Failure::Busy(format!(
                                 "compile queue full ({COMPILE_QUEUE} modules waiting): not \
                                  compiled this time"
                             )))
                         }
                         Err(TrySendError::Disconnected(_)) => {
-                            return Err(Failure::Load("the compile thread has stopped".into()))
+                            return Err(Failure::Busy("the compile thread has stopped".into()))
                         }
                     }
                     c.pending.insert(id, vec![(me, reply)]);
@@ -634,13 +638,13 @@ impl WasmRuntime {
                         waiting.retain(|(n, _)| *n != me);
                     }
                 }
-                Err(Failure::Budget(format!(
+                Err(Failure::Busy(format!(
                     "compile deadline: not compiled within {:.1} s",
                     self.deadline.as_secs_f64()
                 )))
             }
             Err(RecvTimeoutError::Disconnected) => {
-                Err(Failure::Load("the compile thread has stopped".into()))
+                Err(Failure::Busy("the compile thread has stopped".into()))
             }
         }
     }

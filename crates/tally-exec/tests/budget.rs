@@ -288,7 +288,7 @@ fn a_compile_past_the_deadline_is_refused_but_finishes_for_later() {
     let rt = WasmRuntime::with_budget(Budget::default(), Duration::from_millis(1)).unwrap();
     let t = Instant::now();
     match rt.load(&slow, &[]) {
-        Err(Failure::Budget(m)) => assert!(m.contains("compile deadline"), "{m}"),
+        Err(Failure::Busy(m)) => assert!(m.contains("compile deadline"), "{m}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
     assert!(
@@ -300,7 +300,7 @@ fn a_compile_past_the_deadline_is_refused_but_finishes_for_later() {
     loop {
         match rt.load(&slow, &[]) {
             Ok(_) => break,
-            Err(Failure::Budget(m)) if m.contains("deadline") => {
+            Err(Failure::Busy(m)) if m.contains("deadline") => {
                 assert!(start.elapsed() < Duration::from_secs(120), "never compiled");
                 std::thread::sleep(Duration::from_millis(50));
             }

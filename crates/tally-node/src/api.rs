@@ -119,6 +119,9 @@ pub struct ApiState {
     /// The report served per run, as the validator's machine asked (the last
     /// [`MAX_SERVED`] runs).
     pub served: RwLock<BTreeMap<u64, Vec<u8>>>,
+    /// The other validators' reports the machine holds per run, rendered as the JSON body of
+    /// `GET /v1/runs/{run}/held` (the last [`MAX_SERVED`] runs).
+    held: RwLock<BTreeMap<u64, Arc<Vec<u8>>>>,
     /// Counters.
     pub metrics: Metrics,
     /// Rendered score responses by run, with the digest of the report they show (at most 16).
@@ -153,6 +156,7 @@ impl ApiState {
             nonces: Mutex::new(NonceCache::with_limits(limits)),
             timing: RwLock::new(None),
             served: RwLock::new(BTreeMap::new()),
+            held: RwLock::new(BTreeMap::new()),
             metrics: Metrics::default(),
             rendered: Mutex::new(BTreeMap::new()),
             now_ms,
@@ -163,6 +167,18 @@ impl ApiState {
     pub fn serve(&self, run: u64, wire: Vec<u8>) {
         if let Ok(mut s) = self.served.write() {
             s.insert(run, wire);
+            while s.len() > MAX_SERVED {
+                s.pop_first();
+            }
+        }
+    }
+
+    /// Serves `reports` (other validators' reports, one each) as what this node holds for `run`.
+    pub fn serve_held(&self, run: u64, reports: &[Vec<u8>]) {
+        let hex: Vec<String> = reports.iter().map(hex::encode).collect();
+        let body = Arc::new(json!({"run": run, "reports": hex}).to_string().into_bytes());
+        if let Ok(mut s) = self.held.write() {
+            s.insert(run, body);
             while s.len() > MAX_SERVED {
                 s.pop_first();
             }
@@ -255,6 +271,23 @@ async fn authenticate(State(s): State<Arc<ApiState>>, req: Request, next: Next) 
             }
             r
         }
+    }
+}
+
+async fn held(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Response {
+    if !s.reveal_open(run) {
+        return error(
+            StatusCode::TOO_EARLY,
+            "the reveal window of this run has not opened",
+        );
+    }
+    match s.held.read().ok().and_then(|h| h.get(&run).cloned()) {
+        Some(body) => (
+            [("content-type", "application/json")],
+            body.as_ref().clone(),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no reports held for this run"),
     }
 }
 
@@ -400,6 +433,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/consensus/scores/{run}", get(scores))
         .route("/v1/consensus/divergence", get(divergence))
         .route("/v1/runs/{run}", get(run_outcome))
+        .route("/v1/runs/{run}/held", get(held))
         .route("/v1/evidence", get(evidence))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -5,7 +5,8 @@
 //! the bounded cache that refuses bytes not hashing to the roster's pin, runs the family's tasks
 //! (derived from the run's challenge seed) in the fuel-metered sandbox, and scores each miner by
 //! its mean task score against the validator's own reference. A miner with no usable submission
-//! scores 0.
+//! scores 0; a miner this validator could not evaluate for reasons of its own (archive
+//! unavailable, compile past this node's deadline) is left out of the report (abstain).
 
 use crate::peer::{PeerClient, PeerPath};
 use crate::scorer::Scorer;
@@ -41,15 +42,29 @@ pub struct ExecScorer {
     pub ledger: std::sync::Mutex<std::collections::VecDeque<tally_exec::runtime::ToolCall>>,
 }
 
+/// How often a roster the owner has not signed yet (404) is asked for, and how far apart.
+const ROSTER_TRIES: u32 = 60;
+const ROSTER_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Most tool calls the ledger keeps.
 pub const LEDGER_CAP: usize = 10_000;
 
 impl ExecScorer {
     fn roster(&self, run: u64) -> Result<Signed<RosterBody>, String> {
-        let (status, body) = self
-            .peers
-            .get(&self.owner, &self.owner_addr, &PeerPath::roster(run))
-            .map_err(|e| e.to_string())?;
+        // the owner signs a run's roster once it sees the chain reach the run, which may be a
+        // moment after this validator does: a 404 is asked again for a bounded time
+        let mut tries = 0;
+        let (status, body) = loop {
+            let (status, body) = self
+                .peers
+                .get(&self.owner, &self.owner_addr, &PeerPath::roster(run))
+                .map_err(|e| e.to_string())?;
+            tries += 1;
+            if status != 404 || tries >= ROSTER_TRIES {
+                break (status, body);
+            }
+            std::thread::sleep(ROSTER_RETRY);
+        };
         if status != 200 {
             return Err(format!("owner answered HTTP {status} for the roster"));
         }
@@ -61,9 +76,18 @@ impl ExecScorer {
         Ok(r)
     }
 
-    fn miner_score(&self, roster: &Signed<RosterBody>, miner: &Hotkey, seed: &Hash32) -> Score {
+    /// The miner's score, or `None` when this validator could not evaluate it for reasons of
+    /// its own (the archive could not be fetched or did not match the roster's pin, or its
+    /// compile did not fit this node's deadline): then it abstains on the miner instead of
+    /// scoring a 0 the miner did not earn.
+    fn miner_score(
+        &self,
+        roster: &Signed<RosterBody>,
+        miner: &Hotkey,
+        seed: &Hash32,
+    ) -> Option<Score> {
         let Some(m) = roster.member(miner) else {
-            return Score::ZERO;
+            return Some(Score::ZERO);
         };
         let id = String::from_utf8_lossy(&m.submission_id).into_owned();
         let fetch = || {
@@ -81,15 +105,19 @@ impl ExecScorer {
         let archive = match self.cache.get_or_fetch(&m.archive_sha256, fetch) {
             Ok(a) => a,
             Err(e) => {
-                warn!(miner = %miner, "archive refused: {e}");
-                return Score::ZERO;
+                warn!(miner = %miner, "archive unavailable, abstaining on this miner: {e}");
+                return None;
             }
         };
         let module = match self.runtime.load(&archive, self.family.imports()) {
             Ok(m) => m,
+            Err(e @ tally_exec::Failure::Busy(_)) => {
+                warn!(miner = %miner, "abstaining on this miner: {e}");
+                return None;
+            }
             Err(e) => {
                 warn!(miner = %miner, "submission does not load: {e}");
-                return Score::ZERO;
+                return Some(Score::ZERO);
             }
         };
         let tasks = self.family.tasks(seed, self.tasks.max(1));
@@ -108,7 +136,7 @@ impl ExecScorer {
                 l.pop_front();
             }
         }
-        ev.score
+        Some(ev.score)
     }
 }
 
@@ -129,7 +157,7 @@ impl Scorer for ExecScorer {
         };
         miners
             .iter()
-            .map(|m| (*m, self.miner_score(&roster, m, seed)))
+            .filter_map(|m| Some((*m, self.miner_score(&roster, m, seed)?)))
             .collect()
     }
 }

@@ -17,8 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tally_core::{Hotkey, Score};
 
-/// How the owner computes its pick for a run: a winner and the scores behind it.
-pub type Pick = Arc<dyn Fn(u64) -> Option<(Hotkey, Vec<(Hotkey, Score)>)> + Send + Sync>;
+/// A pick: the winner and the scores behind it.
+pub type PickOf = (Hotkey, Vec<(Hotkey, Score)>);
+
+/// How the owner computes its pick for a run.
+pub type Pick = Arc<dyn Fn(u64) -> Option<PickOf> + Send + Sync>;
 
 /// Picks kept.
 pub const KEEP_PICKS: usize = 64;
@@ -26,7 +29,7 @@ pub const KEEP_PICKS: usize = 64;
 /// The owner's computed picks, by run (the last [`KEEP_PICKS`]).
 #[derive(Default)]
 pub struct PickBook {
-    picks: Mutex<BTreeMap<u64, (Hotkey, Vec<(Hotkey, Score)>)>>,
+    picks: Mutex<BTreeMap<u64, PickOf>>,
 }
 
 impl PickBook {
@@ -41,13 +44,16 @@ impl PickBook {
     }
 
     /// The pick of `run`, if computed.
-    pub fn get(&self, run: u64) -> Option<(Hotkey, Vec<(Hotkey, Score)>)> {
+    pub fn get(&self, run: u64) -> Option<PickOf> {
         self.picks.lock().ok()?.get(&run).cloned()
     }
 
     /// Whether `run` has a pick.
     pub fn has(&self, run: u64) -> bool {
-        self.picks.lock().map(|p| p.contains_key(&run)).unwrap_or(false)
+        self.picks
+            .lock()
+            .map(|p| p.contains_key(&run))
+            .unwrap_or(false)
     }
 }
 

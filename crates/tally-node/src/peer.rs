@@ -64,6 +64,10 @@ impl PeerPath {
     pub fn outcome(run: u64) -> Self {
         PeerPath(format!("/v1/runs/{run}"))
     }
+    /// `/v1/runs/{run}/held`: the other validators' reports a validator holds for a run.
+    pub fn held(run: u64) -> Self {
+        PeerPath(format!("/v1/runs/{run}/held"))
+    }
     /// `/v1/evidence`: a validator's equivocation proofs.
     pub fn evidence() -> Self {
         PeerPath("/v1/evidence".into())

@@ -13,6 +13,7 @@
 //! names, so a miner who resubmits never makes a roster point to a missing archive. Manifests and
 //! rosters have caps that fit together (`tally_core::roster::MAX_ROSTER_BODY_BYTES`).
 
+use crate::peer::MAX_RESPONSE;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
@@ -20,13 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parity_scale_codec::{Decode, Encode};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use tally_core::codec::decode_bounded;
 use tally_core::hash::Hash32;
-use crate::peer::MAX_RESPONSE;
-use redb::{Database, ReadableTable, TableDefinition};
 use tally_core::roster::{RosterMember, MAX_MANIFEST_BYTES, MAX_ROSTER_MEMBERS, MAX_SUBMISSION_ID};
 use tally_core::signed::Signable;
 use tally_core::{
@@ -114,7 +114,9 @@ pub enum RegistryError {
     },
     /// A roster was asked for a run older than the newest one signed, and it was never signed
     /// (or was pruned): it is never built after the fact.
-    #[error("run {run} has no roster and never will (the newest signed roster is for run {newest})")]
+    #[error(
+        "run {run} has no roster and never will (the newest signed roster is for run {newest})"
+    )]
     Closed {
         /// The run asked for.
         run: u64,
@@ -153,8 +155,11 @@ pub struct Registry {
     db: Database,
     latest: Mutex<BTreeMap<Hotkey, (String, SubmissionBody)>>,
     /// Signed rosters by run, with the submission ids each names.
-    rosters: Mutex<BTreeMap<u64, (Arc<Vec<u8>>, Vec<String>)>>,
+    rosters: Mutex<BTreeMap<u64, Kept>>,
 }
+
+/// A kept roster: its wire bytes and the submission ids it names.
+type Kept = (Arc<Vec<u8>>, Vec<String>);
 
 fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({"error": msg.to_string()}))).into_response()
@@ -179,7 +184,11 @@ impl Registry {
     }
 
     /// A registry held in memory (tests).
-    pub fn in_memory(key: Keypair, netuid: u16, family: FamilyId) -> Result<Registry, RegistryError> {
+    pub fn in_memory(
+        key: Keypair,
+        netuid: u16,
+        family: FamilyId,
+    ) -> Result<Registry, RegistryError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
@@ -201,13 +210,23 @@ impl Registry {
         let mut rosters = BTreeMap::new();
         {
             let tx = db.begin_read().map_err(storage)?;
-            for e in tx.open_table(LATEST).map_err(storage)?.iter().map_err(storage)? {
+            for e in tx
+                .open_table(LATEST)
+                .map_err(storage)?
+                .iter()
+                .map_err(storage)?
+            {
                 let (_, v) = e.map_err(storage)?;
                 let (id, body): (String, SubmissionBody) =
                     Decode::decode(&mut v.value()).map_err(storage)?;
                 latest.insert(body.miner, (id, body));
             }
-            for e in tx.open_table(ROSTERS).map_err(storage)?.iter().map_err(storage)? {
+            for e in tx
+                .open_table(ROSTERS)
+                .map_err(storage)?
+                .iter()
+                .map_err(storage)?
+            {
                 let (k, v) = e.map_err(storage)?;
                 let wire = v.value().to_vec();
                 let ids = Signed::<RosterBody>::from_bytes(&wire)?
@@ -271,10 +290,7 @@ impl Registry {
         }
         let id = hex::encode(&tally_core::sha256(&s.to_bytes())[..16]);
         let internal = |e: RegistryError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        let mut latest = self
-            .latest
-            .lock()
-            .map_err(|_| internal(storage("lock")))?;
+        let mut latest = self.latest.lock().map_err(|_| internal(storage("lock")))?;
         match latest.get(&b.miner) {
             Some(e) if e.1.created_ms > b.created_ms => {
                 return Err((
@@ -569,9 +585,13 @@ mod persistence {
         let open = || Registry::open(&path, owner.clone(), 1, fam.clone()).unwrap();
         let reg = open();
         reg.miners.write().unwrap().insert(miner.hotkey());
-        let first = reg.accept(&upload(&miner, 1, &fam, b"v1", 1).unwrap()).unwrap();
+        let first = reg
+            .accept(&upload(&miner, 1, &fam, b"v1", 1).unwrap())
+            .unwrap();
         let w = reg.freeze(0, 0).unwrap();
-        let second = reg.accept(&upload(&miner, 1, &fam, b"v2", 2).unwrap()).unwrap();
+        let second = reg
+            .accept(&upload(&miner, 1, &fam, b"v2", 2).unwrap())
+            .unwrap();
         drop(reg);
         // reopened: the same roster bytes (never re-signed), both archives still served
         let reg = open();

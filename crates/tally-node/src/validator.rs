@@ -108,6 +108,29 @@ pub fn fetch_evidence(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -
         .unwrap_or_default()
 }
 
+/// The other validators' reports a peer holds for `run` (at most
+/// [`tally_validator::collect::MAX_RELAYED_PER_PEER`]; each is checked by the machine).
+pub fn fetch_held(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> Vec<Vec<u8>> {
+    let Ok((200, body)) = peers.get(to, addr, &PeerPath::held(run)) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Vec::new();
+    };
+    if v.get("run").and_then(|r| r.as_u64()) != Some(run) {
+        return Vec::new();
+    }
+    v.get("reports")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .take(tally_validator::collect::MAX_RELAYED_PER_PEER)
+                .filter_map(|x| hex::decode(x.as_str()?).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// How long the node's DHT records live: four epochs.
 fn record_ttl(view: Option<&ChainView>) -> Duration {
     let v = match view {
@@ -407,14 +430,14 @@ impl Driver {
                 p.api.serve(run, wire);
                 info!(validator = %p.key.hotkey(), run, "revealed");
             }
+            Effect::ServeHeld { run, reports } => p.api.serve_held(run, &reports),
             Effect::FetchReports { req, run, targets } => self.answer(async move {
                 let fetches = targets.into_iter().map(|t| {
                     let p = p.clone();
                     async move {
-                        let http = if t.http || t.evidence {
+                        let http = if t.http || t.evidence || t.relay {
                             let (peers, addr, to) = (p.peers.clone(), t.axon.clone(), t.hotkey);
-                            let want = t.http;
-                            let ev = t.evidence;
+                            let (want, ev, relay) = (t.http, t.evidence, t.relay);
                             blocking(move || {
                                 let r = if want {
                                     fetch_report(peers.as_ref(), &to, &addr, run)
@@ -426,12 +449,17 @@ impl Driver {
                                 } else {
                                     Vec::new()
                                 };
-                                (r, e)
+                                let h = if relay {
+                                    fetch_held(peers.as_ref(), &to, &addr, run)
+                                } else {
+                                    Vec::new()
+                                };
+                                (r, e, h)
                             })
                             .await
                             .unwrap_or_default()
                         } else {
-                            (None, Vec::new())
+                            (None, Vec::new(), Vec::new())
                         };
                         let dht = match (&p.dht, t.dht) {
                             (Some(d), true) => d.reveal(run, t.hotkey).await,
@@ -442,6 +470,7 @@ impl Driver {
                             http: http.0,
                             dht,
                             evidence: http.1,
+                            relayed: http.2,
                         }
                     }
                 });
@@ -463,9 +492,8 @@ impl Driver {
                 })
             }
             Effect::ReadIncumbent { req, run, at_block } => {
-                let read = self.chain_read(move |c| {
-                    c.winner_at(netuid, at_block).map_err(|e| e.to_string())
-                });
+                let read = self
+                    .chain_read(move |c| c.winner_at(netuid, at_block).map_err(|e| e.to_string()));
                 self.answer(async move {
                     Input::Incumbent {
                         req,

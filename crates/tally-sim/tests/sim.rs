@@ -142,7 +142,12 @@ fn split_views_converge_at_the_exchange() {
                 ..Faults::default()
             };
             let r = run(c);
-            assert!(r.violations.is_empty(), "{} seed {seed}: {:?}", s.name(), r.violations);
+            assert!(
+                r.violations.is_empty(),
+                "{} seed {seed}: {:?}",
+                s.name(),
+                r.violations
+            );
         }
     }
 }

@@ -454,6 +454,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         "listen": owner_addr, "netuid": NETUID, "family": family.as_str(),
         "owner_key": owner_file, "miners": miners.iter().map(|m| m.to_ss58()).collect::<Vec<_>>(),
         "model_seed": cfg.seed, "synthetic_seed": cfg.synthetic.then_some(cfg.seed),
+        "chain": chain_url, "db": out.join("owner.redb"),
     });
     write(
         &out.join("owner.json"),

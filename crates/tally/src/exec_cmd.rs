@@ -209,7 +209,7 @@ pub fn exec(c: ExecCommand) -> Result<u8, Failure> {
     seed[..8].copy_from_slice(&a.seed.to_le_bytes());
     let deployment = hex::encode(&tally_core::sha256(&bytes)[..8]);
     let (score, fuel, wall, error) = match rt.load(&bytes, fam.imports()) {
-        Err(e @ tally_exec::Failure::Budget(_)) => {
+        Err(e @ (tally_exec::Failure::Budget(_) | tally_exec::Failure::Busy(_))) => {
             // over the compile budget: refused before (or instead of) compiling
             let e = e.to_string();
             report(&e);

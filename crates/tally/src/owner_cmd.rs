@@ -189,14 +189,15 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
         .build()?;
     let book = Arc::new(owner::PickBook::default());
     rt.block_on(async move {
-        match cfg.chain.clone() {
-            Some(url) => {
-                let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&url, Duration::from_secs(5)));
-                tokio::spawn(watch_chain(chain, cfg.netuid, reg.clone(), book.clone(), pick));
-            }
-            None => eprintln!(
-                "warning: no chain in the config: no roster will be signed and no pick computed"
-            ),
+        if let Some(url) = cfg.chain.clone() {
+            let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&url, Duration::from_secs(5)));
+            tokio::spawn(watch_chain(
+                chain,
+                cfg.netuid,
+                reg.clone(),
+                book.clone(),
+                pick,
+            ));
         }
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
@@ -208,6 +209,11 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
             cfg.netuid,
             listener.local_addr()?
         );
+        if cfg.chain.is_none() {
+            eprintln!(
+                "warning: no chain in the config: no roster will be signed and no pick computed"
+            );
+        }
         let app = owner::router(book).merge(submissions::router(reg));
         tokio::select! {
             r = tally_chain::http_server::serve(
@@ -239,7 +245,11 @@ async fn watch_chain(
         let read = tokio::task::spawn_blocking(move || {
             let p = c.params(netuid)?;
             let head = c.head()?.number;
-            let mg = if refresh { Some(c.metagraph(netuid)?) } else { None };
+            let mg = if refresh {
+                Some(c.metagraph(netuid)?)
+            } else {
+                None
+            };
             Ok::<_, tally_chain::ChainError>((p, head, mg))
         })
         .await;
@@ -250,14 +260,21 @@ async fn watch_chain(
                 if let Some(mg) = mg {
                     last_miners = std::time::Instant::now();
                     if let Ok(mut m) = reg.miners.write() {
-                        m.extend(mg.neurons.iter().filter(|n| !n.validator_permit).map(|n| n.hotkey));
+                        m.extend(
+                            mg.neurons
+                                .iter()
+                                .filter(|n| !n.validator_permit)
+                                .map(|n| n.hotkey),
+                        );
                     }
                 }
                 let clock = tally_protocol::EpochClock {
                     length: p.epoch_length,
                     offset: p.epoch_offset,
                 };
-                if let Some(run) = clock.epoch_of(head) {
+                // the genesis block starts no run: a chain that has not produced a block yet
+                // (a devnet waiting for its miners' uploads) has reached nothing
+                if let Some(run) = clock.epoch_of(head).filter(|_| head > 0) {
                     let (reg, book, pick) = (reg.clone(), book.clone(), pick.clone());
                     let done = tokio::task::spawn_blocking(move || {
                         if let Err(e) = reg.freeze(run, run) {

@@ -175,16 +175,20 @@ fn consensus_policies_and_quorum() {
     assert_eq!(v["winner"], "y");
     assert_eq!(v["weights"], serde_json::json!({"y": 1.0}));
     // zero vs abstain: b did not score y
-    let input = |missing: &str| {
+    let input = |a: u32, b: u32, missing: &str| {
         format!(
-            r#"{{"stakes":{{"a":60,"b":40}},"scores":{{"a":{{"x":0.5,"y":0.8}},"b":{{"x":0.5}}}},"kappa":0.7,"missing":"{missing}"}}"#
+            r#"{{"stakes":{{"a":{a},"b":{b}}},"scores":{{"a":{{"x":0.5,"y":0.8}},"b":{{"x":0.5}}}},"kappa":0.8,"missing":"{missing}"}}"#
         )
     };
-    let (_, v, _) = consensus(&input("abstain"));
+    let (_, v, _) = consensus(&input(70, 30, "abstain"));
     assert_eq!(v["consensus"]["y"], 0.8);
-    let (_, v, _) = consensus(&input("zero"));
-    // zero: 0.8 (60) and 0 (40): stake >= 0.8 is 60 < 70
+    let (_, v, _) = consensus(&input(70, 30, "zero"));
+    // zero: 0.8 (70) and 0 (30): stake >= 0.8 is 70 < 80
     assert_eq!(v["consensus"]["y"], 0.0);
+    // coverage: y scored by 60 of 100 is below the quorum's 2/3 of the eligible stake
+    let (_, v, _) = consensus(&input(60, 40, "abstain"));
+    assert_eq!(v["consensus"].get("y"), None);
+    assert_eq!(v["consensus"]["x"], 0.5);
     // unscored miners are left out; no winner sends weight to burn
     let (_, v, _) = consensus(
         r#"{"stakes":{"a":30,"b":70},"scores":{"a":{"x":0.9},"b":{}},"burn":"burn-uid"}"#,

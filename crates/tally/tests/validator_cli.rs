@@ -68,7 +68,11 @@ fn missing_and_malformed_fields_are_named() {
     assert_eq!(code, Some(2));
     assert!(err.contains("config: owner_url"), "{err}");
     // the owner's endpoint is an IP and a port, and comes with the owner's pinned hotkey
-    for bad in ["owner.example:8090", "127.0.0.1:8090/v1", "user@127.0.0.1:8090"] {
+    for bad in [
+        "owner.example:8090",
+        "127.0.0.1:8090/v1",
+        "user@127.0.0.1:8090",
+    ] {
         let (code, err) = validator(&["--config", c, "--owner-url", bad], &[]);
         assert_eq!(code, Some(2), "{bad}: {err}");
         assert!(err.contains("config: owner_url"), "{bad}: {err}");
