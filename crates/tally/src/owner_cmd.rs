@@ -210,9 +210,8 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
             listener.local_addr()?
         );
         if cfg.chain.is_none() {
-            eprintln!(
-                "warning: no chain in the config: no roster will be signed and no pick computed"
-            );
+            // a log line, not eprintln: whoever reads the first line may close stderr after it
+            tracing::warn!("no chain in the config: no roster will be signed and no pick computed");
         }
         let app = owner::router(book).merge(submissions::router(reg));
         tokio::select! {
