@@ -147,6 +147,7 @@ impl Scorer for ExecScorer {
         seed: &Hash32,
         _validator: &Hotkey,
         miners: &[Hotkey],
+        deadline: std::time::Instant,
     ) -> Vec<(Hotkey, Score)> {
         let roster = match self.roster(run) {
             Ok(r) => r,
@@ -155,9 +156,20 @@ impl Scorer for ExecScorer {
                 return Vec::new();
             }
         };
-        miners
-            .iter()
-            .filter_map(|m| Some((*m, self.miner_score(&roster, m, seed)?)))
-            .collect()
+        let mut scores = Vec::new();
+        for (i, m) in miners.iter().enumerate() {
+            if std::time::Instant::now() >= deadline {
+                warn!(
+                    run,
+                    "scoring deadline reached: abstaining on the {} miners not evaluated yet",
+                    miners.len() - i
+                );
+                break;
+            }
+            if let Some(s) = self.miner_score(&roster, m, seed) {
+                scores.push((*m, s));
+            }
+        }
+        scores
     }
 }

@@ -12,14 +12,16 @@ use tally_core::{sha256, Hotkey, Score};
 
 /// Measures miners for one run.
 pub trait Scorer: Send + Sync {
-    /// Scores `miners` for `run` (whose challenge seed is `seed`) as seen by `validator`;
-    /// miners it could not measure are left out.
+    /// Scores `miners` for `run` (whose challenge seed is `seed`) as seen by `validator`, in
+    /// order, starting no miner after `deadline`; miners it could not measure, or did not reach
+    /// by then, are left out.
     fn score(
         &self,
         run: u64,
         seed: &tally_core::Hash32,
         validator: &Hotkey,
         miners: &[Hotkey],
+        deadline: std::time::Instant,
     ) -> Vec<(Hotkey, Score)>;
 }
 
@@ -110,7 +112,9 @@ impl Scorer for SyntheticScorer {
         _seed: &tally_core::Hash32,
         validator: &Hotkey,
         miners: &[Hotkey],
+        _deadline: std::time::Instant,
     ) -> Vec<(Hotkey, Score)> {
+        // instant: the deadline never cuts it
         miners
             .iter()
             .filter_map(|m| {
@@ -135,6 +139,10 @@ impl Scorer for SyntheticScorer {
 mod tests {
     use super::*;
 
+    fn far() -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(3600)
+    }
+
     #[test]
     fn ladder_spacing_noise_and_determinism() {
         let miners: Vec<Hotkey> = (0..8u8).map(|i| Hotkey([i; 32])).collect();
@@ -144,12 +152,12 @@ mod tests {
         q.sort_unstable();
         assert!(q.windows(2).all(|w| w[1] - w[0] >= 99_999_999), "{q:?}");
         let v = Hotkey([42; 32]);
-        let a = s.score(3, &[0; 32], &v, &miners);
-        assert_eq!(a, s.score(3, &[0; 32], &v, &miners));
+        let a = s.score(3, &[0; 32], &v, &miners, far());
+        assert_eq!(a, s.score(3, &[0; 32], &v, &miners, far()));
         for (m, x) in &a {
             let t = s.quality(m).unwrap().units() as i64;
             assert!((x.units() as i64 - t).abs() <= 20_000_000);
         }
-        assert_ne!(a, s.score(4, &[0; 32], &v, &miners));
+        assert_ne!(a, s.score(4, &[0; 32], &v, &miners, far()));
     }
 }

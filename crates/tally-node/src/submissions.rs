@@ -33,8 +33,9 @@ use tally_core::{
     BoundedBytes, BoundedVec, CoreError, FamilyId, Hotkey, Keypair, RosterBody, Signed,
 };
 
-/// Largest archive accepted.
-pub const MAX_ARCHIVE: usize = 8 * 1024 * 1024;
+/// Largest archive accepted: the compile budget's size cap, one definition for the owner, the
+/// validators' archive cache and the compile budget.
+pub const MAX_ARCHIVE: usize = tally_exec::budget::MAX_ARCHIVE;
 
 /// What a miner signs about its submission.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

@@ -360,13 +360,22 @@ impl Driver {
                 }
                 self.set_timing();
             }
-            Effect::Score { run, seed, miners } => self.answer(async move {
+            Effect::Score {
+                run,
+                seed,
+                miners,
+                deadline_ms,
+            } => self.answer(async move {
                 let me = p.key.hotkey();
                 let s = p.scorer.clone();
-                let result = match blocking(move || s.score(run, &seed, &me, &miners)).await {
-                    Some(v) => Ok(v),
-                    None => Err("scorer panicked".into()),
-                };
+                // the chain's clock to this machine's: the time left until the deadline
+                let left = deadline_ms.saturating_sub((p.api.now_ms)());
+                let deadline = std::time::Instant::now() + Duration::from_millis(left);
+                let result =
+                    match blocking(move || s.score(run, &seed, &me, &miners, deadline)).await {
+                        Some(v) => Ok(v),
+                        None => Err("scorer panicked".into()),
+                    };
                 if let Err(e) = &result {
                     warn!(validator = %me, run, "no report for this run: {e}");
                 }

@@ -76,13 +76,24 @@ async fn validator_runs_the_roster_it_verified() {
             ledger: Default::default(),
         };
         let hks: Vec<_> = miners.iter().map(|m| m.0.hotkey()).collect();
-        let good = scorer(owner.hotkey()).score(4, &[9; 32], &validator.hotkey(), &hks);
+        let far = std::time::Instant::now() + Duration::from_secs(3600);
+        let good = scorer(owner.hotkey()).score(4, &[9; 32], &validator.hotkey(), &hks, far);
         let wrong = scorer(Keypair::from_seed(&[2; 32]).hotkey()).score(
             4,
             &[9; 32],
             &validator.hotkey(),
             &hks,
+            far,
         );
+        // past the scoring deadline no miner is started: the validator abstains on all
+        let late = scorer(owner.hotkey()).score(
+            4,
+            &[9; 32],
+            &validator.hotkey(),
+            &hks,
+            std::time::Instant::now(),
+        );
+        assert!(late.is_empty(), "{late:?}");
         (good, wrong)
     })
     .await

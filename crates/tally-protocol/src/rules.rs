@@ -83,6 +83,16 @@ pub fn commitment_blocks(clock: &EpochClock, windows: &PhaseWindows, run: u64) -
     (from, to.max(from))
 }
 
+/// The block by which a validator stops evaluating miners for `run`: the middle of its
+/// commitment window, so the second half is left for the commitment's inclusion. Miners not
+/// evaluated by then are abstained on (coverage decides whether they are scored at all); a
+/// miner whose submission takes long to evaluate can cost itself its score, never the
+/// validator its report.
+pub fn scoring_deadline_block(clock: &EpochClock, windows: &PhaseWindows, run: u64) -> u64 {
+    let (from, to) = commitment_blocks(clock, windows, run);
+    from + (to - from) / 2
+}
+
 /// The commitment that counts for `run` among one hotkey's `history` of `(inclusion block,
 /// posted bytes)` in any order: the earliest inside [`commitment_blocks`] that names `run`
 /// (ties in one block go to the first listed).

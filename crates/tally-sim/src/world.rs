@@ -675,9 +675,9 @@ impl World {
             Effect::ReadChain { req, at_block } => t.update((0u8, req, at_block).encode()),
             Effect::View(_) => t.update([1u8]),
             Effect::Time(c) => t.update((2u8, c.block).encode()),
-            Effect::Score { run, seed, miners } => {
-                t.update((3u8, run, seed, miners.len() as u64).encode())
-            }
+            Effect::Score {
+                run, seed, miners, ..
+            } => t.update((3u8, run, seed, miners.len() as u64).encode()),
             Effect::Persist(p) => {
                 let tag: u8 = match p {
                     Persist::OwnReport { wire, .. } => {

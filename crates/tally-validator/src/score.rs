@@ -1,5 +1,6 @@
 //! Step 1, score: once the run's chain snapshot and challenge seed are known, and before its
-//! reveal window opens, ask the scorer for the miners' scores; sign the report with a fresh salt
+//! reveal window opens, ask the scorer for the miners' scores (by the scoring deadline, the middle
+//! of the commitment window: miners it has not reached by then are left out); sign the report with a fresh salt
 //! and persist it (the store keeps the first report of a run for good). A scorer that could not
 //! evaluate the run yields no report: the node publishes nothing that would count.
 
@@ -18,6 +19,7 @@ impl Machine {
         let Some(seed) = self.seed(run) else { return };
         let Some(snap) = &self.snap else { return };
         let burn = snap.params.burn_uid;
+        let snap_block_ms = snap.params.block_ms;
         let members = snap.members.clone();
         let st = self.runs.entry(run).or_default();
         if st.step.is_some() || st.scoring || st.unscorable.is_some() {
@@ -33,7 +35,22 @@ impl Machine {
             st.members = Some(members.clone());
             out.push(Effect::Persist(Persist::Members { run, members }));
         }
-        out.push(Effect::Score { run, seed, miners });
+        let deadline =
+            tally_protocol::rules::scoring_deadline_block(&clock, &self.cfg.windows, run);
+        // the deadline block's time as the chain's clock runs: from the last head seen
+        let block_ms = snap_block_ms.max(1);
+        let deadline_ms = match self.head {
+            Some(h) => h
+                .timestamp_ms
+                .saturating_add(deadline.saturating_sub(h.number).saturating_mul(block_ms)),
+            None => 0,
+        };
+        out.push(Effect::Score {
+            run,
+            seed,
+            miners,
+            deadline_ms,
+        });
     }
 
     pub(crate) fn on_scored(

@@ -333,8 +333,12 @@ pub enum Effect {
         run: u64,
         /// Its challenge seed.
         seed: Hash32,
-        /// The miners.
+        /// The miners, in the order to evaluate them.
         miners: Vec<Hotkey>,
+        /// Unix milliseconds (by the chain's clock) after which the scorer starts no further
+        /// miner and answers with what it has:
+        /// [`tally_protocol::rules::scoring_deadline_block`].
+        deadline_ms: u64,
     },
     /// Write to the store.
     Persist(Persist),

@@ -509,3 +509,21 @@ fn an_empty_score_list_is_no_report() {
     assert!(!has(&head(&mut m, 12), is_commit));
     assert!(!has(&head(&mut m, 20), is_serve));
 }
+
+#[test]
+fn scoring_stops_at_the_middle_of_the_commit_window() {
+    // the commit window of run 1 is blocks 32..40 (0.6 to 1.0 of 20-block epochs); blocks
+    // are 100 ms apart, so the scorer must start no miner after block 36's time (3.6 s), and
+    // the second half of the window is left for the commitment
+    let mut m = machine();
+    let out = head(&mut m, 21);
+    let deadline = out.iter().find_map(|e| match e {
+        Effect::Score {
+            run: 1,
+            deadline_ms,
+            ..
+        } => Some(*deadline_ms),
+        _ => None,
+    });
+    assert_eq!(deadline, Some(3_600));
+}

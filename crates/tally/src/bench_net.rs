@@ -272,6 +272,7 @@ pub fn aggregation(
         restart: None,
         dense: true,
         synthetic: true,
+        hostile: 0,
     };
     eprintln!(
         "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"

@@ -71,6 +71,32 @@ pub struct DevnetConfig {
     /// Score with the synthetic scorer (hidden qualities plus noise) instead of running the
     /// miners' submissions.
     pub synthetic: bool,
+    /// How many of the last miners submit hostile modules instead of a build, cycling through
+    /// [`HOSTILE`] (real execution only).
+    pub hostile: usize,
+}
+
+/// The hostile submissions `--hostile-miners` cycles through: the module that costs the most
+/// to compile within the compile budget, the one that costs the most to run within it, and the
+/// review's 50 KB nested-loop module that the budget refuses.
+pub const HOSTILE: [&str; 3] = ["worst-compile", "worst-run", "over-budget"];
+
+/// The bytes of hostile submission `name` (one of [`HOSTILE`]).
+pub fn hostile_module(name: &str) -> Option<Vec<u8>> {
+    use tally_exec::adversarial::{loop_nest_of_size, worst_within};
+    let within = |n: &str| worst_within().into_iter().find(|m| m.0 == n).map(|m| m.1);
+    match name {
+        "worst-compile" => within("code-and-work"),
+        "worst-run" => within("scatter"),
+        "over-budget" => Some(loop_nest_of_size(50 << 10, 3000, 1000)),
+        _ => None,
+    }
+}
+
+/// Whether a devnet aggregation was on time: it ended before the next run's commit window
+/// could need the validator, half an epoch after the reveal window closed.
+pub fn on_time(aggregation_ms: u64, block_ms: u64, epoch_length: u64) -> bool {
+    aggregation_ms <= block_ms * epoch_length / 2
 }
 
 /// The submission variants real-execution miners cycle through.
@@ -116,6 +142,8 @@ pub struct Report {
     /// Per honest validator and run: milliseconds from the reveal window's closing block to
     /// the end of its aggregation.
     pub aggregation_ms: Vec<u64>,
+    /// Aggregations that were not [`on_time`], one line each.
+    pub late: Vec<String>,
 }
 
 fn derive_key(seed: u64, role: &str, i: usize) -> Keypair {
@@ -292,6 +320,12 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if cfg.epochs > 1000 {
         return Err("--epochs must be 0..=1000".into());
     }
+    if cfg.hostile > 0 && (cfg.synthetic || cfg.hostile >= cfg.miners) {
+        return Err(
+            "--hostile-miners needs real execution (no --synthetic) and at least one other miner"
+                .into(),
+        );
+    }
     if let Some(b) = cfg
         .byzantine
         .iter()
@@ -427,7 +461,17 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         let fam = Inference::new(mlp.clone(), &rt, Limits::default()).map_err(|e| e.to_string())?;
         let probe = fam.tasks(&[0; 32], 3);
         let mut q = Vec::new();
+        let first_hostile = cfg.miners - cfg.hostile;
         for (i, k) in mkeys.iter().enumerate() {
+            if i >= first_hostile {
+                let name = HOSTILE[(i - first_hostile) % HOSTILE.len()];
+                let bytes = hostile_module(name).ok_or("unknown hostile module")?;
+                uploads
+                    .push(upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
+                // none returns an output: worth nothing, and not compiled here
+                q.push((k.hotkey(), Score::ZERO));
+                continue;
+            }
             let bytes = build(&mlp, MINER_VARIANTS[i % MINER_VARIANTS.len()]);
             uploads.push(upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
             let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
@@ -745,6 +789,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
     let mut aggregation_ms = Vec::new();
+    let mut late = Vec::new();
     let first = honest[0];
     for r in 0..cfg.epochs {
         let base = outcomes.get(&(first, r)).ok_or("missing outcome")?.clone();
@@ -771,7 +816,13 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             }
             let closed = chain.block(o.reveal_closed_block).ok().flatten();
             if let (Some(c), Some(done)) = (closed, o.aggregated_at_ms) {
-                aggregation_ms.push(done.saturating_sub(c.timestamp_ms));
+                let ms = done.saturating_sub(c.timestamp_ms);
+                aggregation_ms.push(ms);
+                if !on_time(ms, cfg.block_ms, cfg.epoch_length) {
+                    late.push(format!(
+                        "run {r}: validator {i} aggregated {ms} ms after the reveal window closed"
+                    ));
+                }
             }
         }
         runs.push(RunSummary {
@@ -838,5 +889,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         restart_bytes,
         best_miner: best,
         aggregation_ms,
+        late,
     })
 }

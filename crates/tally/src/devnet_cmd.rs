@@ -23,7 +23,8 @@ report and every equivocation proof, a file each) and nodes/ (each validator's d
 Check it afterwards with: tally audit --chain DIR/chain.redb --evidence DIR/evidence
 
 Exit status: 0 when every honest validator decided the same and set exactly those weights on
-chain; 1 otherwise; 2 for unusable arguments.")]
+chain (and, with --hostile-miners, aggregated every run on time); 1 otherwise; 2 for unusable
+arguments.")]
 pub struct DevnetArgs {
     /// Validators, byzantine ones included.
     #[arg(long, default_value_t = 5)]
@@ -60,6 +61,12 @@ pub struct DevnetArgs {
     /// simulator, `tally sim`, has more.)
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<Byzantine>,
+    /// How many of the last miners submit hostile modules instead of a build, cycling through
+    /// the most expensive module to compile within the compile budget, the most expensive to
+    /// run, and one the budget refuses. Needs real execution. The devnet then also checks that
+    /// every aggregation ended within half an epoch of the reveal window's close.
+    #[arg(long, default_value_t = 0)]
+    hostile_miners: usize,
 }
 
 fn short(ss58: &str) -> String {
@@ -95,6 +102,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         restart: None,
         dense: false,
         synthetic: a.synthetic,
+        hostile: a.hostile_miners,
     };
     eprintln!(
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
@@ -113,7 +121,8 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             || e.contains("too many")
             || e.contains("already holds")
             || e.contains("one half")
-            || e.contains("at most");
+            || e.contains("at most")
+            || e.contains("needs real execution");
         Failure {
             code: if unusable { 2 } else { 1 },
             error: anyhow!(e),
@@ -173,7 +182,16 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         "\nwrote {}/summary.json, chain.redb and evidence/",
         out.display()
     );
-    if report.mismatches.is_empty() {
+    let slowest = report.aggregation_ms.iter().max().copied().unwrap_or(0);
+    println!(
+        "aggregation: slowest {slowest} ms after the reveal window closed (on time within {} ms)",
+        a.block_ms * a.epoch_length / 2
+    );
+    for l in &report.late {
+        eprintln!("LATE: {l}");
+    }
+    let late_fails = a.hostile_miners > 0 && !report.late.is_empty();
+    if report.mismatches.is_empty() && !late_fails {
         println!("every honest validator set the weights the consensus decided");
         Ok(0)
     } else {

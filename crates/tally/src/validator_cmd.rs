@@ -352,9 +352,10 @@ impl Scorer for SeededSynthetic {
         seed: &tally_core::Hash32,
         validator: &Hotkey,
         miners: &[Hotkey],
+        deadline: std::time::Instant,
     ) -> Vec<(Hotkey, Score)> {
         SyntheticScorer::for_miners(self.0, miners, 0.02)
-            .map(|s| s.score(run, seed, validator, miners))
+            .map(|s| s.score(run, seed, validator, miners, deadline))
             .unwrap_or_default()
     }
 }
@@ -417,10 +418,22 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
                 timestamp_ms: snap.1.timestamp_ms,
             },
         );
+        // quotas that hold every record an honest publisher of this subnet may store, whatever
+        // it grows to within the usual 256 uids and 64 validator permits
+        let members = &snap.0.members;
+        let limits = tally_net::store::StoreLimits::sized_for(
+            members.len().max(tally_net::store::DEFAULT_NEURONS),
+            members
+                .iter()
+                .filter(|m| m.validator_permit)
+                .count()
+                .max(tally_net::store::DEFAULT_VALIDATORS),
+        );
         let dht = Dht::start(
             DhtConfig {
                 listen: s.dht_listen.clone(),
                 bootstrap: s.bootstrap.clone(),
+                limits,
                 ..DhtConfig::default()
             },
             identity,

@@ -34,6 +34,7 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         restart: None,
         dense: false,
         synthetic: true,
+        hostile: 0,
     }
 }
 
@@ -223,5 +224,36 @@ fn real_execution_ranks_the_faithful_miner_first() {
         assert_eq!(run.winner.as_deref(), Some(faithful.as_str()));
         assert_eq!(run.consensus[&faithful], 1.0);
         assert_eq!(run.consensus[&lazy], 0.0);
+    }
+}
+
+#[test]
+fn hostile_miners_do_not_delay_any_aggregation() {
+    // Two miners submit the most expensive module to compile within the compile budget and
+    // the most expensive to run; a third submits the review's 50 KB module the budget refuses.
+    // Without the budget and the compile thread, the refused module alone held every
+    // validator's step loop for over 10 s, so no run was aggregated within the epoch.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, 4, vec![]);
+    c.synthetic = false;
+    c.miners = 5; // faithful, quantized, then the three hostile ones
+    c.hostile = 3;
+    c.block_ms = 150;
+    let r = run(c).unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert!(r.late.is_empty(), "{:?}", r.late);
+    assert_eq!(r.aggregation_ms.len(), 4 * r.runs.len());
+    let faithful = r.miners[0].0.to_ss58();
+    for run in &r.runs {
+        assert!(run.quorum_met && run.excluded.is_empty(), "{run:?}");
+        assert_eq!(run.winner.as_deref(), Some(faithful.as_str()), "{run:?}");
+        for (m, _) in &r.miners[2..] {
+            // refused or empty output: zero, or unscored when honest validators abstained
+            assert!(
+                run.consensus.get(&m.to_ss58()).is_none_or(|s| *s == 0.0),
+                "{run:?}"
+            );
+        }
     }
 }
