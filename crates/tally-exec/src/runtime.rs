@@ -534,6 +534,18 @@ impl WasmRuntime {
     /// compile still finishes and serves a later load), imports other than `tally.<name>` for
     /// names in `offered`, and modules that lack the ABI's exports ([`Failure::Load`]).
     pub fn load(&self, bytes: &[u8], offered: &[&str]) -> Result<Module, Failure> {
+        self.load_until(bytes, offered, Instant::now() + self.deadline)
+    }
+
+    /// [`WasmRuntime::load`], waiting for a compile until `until` at the latest (and never
+    /// longer than the compile deadline): a caller with its own deadline gets
+    /// [`Failure::Busy`] in time instead of a module too late.
+    pub fn load_until(
+        &self,
+        bytes: &[u8],
+        offered: &[&str],
+        until: Instant,
+    ) -> Result<Module, Failure> {
         let id = tally_core::sha256(bytes);
         let cached = self.cache.lock().ok().and_then(|mut c| c.get(&id));
         let module = match cached {
@@ -566,7 +578,7 @@ impl WasmRuntime {
                         .map(|i| (i.module.as_str(), i.name.as_str(), i.func)),
                     offered,
                 )?;
-                return self.compile(id, bytes, checked.tier);
+                return self.compile(id, bytes, checked.tier, until);
             }
         };
         check_imports(
@@ -585,8 +597,14 @@ impl WasmRuntime {
     }
 
     /// Hands `bytes` to the compile thread (unless it is queued or compiling already) and waits
-    /// for it at most the deadline.
-    fn compile(&self, id: Hash32, bytes: &[u8], tier: Tier) -> Result<Module, Failure> {
+    /// for it at most the deadline, and not past `until`.
+    fn compile(
+        &self,
+        id: Hash32,
+        bytes: &[u8],
+        tier: Tier,
+        until: Instant,
+    ) -> Result<Module, Failure> {
         let (reply, answer) = mpsc::sync_channel(1);
         let me = {
             let mut c = self
@@ -629,7 +647,10 @@ impl WasmRuntime {
             }
             me
         };
-        match answer.recv_timeout(self.deadline) {
+        let wait = until
+            .saturating_duration_since(Instant::now())
+            .min(self.deadline);
+        match answer.recv_timeout(wait) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
                 // stop waiting: the compile goes on and its outcome is cached for a later load
@@ -640,7 +661,7 @@ impl WasmRuntime {
                 }
                 Err(Failure::Busy(format!(
                     "compile deadline: not compiled within {:.1} s",
-                    self.deadline.as_secs_f64()
+                    wait.as_secs_f64()
                 )))
             }
             Err(RecvTimeoutError::Disconnected) => {

@@ -11,6 +11,7 @@
 use crate::peer::{PeerClient, PeerPath};
 use crate::scorer::Scorer;
 use std::sync::Arc;
+use std::time::Instant;
 use tally_core::hash::Hash32;
 use tally_core::{FamilyId, Hotkey, RosterBody, Score, Signed};
 use tally_exec::archive::ArchiveCache;
@@ -50,9 +51,10 @@ const ROSTER_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 pub const LEDGER_CAP: usize = 10_000;
 
 impl ExecScorer {
-    fn roster(&self, run: u64) -> Result<Signed<RosterBody>, String> {
+    fn roster(&self, run: u64, deadline: Instant) -> Result<Signed<RosterBody>, String> {
         // the owner signs a run's roster once it sees the chain reach the run, which may be a
-        // moment after this validator does: a 404 is asked again for a bounded time
+        // moment after this validator does: a 404 is asked again for a bounded time, never
+        // past the scoring deadline
         let mut tries = 0;
         let (status, body) = loop {
             let (status, body) = self
@@ -60,7 +62,7 @@ impl ExecScorer {
                 .get(&self.owner, &self.owner_addr, &PeerPath::roster(run))
                 .map_err(|e| e.to_string())?;
             tries += 1;
-            if status != 404 || tries >= ROSTER_TRIES {
+            if status != 404 || tries >= ROSTER_TRIES || Instant::now() + ROSTER_RETRY >= deadline {
                 break (status, body);
             }
             std::thread::sleep(ROSTER_RETRY);
@@ -85,6 +87,7 @@ impl ExecScorer {
         roster: &Signed<RosterBody>,
         miner: &Hotkey,
         seed: &Hash32,
+        deadline: Instant,
     ) -> Option<Score> {
         let Some(m) = roster.member(miner) else {
             return Some(Score::ZERO);
@@ -109,7 +112,10 @@ impl ExecScorer {
                 return None;
             }
         };
-        let module = match self.runtime.load(&archive, self.family.imports()) {
+        let module = match self
+            .runtime
+            .load_until(&archive, self.family.imports(), deadline)
+        {
             Ok(m) => m,
             Err(e @ tally_exec::Failure::Busy(_)) => {
                 warn!(miner = %miner, "abstaining on this miner: {e}");
@@ -121,7 +127,12 @@ impl ExecScorer {
             }
         };
         let tasks = self.family.tasks(seed, self.tasks.max(1));
-        let limits = tally_exec::runtime::Limits::default();
+        let mut limits = tally_exec::runtime::Limits::default();
+        // the evaluation ends by the scoring deadline; one it cut short says nothing about the
+        // miner, so the validator abstains on it rather than scoring the cut
+        limits.wall = limits
+            .wall
+            .min(deadline.saturating_duration_since(Instant::now()));
         let ev = tally_exec::family::evaluate(
             self.family.as_ref(),
             &self.runtime,
@@ -130,6 +141,10 @@ impl ExecScorer {
             &limits,
             &id,
         );
+        if Instant::now() >= deadline {
+            warn!(miner = %miner, "the scoring deadline cut this miner's evaluation: abstaining");
+            return None;
+        }
         if let Ok(mut l) = self.ledger.lock() {
             l.extend(ev.tool_calls);
             while l.len() > LEDGER_CAP {
@@ -147,9 +162,9 @@ impl Scorer for ExecScorer {
         seed: &Hash32,
         _validator: &Hotkey,
         miners: &[Hotkey],
-        deadline: std::time::Instant,
+        deadline: Instant,
     ) -> Vec<(Hotkey, Score)> {
-        let roster = match self.roster(run) {
+        let roster = match self.roster(run, deadline) {
             Ok(r) => r,
             Err(e) => {
                 warn!(run, "no usable roster: {e}");
@@ -158,7 +173,7 @@ impl Scorer for ExecScorer {
         };
         let mut scores = Vec::new();
         for (i, m) in miners.iter().enumerate() {
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 warn!(
                     run,
                     "scoring deadline reached: abstaining on the {} miners not evaluated yet",
@@ -166,7 +181,7 @@ impl Scorer for ExecScorer {
                 );
                 break;
             }
-            if let Some(s) = self.miner_score(&roster, m, seed) {
+            if let Some(s) = self.miner_score(&roster, m, seed, deadline) {
                 scores.push((*m, s));
             }
         }
