@@ -239,7 +239,13 @@ pub struct Dht {
     peer_id: PeerId,
     hotkey: Arc<Keypair>,
     clock: Clock,
+    /// The write-once records this node signed last (at most [`OWN_RECORDS`]), so publishing
+    /// the same payload again re-sends the same bytes instead of a second, conflicting record.
+    own: Arc<std::sync::Mutex<VecDeque<(Vec<u8>, SignedRecord)>>>,
 }
+
+/// Most of its own write-once records a node remembers for re-publishing.
+pub const OWN_RECORDS: usize = 64;
 
 impl Dht {
     /// Starts a node: libp2p identity `identity`, records signed by `hotkey`, predicate on
@@ -319,6 +325,7 @@ impl Dht {
             peer_id,
             hotkey: Arc::new(hotkey),
             clock,
+            own: Default::default(),
         })
     }
 
@@ -373,6 +380,24 @@ impl Dht {
         ttl: Duration,
     ) -> Result<Hash32, DhtError> {
         let netuid = self.view().map(|v| v.netuid).ok_or(DhtError::Closed)?;
+        // a write-once slot holds one record: a retry with the same payload re-sends it (a
+        // record signed again would differ in its expiry and be refused as a conflict, and
+        // kept by every peer as evidence against this node)
+        let slot = tally_protocol::record::record_key(netuid, kind, epoch, &self.hotkey.hotkey());
+        let again = kind.write_once().then(|| {
+            self.own.lock().ok().and_then(|own| {
+                own.iter()
+                    .find(|(p, r)| r.key() == slot && *p == payload)
+                    .map(|(_, r)| r.clone())
+            })
+        });
+        if let Some(record) = again.flatten() {
+            let (reply, rx) = oneshot::channel();
+            self.send(Command::Publish { record, reply }).await?;
+            rx.await.map_err(|_| DhtError::Closed)??;
+            return Ok(slot);
+        }
+        let kept = payload.clone();
         let body = RecordBody {
             kind,
             netuid,
@@ -384,6 +409,14 @@ impl Dht {
         let record =
             SignedRecord::sign(body, &self.hotkey).map_err(|e| DhtError::Build(e.to_string()))?;
         let key = record.key();
+        if kind.write_once() {
+            if let Ok(mut own) = self.own.lock() {
+                own.push_back((kept, record.clone()));
+                while own.len() > OWN_RECORDS {
+                    own.pop_front();
+                }
+            }
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Publish { record, reply }).await?;
         rx.await.map_err(|_| DhtError::Closed)??;

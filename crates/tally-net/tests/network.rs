@@ -209,6 +209,21 @@ async fn published_record_is_found_by_every_node() {
             assert_eq!(h, bytes);
         }
     }
+    // the publisher retrying the same payload (a retried commit) re-sends the same record: no
+    // conflict anywhere, so no peer keeps evidence against an honest node
+    let conflicts = net.count(Reject::Conflict);
+    publisher
+        .publish(Kind::HosterCommit, 2, commit_payload([7; 32], &out), TTL)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(net.count(Reject::Conflict), conflicts);
+    assert_eq!(publisher.held(slot).await.unwrap().unwrap(), bytes);
+    // a different payload for the same slot is still refused, at home first
+    assert!(publisher
+        .publish(Kind::HosterCommit, 2, commit_payload([8; 32], &out), TTL)
+        .await
+        .is_err());
     // many at once, with absent publishers reported as absent
     let hks: Vec<Hotkey> = net.keys.iter().map(|k| k.hotkey()).collect();
     let many = net.nodes[0].get_many(Kind::HosterCommit, 2, &hks).await;

@@ -119,9 +119,9 @@ pub struct ApiState {
     /// The report served per run, as the validator's machine asked (the last
     /// [`MAX_SERVED`] runs).
     pub served: RwLock<BTreeMap<u64, Vec<u8>>>,
-    /// The other validators' reports the machine holds per run, rendered as the JSON body of
-    /// `GET /v1/runs/{run}/held` (the last [`MAX_SERVED`] runs).
-    held: RwLock<BTreeMap<u64, Arc<Vec<u8>>>>,
+    /// The other validators' reports the machine holds per run (the last [`MAX_SERVED`] runs;
+    /// one per eligible validator, as the machine bounds them).
+    held: RwLock<BTreeMap<u64, Arc<Held>>>,
     /// Counters.
     pub metrics: Metrics,
     /// Rendered score responses by run, with the digest of the report they show (at most 16).
@@ -173,12 +173,25 @@ impl ApiState {
         }
     }
 
-    /// Serves `reports` (other validators' reports, one each) as what this node holds for `run`.
-    pub fn serve_held(&self, run: u64, reports: &[Vec<u8>]) {
-        let hex: Vec<String> = reports.iter().map(hex::encode).collect();
-        let body = Arc::new(json!({"run": run, "reports": hex}).to_string().into_bytes());
+    /// Serves `reports` (other validators' reports, one each) as what this node holds for
+    /// `run`: their digests at `GET /v1/runs/{run}/held`, each by digest below it.
+    pub fn serve_held(&self, run: u64, reports: &[tally_validator::HeldReport]) {
+        let list: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| json!({"validator": r.validator.to_ss58(), "digest": hex::encode(r.digest)}))
+            .collect();
+        let held = Arc::new(Held {
+            list: json!({"run": run, "held": list}).to_string().into_bytes(),
+            wires: reports
+                .iter()
+                .map(|r| {
+                    let body = json!({"run": run, "wire": hex::encode(&r.wire)});
+                    (r.digest, body.to_string().into_bytes())
+                })
+                .collect(),
+        });
         if let Ok(mut s) = self.held.write() {
-            s.insert(run, body);
+            s.insert(run, held);
             while s.len() > MAX_SERVED {
                 s.pop_first();
             }
@@ -282,13 +295,49 @@ async fn held(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Response 
         );
     }
     match s.held.read().ok().and_then(|h| h.get(&run).cloned()) {
-        Some(body) => (
-            [("content-type", "application/json")],
-            body.as_ref().clone(),
-        )
-            .into_response(),
+        Some(h) => ([("content-type", "application/json")], h.list.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "no reports held for this run"),
     }
+}
+
+async fn held_report(
+    State(s): State<Arc<ApiState>>,
+    Path((run, digest)): Path<(u64, String)>,
+) -> Response {
+    if !s.reveal_open(run) {
+        return error(
+            StatusCode::TOO_EARLY,
+            "the reveal window of this run has not opened",
+        );
+    }
+    let Some(d) = hex::decode(&digest)
+        .ok()
+        .and_then(|d| tally_core::hash::Hash32::try_from(d).ok())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the digest must be 64 hex characters (SHA-256)",
+        );
+    };
+    let body = s
+        .held
+        .read()
+        .ok()
+        .and_then(|h| h.get(&run)?.wires.get(&d).cloned());
+    match body {
+        Some(b) => ([("content-type", "application/json")], b).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no report with this digest held for this run",
+        ),
+    }
+}
+
+/// What a node holds for one run: the rendered list of digests, and each report's rendered body
+/// by digest.
+struct Held {
+    list: Vec<u8>,
+    wires: BTreeMap<tally_core::hash::Hash32, Vec<u8>>,
 }
 
 async fn scores(State(s): State<Arc<ApiState>>, Path(run): Path<u64>) -> Response {
@@ -434,6 +483,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/consensus/divergence", get(divergence))
         .route("/v1/runs/{run}", get(run_outcome))
         .route("/v1/runs/{run}/held", get(held))
+        .route("/v1/runs/{run}/held/{digest}", get(held_report))
         .route("/v1/evidence", get(evidence))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -64,9 +64,14 @@ impl PeerPath {
     pub fn outcome(run: u64) -> Self {
         PeerPath(format!("/v1/runs/{run}"))
     }
-    /// `/v1/runs/{run}/held`: the other validators' reports a validator holds for a run.
+    /// `/v1/runs/{run}/held`: the digests of the other validators' reports a validator holds
+    /// for a run.
     pub fn held(run: u64) -> Self {
         PeerPath(format!("/v1/runs/{run}/held"))
+    }
+    /// `/v1/runs/{run}/held/{digest}`: one held report, by the hex of its SHA-256.
+    pub fn held_report(run: u64, digest: &tally_core::hash::Hash32) -> Self {
+        PeerPath(format!("/v1/runs/{run}/held/{}", hex::encode(digest)))
     }
     /// `/v1/evidence`: a validator's equivocation proofs.
     pub fn evidence() -> Self {

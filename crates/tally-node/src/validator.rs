@@ -108,28 +108,61 @@ pub fn fetch_evidence(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -
         .unwrap_or_default()
 }
 
-/// The other validators' reports a peer holds for `run` (at most
-/// [`tally_validator::collect::MAX_RELAYED_PER_PEER`]; each is checked by the machine).
-pub fn fetch_held(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> Vec<Vec<u8>> {
+/// The exchange with one peer: the digests of the other validators' reports it holds for
+/// `run`, then each report whose digest is not in `known` (sorted) and not signed by `me`, at
+/// most [`tally_validator::collect::MAX_RELAYED_PER_PEER`], stopping at the first failure or
+/// after [`EXCHANGE_BUDGET`] (each report is checked by the machine). `None` when the peer did
+/// not answer with its list.
+pub fn fetch_held(
+    peers: &dyn PeerPort,
+    to: &Hotkey,
+    addr: &str,
+    run: u64,
+    me: &Hotkey,
+    known: &[tally_core::hash::Hash32],
+) -> Option<Vec<Vec<u8>>> {
+    let started = std::time::Instant::now();
     let Ok((200, body)) = peers.get(to, addr, &PeerPath::held(run)) else {
-        return Vec::new();
+        return None;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return Vec::new();
-    };
+    let v = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
     if v.get("run").and_then(|r| r.as_u64()) != Some(run) {
-        return Vec::new();
+        return None;
     }
-    v.get("reports")
-        .and_then(|e| e.as_array())
-        .map(|a| {
-            a.iter()
-                .take(tally_validator::collect::MAX_RELAYED_PER_PEER)
-                .filter_map(|x| hex::decode(x.as_str()?).ok())
-                .collect()
+    let wanted: Vec<tally_core::hash::Hash32> = v
+        .get("held")?
+        .as_array()?
+        .iter()
+        .take(tally_validator::collect::MAX_RELAYED_PER_PEER)
+        .filter_map(|x| {
+            let signer: Hotkey = x.get("validator")?.as_str()?.parse().ok()?;
+            let d = hex::decode(x.get("digest")?.as_str()?).ok()?;
+            let d = tally_core::hash::Hash32::try_from(d).ok()?;
+            (signer != *me && known.binary_search(&d).is_err()).then_some(d)
         })
-        .unwrap_or_default()
+        .collect();
+    let mut out = Vec::new();
+    for d in wanted {
+        if started.elapsed() > EXCHANGE_BUDGET {
+            break;
+        }
+        let Ok((200, body)) = peers.get(to, addr, &PeerPath::held_report(run, &d)) else {
+            break;
+        };
+        let wire = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| hex::decode(v.get("wire")?.as_str()?).ok());
+        match wire {
+            Some(w) if tally_core::sha256(&w) == d => out.push(w),
+            _ => break,
+        }
+    }
+    Some(out)
 }
+
+/// Most time spent fetching one peer's held reports at an exchange round (a slow peer delays
+/// only itself; what it did not hand over by then is asked for at the next round, if any).
+pub const EXCHANGE_BUDGET: Duration = Duration::from_secs(5);
 
 /// How long the node's DHT records live: four epochs.
 fn record_ttl(view: Option<&ChainView>) -> Duration {
@@ -440,13 +473,21 @@ impl Driver {
                 info!(validator = %p.key.hotkey(), run, "revealed");
             }
             Effect::ServeHeld { run, reports } => p.api.serve_held(run, &reports),
-            Effect::FetchReports { req, run, targets } => self.answer(async move {
+            Effect::FetchReports {
+                req,
+                run,
+                targets,
+                known,
+            } => self.answer(async move {
+                let known = Arc::new(known);
                 let fetches = targets.into_iter().map(|t| {
                     let p = p.clone();
+                    let known = known.clone();
                     async move {
                         let http = if t.http || t.evidence || t.relay {
                             let (peers, addr, to) = (p.peers.clone(), t.axon.clone(), t.hotkey);
                             let (want, ev, relay) = (t.http, t.evidence, t.relay);
+                            let peers_me = p.key.hotkey();
                             blocking(move || {
                                 let r = if want {
                                     fetch_report(peers.as_ref(), &to, &addr, run)
@@ -458,17 +499,18 @@ impl Driver {
                                 } else {
                                     Vec::new()
                                 };
+                                let me = peers_me;
                                 let h = if relay {
-                                    fetch_held(peers.as_ref(), &to, &addr, run)
+                                    fetch_held(peers.as_ref(), &to, &addr, run, &me, &known)
                                 } else {
-                                    Vec::new()
+                                    None
                                 };
                                 (r, e, h)
                             })
                             .await
                             .unwrap_or_default()
                         } else {
-                            (None, Vec::new(), Vec::new())
+                            (None, Vec::new(), None)
                         };
                         let dht = match (&p.dht, t.dht) {
                             (Some(d), true) => d.reveal(run, t.hotkey).await,
@@ -479,7 +521,8 @@ impl Driver {
                             http: http.0,
                             dht,
                             evidence: http.1,
-                            relayed: http.2,
+                            exchanged: http.2.is_some(),
+                            relayed: http.2.unwrap_or_default(),
                         }
                     }
                 });

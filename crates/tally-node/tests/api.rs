@@ -349,3 +349,67 @@ async fn one_key_flooding_takes_nothing_from_another() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exchange_lists_digests_and_hands_over_only_unknown_reports() {
+    // a validator that showed its report to some peers only is caught at the exchange; the
+    // digests-first exchange keeps that from costing every peer every report every run
+    let s = server().await;
+    let report = |signer: u8, units: u32| {
+        let k = Keypair::from_seed(&[signer; 32]);
+        let body = ReportBody::new(
+            1,
+            3,
+            FamilyId::new("synthetic").unwrap(),
+            k.hotkey(),
+            vec![(Hotkey([9; 32]), Score::from_units(units).unwrap())],
+        )
+        .unwrap();
+        let wire = ScoreReport::sign(body, [signer; 32], &k)
+            .unwrap()
+            .to_bytes();
+        tally_validator::HeldReport {
+            validator: k.hotkey(),
+            digest: tally_core::sha256(&wire),
+            wire,
+        }
+    };
+    let (a, b) = (report(20, 5), report(21, 6));
+    s.state.serve_held(3, &[a.clone(), b.clone()]);
+    let (addr, node, caller) = (s.addr, s.node.hotkey(), s.caller.clone());
+    tokio::task::spawn_blocking(move || {
+        let client = tally_node::peer::PeerClient::new(
+            caller.clone(),
+            std::time::Duration::from_secs(3),
+            tally_net::system_clock(),
+        );
+        let at = addr.to_string();
+        let fetch = |run, me: &Hotkey, known: &[[u8; 32]]| {
+            tally_node::validator::fetch_held(&client, &node, &at, run, me, known)
+        };
+        // a knows its own report is skipped, b's unknown one is handed over
+        let mut known = vec![];
+        assert_eq!(fetch(3, &a.validator, &known), Some(vec![b.wire.clone()]));
+        // what the asker knows already costs one small list and nothing else
+        known = vec![a.digest, b.digest];
+        known.sort();
+        assert_eq!(fetch(3, &caller.hotkey(), &known), Some(vec![]));
+        // a run not held, and one whose reveal window has not opened: not reached
+        assert_eq!(fetch(4, &caller.hotkey(), &[]), None);
+        // one report by digest; a malformed or unknown digest is a clear refusal
+        let p = format!("/v1/runs/3/held/{}", hex::encode(b.digest));
+        let (st, body) = get(addr, &p, &signed(&caller, "GET", &p, b"", now()), None);
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains(&hex::encode(&b.wire)));
+        let p = "/v1/runs/3/held/zz";
+        let (st, body) = get(addr, p, &signed(&caller, "GET", p, b"", now()), None);
+        assert_eq!(st, 400, "{body}");
+        let p = format!("/v1/runs/3/held/{}", hex::encode([7u8; 32]));
+        assert_eq!(
+            get(addr, &p, &signed(&caller, "GET", &p, b"", now()), None).0,
+            404
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -218,6 +218,7 @@ impl Byzantine {
                     relay: false,
                 })
                 .collect(),
+            known: Vec::new(),
         }
     }
 

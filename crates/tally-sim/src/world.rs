@@ -230,7 +230,7 @@ pub(crate) struct Node {
     gen: u64,
     pub served: BTreeMap<u64, Vec<u8>>,
     /// Other validators' reports it serves for the exchange, by run.
-    pub held: BTreeMap<u64, Vec<Vec<u8>>>,
+    pub held: BTreeMap<u64, Vec<tally_validator::HeldReport>>,
     pub store: SimStore,
     /// Every report this node made available (served or published), by run.
     pub shown: BTreeMap<u64, Vec<Vec<u8>>>,
@@ -740,9 +740,9 @@ impl World {
                 t.update((7u8, run).encode());
                 t.update(wire);
             }
-            Effect::FetchReports { req, run, targets } => {
-                t.update((8u8, req, run, targets.len() as u64).encode())
-            }
+            Effect::FetchReports {
+                req, run, targets, ..
+            } => t.update((8u8, req, run, targets.len() as u64).encode()),
             Effect::ServeHeld { run, reports } => {
                 t.update((13u8, run, reports.len() as u64).encode())
             }
@@ -890,7 +890,12 @@ impl World {
                     held.pop_first();
                 }
             }
-            Effect::FetchReports { req, run, targets } => {
+            Effect::FetchReports {
+                req,
+                run,
+                targets,
+                known,
+            } => {
                 let me = self.nodes[i].key.hotkey();
                 let mut fetched = Vec::with_capacity(targets.len());
                 let mut alts = Vec::new();
@@ -915,8 +920,21 @@ impl World {
                     } else {
                         Vec::new()
                     };
-                    let relayed = if reachable && t.relay && shows {
-                        peer.held.get(&run).cloned().unwrap_or_default()
+                    // the exchange: the peer's list of digests, then the reports not known
+                    let exchanged = reachable && t.relay && shows;
+                    let relayed = if exchanged {
+                        peer.held
+                            .get(&run)
+                            .map(|h| {
+                                h.iter()
+                                    .filter(|x| {
+                                        x.validator != me && known.binary_search(&x.digest).is_err()
+                                    })
+                                    .take(tally_validator::collect::MAX_RELAYED_PER_PEER)
+                                    .map(|x| x.wire.clone())
+                                    .collect()
+                            })
+                            .unwrap_or_default()
                     } else {
                         Vec::new()
                     };
@@ -931,6 +949,7 @@ impl World {
                         dht,
                         evidence,
                         relayed,
+                        exchanged,
                     });
                 }
                 for (j, a) in alts {

@@ -106,7 +106,17 @@ impl Machine {
             } else {
                 let req = self.req();
                 agg.fetch_req = Some(req);
-                out.push(Effect::FetchReports { req, run, targets });
+                let known = self
+                    .runs
+                    .get(&run)
+                    .map(|s| s.known.iter().copied().collect())
+                    .unwrap_or_default();
+                out.push(Effect::FetchReports {
+                    req,
+                    run,
+                    targets,
+                    known,
+                });
             }
         }
         if want_commits {

@@ -107,7 +107,12 @@ impl Machine {
         if let Some(st) = self.runs.get_mut(&run) {
             st.fetch_req = Some(req);
         }
-        out.push(Effect::FetchReports { req, run, targets });
+        out.push(Effect::FetchReports {
+            req,
+            run,
+            targets,
+            known: Vec::new(),
+        });
     }
 
     pub(crate) fn on_reports(
@@ -122,11 +127,11 @@ impl Machine {
         let me = self.key.hotkey();
         // relayed reports become copies of their signer's report (one per signer per answer)
         let mut fetched = fetched;
-        // exchange rounds: peers that relayed nothing were not reached (by reveal close every
-        // reachable peer holds other validators' reports), so they are asked again
+        // exchange rounds: peers that did not answer with what they hold were not reached, so
+        // they are asked again
         let silent: Vec<Hotkey> = fetched
             .iter()
-            .filter(|f| f.relayed.is_empty())
+            .filter(|f| !f.exchanged)
             .map(|f| f.hotkey)
             .collect();
         let mut relays: Vec<Fetched> = Vec::new();
@@ -190,10 +195,13 @@ impl Machine {
                 .entry(f.hotkey)
                 .or_insert_with(|| Fetched::empty(f.hotkey));
             let mut seen: Vec<Vec<u8>> = Vec::new();
+            // (digest, is it the HTTP slot) of each copy that fills a slot
+            let mut filled: Vec<(tally_core::hash::Hash32, bool)> = Vec::new();
             if relayed {
                 // a second-hand copy fills an empty slot; otherwise it is only compared
                 if let Some(w) = f.http {
                     if entry.http.is_none() && entry.dht.as_ref() != Some(&w) {
+                        filled.push((tally_core::sha256(&w), true));
                         entry.http = Some(w);
                         added = true;
                     } else if entry.http.as_ref() != Some(&w) && entry.dht.as_ref() != Some(&w) {
@@ -201,10 +209,14 @@ impl Machine {
                     }
                 }
             } else {
-                for (slot, new) in [(&mut entry.http, f.http), (&mut entry.dht, f.dht)] {
+                for (is_http, slot, new) in [
+                    (true, &mut entry.http, f.http),
+                    (false, &mut entry.dht, f.dht),
+                ] {
                     if let Some(w) = new {
                         match slot {
                             None => {
+                                filled.push((tally_core::sha256(&w), is_http));
                                 *slot = Some(w);
                                 added = true;
                             }
@@ -213,6 +225,18 @@ impl Machine {
                         }
                     }
                 }
+            }
+            let http_set = entry.http.is_some();
+            for (d, is_http) in filled {
+                st.known.insert(d);
+                // the held copy is the HTTP one when there is one
+                if is_http || !http_set {
+                    st.held_digests.insert(f.hotkey, d);
+                }
+            }
+            // every copy is hashed once, as it arrives: what the exchange need not fetch again
+            for w in &seen {
+                st.known.insert(tally_core::sha256(w));
             }
             if st.proofs.contains_key(&f.hotkey) {
                 continue;
@@ -238,11 +262,17 @@ impl Machine {
         }
         if added {
             // what this node holds now, for peers' exchange rounds
-            let reports: Vec<Vec<u8>> = st
+            let reports: Vec<HeldReport> = st
                 .collected
                 .values()
                 .filter(|f| !st.proofs.contains_key(&f.hotkey))
-                .filter_map(|f| f.http.clone().or_else(|| f.dht.clone()))
+                .filter_map(|f| {
+                    Some(HeldReport {
+                        validator: f.hotkey,
+                        digest: *st.held_digests.get(&f.hotkey)?,
+                        wire: f.http.clone().or_else(|| f.dht.clone())?,
+                    })
+                })
                 .collect();
             out.push(Effect::ServeHeld { run, reports });
         }

@@ -41,7 +41,7 @@ pub use config::Config;
 pub use machine::{view_of, Machine};
 pub use outcome::{uid_weights, Excluded, RunOutcome, WeightsDecision};
 pub use types::{
-    Actor, ChainSnapshot, Effect, Fetched, Head, Input, Member, NetParams, OwnerPick, Persist,
-    Step, Stored, StoredRun, Target,
+    Actor, ChainSnapshot, Effect, Fetched, Head, HeldReport, Input, Member, NetParams, OwnerPick,
+    Persist, Step, Stored, StoredRun, Target,
 };
 pub use verify::{check_report, judge, verify_report, Exclusion};

@@ -30,6 +30,11 @@ pub(crate) struct RunState {
     pub committing: bool,
     /// What was fetched per validator (first HTTP and first DHT copy kept).
     pub collected: BTreeMap<Hotkey, Fetched>,
+    /// SHA-256 of the copy of each validator's report this node serves as held (its HTTP copy,
+    /// else its DHT copy).
+    pub held_digests: BTreeMap<Hotkey, tally_core::hash::Hash32>,
+    /// SHA-256 of every copy of a report seen for the run (what the exchange need not fetch).
+    pub known: std::collections::BTreeSet<tally_core::hash::Hash32>,
     /// Equivocation proofs held, by validator.
     pub proofs: BTreeMap<Hotkey, Equivocation>,
     /// A collect request is out.

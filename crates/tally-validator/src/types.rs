@@ -131,6 +131,17 @@ pub struct Target {
     pub relay: bool,
 }
 
+/// A report this node holds for another validator, as served at the exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldReport {
+    /// Its signer.
+    pub validator: Hotkey,
+    /// SHA-256 of `wire`.
+    pub digest: Hash32,
+    /// Wire bytes.
+    pub wire: Vec<u8>,
+}
+
 /// What was fetched for one validator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
@@ -142,9 +153,13 @@ pub struct Fetched {
     pub dht: Option<Vec<u8>>,
     /// Equivocation proofs it served.
     pub evidence: Vec<Vec<u8>>,
-    /// Other validators' reports it holds and served (wire bytes; the receiver keeps at most
-    /// one per eligible validator and checks each like any copy).
+    /// Other validators' reports it holds and served, those whose digests the asker did not
+    /// know (wire bytes; the receiver keeps at most one per eligible validator and checks each
+    /// like any copy).
     pub relayed: Vec<Vec<u8>>,
+    /// Whether it answered the exchange with the list of what it holds (a peer that did not
+    /// was not reached and is asked again).
+    pub exchanged: bool,
 }
 
 impl Fetched {
@@ -156,6 +171,7 @@ impl Fetched {
             dht: None,
             evidence: Vec::new(),
             relayed: Vec::new(),
+            exchanged: false,
         }
     }
 }
@@ -366,12 +382,13 @@ pub enum Effect {
         wire: Vec<u8>,
     },
     /// Serve the other validators' reports this node holds for `run` (one per validator, the
-    /// first copy it got), so peers that were not shown a report still get it at the exchange.
+    /// first copy it got), so peers that were not shown a report still get it at the exchange:
+    /// peers read the list of digests first and fetch only the reports they lack.
     ServeHeld {
         /// The run.
         run: u64,
-        /// Wire bytes, one per validator.
-        reports: Vec<Vec<u8>>,
+        /// One per validator.
+        reports: Vec<HeldReport>,
     },
     /// Fetch reports (and proofs) of `targets` for `run`; answer with [`Input::Reports`].
     FetchReports {
@@ -381,6 +398,9 @@ pub enum Effect {
         run: u64,
         /// Whom to ask, and what.
         targets: Vec<Target>,
+        /// For the exchange: SHA-256 digests of every copy of a report this node holds for the
+        /// run, sorted; a peer's held reports with these digests are not fetched.
+        known: Vec<Hash32>,
     },
     /// Read every commitment on the subnet made in blocks `[from, to)`; answer with
     /// [`Input::Commitments`].

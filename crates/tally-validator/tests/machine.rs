@@ -292,6 +292,7 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
             dht: Some(w2),
             evidence: vec![],
             relayed: vec![],
+            exchanged: false,
         },
         Fetched {
             hotkey: key(3).hotkey(),
@@ -299,6 +300,7 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
             dht: None,
             evidence: vec![],
             relayed: vec![],
+            exchanged: false,
         },
     ];
     // validator 3's report is held from HTTP only: it could be one side of an equivocation,
@@ -486,6 +488,7 @@ fn equivocation_seen_while_collecting_is_proven_at_once() {
             dht: Some(b),
             evidence: vec![],
             relayed: vec![],
+            exchanged: false,
         }],
     });
     assert!(has(&out, |e| matches!(
