@@ -173,15 +173,24 @@ impl ApiState {
         }
     }
 
-    /// Serves `reports` (other validators' reports, one each) as what this node holds for
-    /// `run`: their digests at `GET /v1/runs/{run}/held`, each by digest below it.
-    pub fn serve_held(&self, run: u64, reports: &[tally_validator::HeldReport]) {
+    /// Serves `reports` (other validators' reports, one each) and `proofs` as what this node
+    /// holds for `run`: the proofs and the reports' digests at `GET /v1/runs/{run}/held`, each
+    /// report by digest below it.
+    pub fn serve_held(
+        &self,
+        run: u64,
+        reports: &[tally_validator::HeldReport],
+        proofs: &[Vec<u8>],
+    ) {
         let list: Vec<serde_json::Value> = reports
             .iter()
             .map(|r| json!({"validator": r.validator.to_ss58(), "digest": hex::encode(r.digest)}))
             .collect();
         let held = Arc::new(Held {
-            list: json!({"run": run, "held": list}).to_string().into_bytes(),
+            list: json!({"run": run, "held": list,
+                "evidence": proofs.iter().map(hex::encode).collect::<Vec<_>>()})
+            .to_string()
+            .into_bytes(),
             wires: reports
                 .iter()
                 .map(|r| {

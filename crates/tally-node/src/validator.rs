@@ -88,47 +88,57 @@ pub fn fetch_report(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> 
     hex::decode(v.get("wire")?.as_str()?).ok()
 }
 
-/// The equivocation proofs a peer serves for `run` (at most 64).
-pub fn fetch_evidence(peers: &dyn PeerPort, to: &Hotkey, addr: &str, run: u64) -> Vec<Vec<u8>> {
-    let Ok((200, body)) = peers.get(to, addr, &PeerPath::evidence()) else {
-        return Vec::new();
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return Vec::new();
-    };
-    v.get("evidence")
-        .and_then(|e| e.as_array())
-        .map(|a| {
-            a.iter()
-                .filter(|x| x.get("run").and_then(|r| r.as_u64()) == Some(run))
-                .filter_map(|x| hex::decode(x.get("proof_hex")?.as_str()?).ok())
-                .take(tally_validator::collect::MAX_PROOFS_PER_PEER)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What a peer answered at `GET /v1/runs/{run}/held`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldAnswer {
+    /// The equivocation proofs it holds for the run (at most
+    /// [`tally_validator::collect::MAX_PROOFS_PER_PEER`]).
+    pub proofs: Vec<Vec<u8>>,
+    /// The reports it holds that the asker lacked (only when asked to relay).
+    pub relayed: Vec<Vec<u8>>,
 }
 
-/// The exchange with one peer: the digests of the other validators' reports it holds for
-/// `run`, then each report whose digest is not in `known` (sorted) and not signed by `me`, at
-/// most [`tally_validator::collect::MAX_RELAYED_PER_PEER`], stopping at the first failure or
-/// after [`EXCHANGE_BUDGET`] (each report is checked by the machine). `None` when the peer did
-/// not answer with its list.
+/// One request for what a peer holds for `run`: its proofs and the digests of the other
+/// validators' reports; with `relay` (the exchange), then each report whose digest is not in
+/// `known` (sorted) and not signed by `me`, at most
+/// [`tally_validator::collect::MAX_RELAYED_PER_PEER`], stopping at the first failure or after
+/// [`EXCHANGE_BUDGET`] (each report is checked by the machine). `None` when the peer did not
+/// answer with its list.
 pub fn fetch_held(
     peers: &dyn PeerPort,
     to: &Hotkey,
     addr: &str,
     run: u64,
-    me: &Hotkey,
-    known: &[tally_core::hash::Hash32],
-) -> Option<Vec<Vec<u8>>> {
+    relay: Option<(&Hotkey, &[tally_core::hash::Hash32])>,
+) -> Option<HeldAnswer> {
     let started = std::time::Instant::now();
-    let Ok((200, body)) = peers.get(to, addr, &PeerPath::held(run)) else {
-        return None;
+    let body = match peers.get(to, addr, &PeerPath::held(run)) {
+        Ok((200, body)) => body,
+        other => {
+            debug!(peer = %to, run, "exchange: no list of held reports: {:?}", other.map(|x| x.0));
+            return None;
+        }
     };
     let v = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
     if v.get("run").and_then(|r| r.as_u64()) != Some(run) {
         return None;
     }
+    let proofs = v
+        .get("evidence")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .take(tally_validator::collect::MAX_PROOFS_PER_PEER)
+                .filter_map(|x| hex::decode(x.as_str()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((me, known)) = relay else {
+        return Some(HeldAnswer {
+            proofs,
+            relayed: Vec::new(),
+        });
+    };
     let wanted: Vec<tally_core::hash::Hash32> = v
         .get("held")?
         .as_array()?
@@ -141,7 +151,7 @@ pub fn fetch_held(
             (signer != *me && known.binary_search(&d).is_err()).then_some(d)
         })
         .collect();
-    let mut out = Vec::new();
+    let mut relayed = Vec::new();
     for d in wanted {
         if started.elapsed() > EXCHANGE_BUDGET {
             break;
@@ -153,11 +163,11 @@ pub fn fetch_held(
             .ok()
             .and_then(|v| hex::decode(v.get("wire")?.as_str()?).ok());
         match wire {
-            Some(w) if tally_core::sha256(&w) == d => out.push(w),
+            Some(w) if tally_core::sha256(&w) == d => relayed.push(w),
             _ => break,
         }
     }
-    Some(out)
+    Some(HeldAnswer { proofs, relayed })
 }
 
 /// Most time spent fetching one peer's held reports at an exchange round (a slow peer delays
@@ -472,7 +482,11 @@ impl Driver {
                 p.api.serve(run, wire);
                 info!(validator = %p.key.hotkey(), run, "revealed");
             }
-            Effect::ServeHeld { run, reports } => p.api.serve_held(run, &reports),
+            Effect::ServeHeld {
+                run,
+                reports,
+                proofs,
+            } => p.api.serve_held(run, &reports, &proofs),
             Effect::FetchReports {
                 req,
                 run,
@@ -494,18 +508,17 @@ impl Driver {
                                 } else {
                                     None
                                 };
-                                let e = if ev {
-                                    fetch_evidence(peers.as_ref(), &to, &addr, run)
-                                } else {
-                                    Vec::new()
-                                };
+                                // proofs and the exchange come in one answer
                                 let me = peers_me;
-                                let h = if relay {
-                                    fetch_held(peers.as_ref(), &to, &addr, run, &me, &known)
+                                let h = if ev || relay {
+                                    let relay = relay.then_some((&me, known.as_slice()));
+                                    fetch_held(peers.as_ref(), &to, &addr, run, relay)
                                 } else {
                                     None
                                 };
-                                (r, e, h)
+                                let e = h.as_ref().map(|h| h.proofs.clone()).unwrap_or_default();
+                                let exchanged = relay && h.is_some();
+                                (r, e, h.map(|h| h.relayed).filter(|_| exchanged))
                             })
                             .await
                             .unwrap_or_default()
@@ -526,7 +539,18 @@ impl Driver {
                         }
                     }
                 });
+                let started = std::time::Instant::now();
                 let fetched = futures::future::join_all(fetches).await;
+                debug!(
+                    run,
+                    peers = fetched.len(),
+                    http = fetched.iter().filter(|f| f.http.is_some()).count(),
+                    dht = fetched.iter().filter(|f| f.dht.is_some()).count(),
+                    exchanged = fetched.iter().filter(|f| f.exchanged).count(),
+                    handed_over = fetched.iter().map(|f| f.relayed.len()).sum::<usize>(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "fetch round"
+                );
                 Input::Reports { req, run, fetched }
             }),
             Effect::ReadCommitments { req, run, from, to } => {

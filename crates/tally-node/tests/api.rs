@@ -375,7 +375,9 @@ async fn the_exchange_lists_digests_and_hands_over_only_unknown_reports() {
         }
     };
     let (a, b) = (report(20, 5), report(21, 6));
-    s.state.serve_held(3, &[a.clone(), b.clone()]);
+    let proof = vec![1u8, 2, 3];
+    s.state
+        .serve_held(3, &[a.clone(), b.clone()], std::slice::from_ref(&proof));
     let (addr, node, caller) = (s.addr, s.node.hotkey(), s.caller.clone());
     tokio::task::spawn_blocking(move || {
         let client = tally_node::peer::PeerClient::new(
@@ -385,15 +387,26 @@ async fn the_exchange_lists_digests_and_hands_over_only_unknown_reports() {
         );
         let at = addr.to_string();
         let fetch = |run, me: &Hotkey, known: &[[u8; 32]]| {
-            tally_node::validator::fetch_held(&client, &node, &at, run, me, known)
+            tally_node::validator::fetch_held(&client, &node, &at, run, Some((me, known)))
+                .map(|h| (h.proofs, h.relayed))
         };
-        // a knows its own report is skipped, b's unknown one is handed over
+        // a knows its own report is skipped, b's unknown one is handed over, with the proofs
         let mut known = vec![];
-        assert_eq!(fetch(3, &a.validator, &known), Some(vec![b.wire.clone()]));
+        let proofs = vec![proof.clone()];
+        assert_eq!(
+            fetch(3, &a.validator, &known),
+            Some((proofs.clone(), vec![b.wire.clone()]))
+        );
         // what the asker knows already costs one small list and nothing else
         known = vec![a.digest, b.digest];
         known.sort();
-        assert_eq!(fetch(3, &caller.hotkey(), &known), Some(vec![]));
+        assert_eq!(
+            fetch(3, &caller.hotkey(), &known),
+            Some((proofs.clone(), vec![]))
+        );
+        // a collect round asks for the proofs only
+        let only = tally_node::validator::fetch_held(&client, &node, &at, 3, None).unwrap();
+        assert_eq!((only.proofs, only.relayed.len()), (proofs, 0));
         // a run not held, and one whose reveal window has not opened: not reached
         assert_eq!(fetch(4, &caller.hotkey(), &[]), None);
         // one report by digest; a malformed or unknown digest is a clear refusal

@@ -743,7 +743,7 @@ impl World {
             Effect::FetchReports {
                 req, run, targets, ..
             } => t.update((8u8, req, run, targets.len() as u64).encode()),
-            Effect::ServeHeld { run, reports } => {
+            Effect::ServeHeld { run, reports, .. } => {
                 t.update((13u8, run, reports.len() as u64).encode())
             }
             Effect::ReadCommitments { req, run, from, to } => {
@@ -883,7 +883,7 @@ impl World {
                 self.shown(i, run, &wire);
                 self.nodes[i].served.insert(run, wire);
             }
-            Effect::ServeHeld { run, reports } => {
+            Effect::ServeHeld { run, reports, .. } => {
                 let held = &mut self.nodes[i].held;
                 held.insert(run, reports);
                 while held.len() > 8 {

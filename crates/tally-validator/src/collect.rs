@@ -187,6 +187,7 @@ impl Machine {
                     {
                         out.push(Effect::Persist(Persist::Evidence { bytes: p.clone() }));
                         st.proofs.insert(v, e);
+                        added = true;
                     }
                 }
             }
@@ -209,6 +210,8 @@ impl Machine {
                     }
                 }
             } else {
+                // the two copies are usually the same bytes: hashed once then
+                let same = f.http.is_some() && f.http == f.dht;
                 for (is_http, slot, new) in [
                     (true, &mut entry.http, f.http),
                     (false, &mut entry.dht, f.dht),
@@ -216,7 +219,11 @@ impl Machine {
                     if let Some(w) = new {
                         match slot {
                             None => {
-                                filled.push((tally_core::sha256(&w), is_http));
+                                let d = match filled.first() {
+                                    Some((d, _)) if same => *d,
+                                    _ => tally_core::sha256(&w),
+                                };
+                                filled.push((d, is_http));
                                 *slot = Some(w);
                                 added = true;
                             }
@@ -255,13 +262,14 @@ impl Machine {
                             bytes: p.to_bytes(),
                         }));
                         st.proofs.insert(f.hotkey, p);
+                        added = true;
                         break;
                     }
                 }
             }
         }
         if added {
-            // what this node holds now, for peers' exchange rounds
+            // what this node holds now (reports and proofs), for peers' rounds
             let reports: Vec<HeldReport> = st
                 .collected
                 .values()
@@ -274,7 +282,17 @@ impl Machine {
                     })
                 })
                 .collect();
-            out.push(Effect::ServeHeld { run, reports });
+            let proofs: Vec<Vec<u8>> = st
+                .proofs
+                .values()
+                .take(MAX_PROOFS_PER_PEER)
+                .map(|p| p.to_bytes())
+                .collect();
+            out.push(Effect::ServeHeld {
+                run,
+                reports,
+                proofs,
+            });
         }
         if is_final {
             if let Some(a) = st.agg.as_mut() {

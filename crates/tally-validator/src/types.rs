@@ -389,6 +389,9 @@ pub enum Effect {
         run: u64,
         /// One per validator.
         reports: Vec<HeldReport>,
+        /// The equivocation proofs it holds for `run` (at most
+        /// [`crate::collect::MAX_PROOFS_PER_PEER`]).
+        proofs: Vec<Vec<u8>>,
     },
     /// Fetch reports (and proofs) of `targets` for `run`; answer with [`Input::Reports`].
     FetchReports {
