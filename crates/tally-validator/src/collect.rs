@@ -7,12 +7,14 @@
 //! re-checked before they are kept.
 //!
 //! Split views: the node serves the other validators' reports it holds ([`Effect::ServeHeld`],
-//! one per validator), and at reveal close its final round is an exchange: it asks every
-//! eligible peer for the reports and proofs it holds. A report a validator showed to some peers
-//! only reaches every honest node this way (it is checked against the signer's commitment like
-//! any copy), and different reports shown to different peers meet and become a proof. What is
-//! exchanged is bounded: at most one relayed report per eligible validator and
-//! [`MAX_PROOFS_PER_PEER`] proofs from each peer.
+//! one per validator, with the SHA-256 of each, and its proofs), and at reveal close its final
+//! round is an exchange: it asks every eligible peer for the list of what it holds and fetches
+//! only the reports whose digests it does not know ([`Effect::FetchReports`]'s `known`). A report
+//! a validator showed to some peers only reaches every honest node this way (it is checked
+//! against the signer's commitment like any copy), and different reports shown to different
+//! peers meet and become a proof. What is exchanged is bounded: at most
+//! [`MAX_RELAYED_PER_PEER`] relayed reports and [`MAX_PROOFS_PER_PEER`] proofs from each peer,
+//! and in the honest case no report at all, only the lists.
 
 use crate::machine::Machine;
 use crate::types::*;
