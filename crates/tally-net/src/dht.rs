@@ -241,8 +241,11 @@ pub struct Dht {
     clock: Clock,
     /// The write-once records this node signed last (at most [`OWN_RECORDS`]), so publishing
     /// the same payload again re-sends the same bytes instead of a second, conflicting record.
-    own: Arc<std::sync::Mutex<VecDeque<(Vec<u8>, SignedRecord)>>>,
+    own: Arc<std::sync::Mutex<OwnRecords>>,
 }
+
+/// `(payload, the record signed for it)`, oldest first.
+type OwnRecords = VecDeque<(Vec<u8>, SignedRecord)>;
 
 /// Most of its own write-once records a node remembers for re-publishing.
 pub const OWN_RECORDS: usize = 64;
