@@ -13,6 +13,9 @@
 //! * [`http_server`]: the hardened HTTP/1.1 accept loop every Tally server runs on (connection
 //!   caps overall and per IP, header-read and request timeouts, body limit, back-off on `EMFILE`).
 //! * [`snapshot`]: the chain snapshot the validator machine asks for, read from any `Chain`.
+//! * `subtensor` (feature `subtensor`): Subtensor, Bittensor's chain, over JSON-RPC with
+//!   `subxt`: the same reads at a block, writes as runtime calls signed by the hotkey, and the
+//!   epoch clock derived from the subnet's tempo as Subtensor computes its epochs.
 //! * [`extrinsic`]: signed calls (register, commit, set weights), SCALE-encoded with the domain
 //!   tag `tally/extrinsic/v1` and a per-hotkey nonce against replay.
 #![forbid(unsafe_code)]
@@ -23,6 +26,8 @@ pub mod http_server;
 pub mod local;
 pub mod server;
 pub mod snapshot;
+#[cfg(feature = "subtensor")]
+pub mod subtensor;
 pub mod types;
 
 pub use client::HttpChain;
@@ -33,6 +38,17 @@ pub use types::{
 };
 
 use tally_core::Hotkey;
+
+/// Public endpoints of the Bittensor networks, by `--network` name: `finney` (mainnet), `test`
+/// (testnet), `local` (a node on this machine).
+pub fn network_url(name: &str) -> Option<&'static str> {
+    match name {
+        "finney" => Some("wss://entrypoint-finney.opentensor.ai:443"),
+        "test" => Some("wss://test.finney.opentensor.ai:443"),
+        "local" => Some("ws://127.0.0.1:9944"),
+        _ => None,
+    }
+}
 
 /// What Tally needs from a chain. Synchronous: the local chain answers from its file, and the
 /// HTTP client blocks; async callers use `spawn_blocking`.
@@ -49,6 +65,19 @@ pub trait Chain: Send + Sync {
     fn nonce(&self, hotkey: &Hotkey) -> Result<u64, ChainError>;
     /// Submits a signed extrinsic (wire bytes); returns the block it was included in.
     fn submit(&self, extrinsic: &[u8]) -> Result<u64, ChainError>;
+    /// Signs `call` for `netuid` with `key` and submits it; returns the block it was included
+    /// in. The embedded chain takes Tally's own extrinsics ([`submit_call`]); Subtensor maps the
+    /// call to its runtime's.
+    fn execute(
+        &self,
+        key: &tally_core::Keypair,
+        netuid: u16,
+        call: Call,
+    ) -> Result<u64, ChainError> {
+        let nonce = self.nonce(&key.hotkey())?;
+        let ext = extrinsic::sign(key, netuid, nonce, call)?;
+        self.submit(&ext)
+    }
     /// `hotkey`'s commitments on the subnet, oldest first (the most recent 256).
     fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError>;
     /// Every commitment on the subnet made in blocks `[from, to)`, as `(hotkey, commitment)`
@@ -74,14 +103,12 @@ pub trait Chain: Send + Sync {
     fn winner_at(&self, netuid: u16, block: u64) -> Result<Option<u16>, ChainError>;
 }
 
-/// Signs `call` for `netuid` with `key` at its current nonce and submits it.
+/// Signs `call` for `netuid` with `key` and submits it ([`Chain::execute`]).
 pub fn submit_call(
     chain: &dyn Chain,
     key: &tally_core::Keypair,
     netuid: u16,
     call: Call,
 ) -> Result<u64, ChainError> {
-    let nonce = chain.nonce(&key.hotkey())?;
-    let ext = extrinsic::sign(key, netuid, nonce, call)?;
-    chain.submit(&ext)
+    chain.execute(key, netuid, call)
 }

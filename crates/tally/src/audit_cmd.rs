@@ -7,7 +7,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tally_chain::{Chain, Genesis, HttpChain, LocalChain};
+use tally_chain::{Chain, Genesis, LocalChain};
 use tally_core::Keypair;
 use tally_node::audit::{audit, Evidence};
 use tally_node::peer::{PeerClient, PeerPath};
@@ -47,8 +47,8 @@ pub struct AuditArgs {
 }
 
 fn open_chain(spec: &str) -> Result<Arc<dyn Chain>, Failure> {
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        return Ok(Arc::new(HttpChain::new(spec, Duration::from_secs(10))));
+    if spec.contains("://") || tally_chain::network_url(spec).is_some() {
+        return crate::chain_cmd::connect(spec, Duration::from_secs(20)).map_err(Failure::input);
     }
     let p = PathBuf::from(spec);
     if !p.is_file() {

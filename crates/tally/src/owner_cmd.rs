@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tally_chain::{Chain, HttpChain};
+use tally_chain::Chain;
 use tally_core::{FamilyId, Hotkey, Keypair, Score};
 use tally_exec::inference::Inference;
 use tally_exec::runtime::{Limits, WasmRuntime};
@@ -190,7 +190,7 @@ pub fn run(a: OwnerArgs) -> Result<u8, Failure> {
     let book = Arc::new(owner::PickBook::default());
     rt.block_on(async move {
         if let Some(url) = cfg.chain.clone() {
-            let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&url, Duration::from_secs(5)));
+            let chain: Arc<dyn Chain> = crate::chain_cmd::connect(&url, Duration::from_secs(5))?;
             tokio::spawn(watch_chain(
                 chain,
                 cfg.netuid,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_chain::{Chain, HttpChain};
+use tally_chain::Chain;
 use tally_consensus::WeightMode;
 use tally_core::{FamilyId, Hotkey, Keypair, Score};
 use tally_net::{system_clock, Dht, DhtConfig};
@@ -32,7 +32,7 @@ use tracing::info;
 const AFTER: &str = "\
 Config file (TOML), every key optional in the file if given by env or flag:
 
-  chain = \"http://127.0.0.1:9944\"     # the chain endpoint (TALLY_CHAIN)
+  chain = \"http://127.0.0.1:9944\"     # the chain (TALLY_CHAIN): http:// embedded, ws(s):// Subtensor, or finney|test|local
   hotkey = \"~/.bittensor/wallets/W/hotkeys/H\"   # Bittensor hotkey file or `tally key new` file
   netuid = 1
   family = \"inference\"                # task family scored
@@ -59,7 +59,8 @@ pub struct ValidatorArgs {
     /// The TOML config file.
     #[arg(long, env = "TALLY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Chain endpoint (`http://HOST:PORT`: the embedded chain).
+    /// Chain endpoint: `http://HOST:PORT` (the embedded chain), `ws://` or `wss://` (a
+    /// Subtensor node), or a network: finney, test, local.
     #[arg(long, env = "TALLY_CHAIN")]
     pub chain: Option<String>,
     /// Hotkey file (Bittensor keyfile layout).
@@ -207,10 +208,20 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         None => FileConfig::default(),
     };
     let chain = required("chain", a.chain.clone().or(f.chain))?;
-    if !chain.starts_with("http://") {
+    let chain = tally_chain::network_url(&chain)
+        .map(str::to_string)
+        .unwrap_or(chain);
+    if !["http://", "ws://", "wss://"]
+        .iter()
+        .any(|p| chain.starts_with(p))
+    {
         return Err(field(
             "chain",
-            format!("{chain:?}: use http://HOST:PORT (the embedded chain's server)"),
+            format!(
+                "{chain:?}: use http://HOST:PORT (the embedded chain's server), ws://HOST:PORT or \
+                 wss://HOST:PORT (a Subtensor node), or a network: {}",
+                crate::chain_cmd::NETWORKS
+            ),
         ));
     }
     let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
@@ -397,7 +408,7 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let chain: Arc<dyn Chain> = Arc::new(HttpChain::new(&s.chain, s.http_timeout));
+        let chain: Arc<dyn Chain> = crate::chain_cmd::connect(&s.chain, s.http_timeout)?;
         let snap = {
             let c = chain.clone();
             let netuid = s.netuid;

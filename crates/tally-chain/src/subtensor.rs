@@ -1,0 +1,889 @@
+//! Subtensor (Bittensor's chain) as a [`Chain`], over JSON-RPC with `subxt` (feature
+//! `subtensor`).
+//!
+//! Reads come from storage at a block (`Keys`, `ValidatorPermit`, `TotalHotkeyAlpha`, `Axons`,
+//! `BlockAtRegistration`, `Weights`, `LastUpdate`, `Commitments.CommitmentOf`, `Tempo`, ...),
+//! so a metagraph or an incumbent "as of block b" is the chain's own state at b. Writes are
+//! signed by the node's sr25519 hotkey (the same key Tally loads from a Bittensor keyfile):
+//! `Commitments.set_commitment` for score commitments, `SubtensorModule.set_weights` (weights
+//! max-upscaled to u16 as the Python SDK does), `serve_axon`. Each write is mortal (64 blocks),
+//! carries the account's next nonce, and waits until it is in a block; a dispatch error comes
+//! back by name (`SubtensorModule::SettingWeightsTooFast`). A dropped connection is re-opened on
+//! the next call; every call is bounded by the adapter's timeout.
+//!
+//! Epochs: Subtensor runs a subnet's epoch in block `b` when `(b + netuid + 1) % (tempo + 1) ==
+//! tempo` ([`subtensor_runs_epoch`], as `blocks_until_next_epoch` in the pallet); a Tally run is
+//! the `tempo + 1` blocks that start right after one ([`epoch_clock`]), so the weights a run
+//! sets land before the chain's next epoch uses them.
+//!
+//! Subtensor keeps one commitment per hotkey and subnet (a later one replaces it) and no weight
+//! history. The commitment that counts for a run is therefore read from the state at the last
+//! block before the run's reveal window opens: the one in place then, if it was made inside the
+//! commit window. A commitment made once reports are served is never in that state, which is
+//! what the first-commitment rule of the embedded chain protects; a replacement made before
+//! reveal-open cannot copy anything (no report is served yet).
+
+use crate::extrinsic::Call;
+use crate::WeightsSet;
+use crate::{BlockInfo, Chain, ChainError, Commitment, Metagraph, NeuronInfo, SubnetParams};
+use parity_scale_codec::Decode;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+use subxt::config::{DefaultExtrinsicParamsBuilder, RpcConfigFor};
+use subxt::dynamic::Value;
+use subxt::ext::frame_decode::storage::{IntoDecodableValues, IntoEncodableValues};
+use subxt::rpcs::{LegacyRpcMethods, RpcClient};
+use subxt::tx::{Signer, TransactionStatus};
+use subxt::utils::{AccountId32, MultiSignature, H256};
+use subxt::{OnlineClient, PolkadotConfig};
+use tally_core::{Hotkey, Keypair};
+
+type Api = OnlineClient<PolkadotConfig>;
+type Legacy = LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>;
+
+pub use crate::network_url;
+
+/// Whether Subtensor runs `netuid`'s epoch in block `block` (the pallet's
+/// `blocks_until_next_epoch(netuid, tempo, block) == 0`; never with tempo 0).
+pub fn subtensor_runs_epoch(netuid: u16, tempo: u16, block: u64) -> bool {
+    if tempo == 0 {
+        return false;
+    }
+    let adjusted = block.wrapping_add(netuid as u64 + 1);
+    adjusted % (tempo as u64 + 1) == tempo as u64
+}
+
+/// Tally's epoch clock for `netuid` at `tempo`: `(length, offset)` such that each Tally epoch
+/// starts in the block right after one in which Subtensor runs the subnet's epoch.
+pub fn epoch_clock(netuid: u16, tempo: u16) -> (u64, u64) {
+    let length = tempo as u64 + 1;
+    let offset = (length - (netuid as u64 + 1) % length) % length;
+    (length, offset)
+}
+
+/// Weights as the chain takes them: the largest is 65535, the others scaled by it and rounded
+/// half to even (the Python SDK's `convert_weights_and_uids_for_emit`), zeros dropped.
+pub fn weights_for_chain(weights: &[(u16, u16)]) -> (Vec<u16>, Vec<u16>) {
+    let max = weights.iter().map(|w| w.1).max().unwrap_or(0);
+    if max == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    weights
+        .iter()
+        .filter_map(|(uid, w)| {
+            let v = (*w as f64 / max as f64 * 65535.0).round_ties_even() as u16;
+            (v != 0).then_some((*uid, v))
+        })
+        .unzip()
+}
+
+/// The runtime calls Tally submits, one per [`Call`] it maps, as dynamic payloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubtensorCall {
+    /// `Commitments.set_commitment(netuid, { fields: [RawN(data)] })`.
+    SetCommitment {
+        /// The subnet.
+        netuid: u16,
+        /// At most 128 bytes.
+        data: Vec<u8>,
+    },
+    /// `SubtensorModule.set_weights(netuid, dests, weights, version_key)`.
+    SetWeights {
+        /// The subnet.
+        netuid: u16,
+        /// Uids.
+        dests: Vec<u16>,
+        /// Weights, max-upscaled ([`weights_for_chain`]).
+        weights: Vec<u16>,
+        /// The subnet's weights version key (at least `WeightsVersionKey`).
+        version_key: u64,
+    },
+    /// `SubtensorModule.serve_axon(netuid, version, ip, port, ip_type, protocol, 0, 0)`.
+    ServeAxon {
+        /// The subnet.
+        netuid: u16,
+        /// The IP, as the chain stores it.
+        ip: u128,
+        /// The port.
+        port: u16,
+        /// 4 or 6.
+        ip_type: u8,
+    },
+}
+
+/// Largest commitment Tally posts (`Data::Raw128`).
+pub const MAX_COMMITMENT: usize = 128;
+
+impl SubtensorCall {
+    /// The dynamic payload.
+    pub fn payload(&self) -> Result<subxt::tx::DynamicPayload<Vec<Value>>, ChainError> {
+        Ok(match self {
+            SubtensorCall::SetCommitment { netuid, data } => {
+                if data.is_empty() || data.len() > MAX_COMMITMENT {
+                    return Err(ChainError::CommitmentTooLarge {
+                        len: data.len(),
+                        max: MAX_COMMITMENT as u32,
+                    });
+                }
+                let field =
+                    Value::unnamed_variant(format!("Raw{}", data.len()), [Value::from_bytes(data)]);
+                let info = Value::named_composite([("fields", Value::unnamed_composite([field]))]);
+                subxt::dynamic::tx(
+                    "Commitments",
+                    "set_commitment",
+                    vec![Value::u128(*netuid as u128), info],
+                )
+            }
+            SubtensorCall::SetWeights {
+                netuid,
+                dests,
+                weights,
+                version_key,
+            } => subxt::dynamic::tx(
+                "SubtensorModule",
+                "set_weights",
+                vec![
+                    Value::u128(*netuid as u128),
+                    Value::unnamed_composite(dests.iter().map(|d| Value::u128(*d as u128))),
+                    Value::unnamed_composite(weights.iter().map(|w| Value::u128(*w as u128))),
+                    Value::u128(*version_key as u128),
+                ],
+            ),
+            SubtensorCall::ServeAxon {
+                netuid,
+                ip,
+                port,
+                ip_type,
+            } => subxt::dynamic::tx(
+                "SubtensorModule",
+                "serve_axon",
+                vec![
+                    Value::u128(*netuid as u128),
+                    Value::u128(0), // version
+                    Value::u128(*ip),
+                    Value::u128(*port as u128),
+                    Value::u128(*ip_type as u128),
+                    Value::u128(4), // protocol, as the SDK sends
+                    Value::u128(0),
+                    Value::u128(0),
+                ],
+            ),
+        })
+    }
+
+    /// The Subtensor call for a Tally [`Call`] on `netuid`.
+    pub fn from_call(netuid: u16, call: &Call, version_key: u64) -> Result<Self, ChainError> {
+        match call {
+            Call::Commit { data } => Ok(SubtensorCall::SetCommitment {
+                netuid,
+                data: data.as_bytes().to_vec(),
+            }),
+            Call::SetWeights { weights } => {
+                let (dests, weights) = weights_for_chain(&weights[..]);
+                Ok(SubtensorCall::SetWeights {
+                    netuid,
+                    dests,
+                    weights,
+                    version_key,
+                })
+            }
+            Call::Serve { axon, .. } => {
+                let a = std::str::from_utf8(axon.as_bytes())
+                    .map_err(|_| ChainError::Malformed("axon is not UTF-8".into()))?;
+                let addr = crate::extrinsic::parse_axon(a)
+                    .map_err(|e| ChainError::Malformed(e.to_string()))?;
+                let (ip, ip_type) = match addr.ip() {
+                    std::net::IpAddr::V4(v4) => (u32::from(v4) as u128, 4),
+                    std::net::IpAddr::V6(v6) => (u128::from(v6), 6),
+                };
+                Ok(SubtensorCall::ServeAxon {
+                    netuid,
+                    ip,
+                    port: addr.port(),
+                    ip_type,
+                })
+            }
+            Call::Register { .. } => Err(ChainError::Malformed(
+                "registration on Subtensor is `burned_register`, signed by the coldkey: use btcli \
+                 subnet register"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Signs with a Tally hotkey (sr25519, context `substrate`, as Substrate verifies).
+struct HotkeySigner<'a>(&'a Keypair);
+
+impl Signer<PolkadotConfig> for HotkeySigner<'_> {
+    fn account_id(&self) -> AccountId32 {
+        AccountId32(self.0.hotkey().0)
+    }
+    fn sign(&self, payload: &[u8]) -> MultiSignature {
+        MultiSignature::Sr25519(self.0.sign(payload).0)
+    }
+}
+
+#[derive(Clone)]
+struct Conn {
+    api: Api,
+    legacy: Legacy,
+}
+
+/// A connection to a Subtensor node.
+pub struct SubtensorChain {
+    url: String,
+    rt: tokio::runtime::Runtime,
+    conn: Mutex<Option<Conn>>,
+    timeout: Duration,
+    version_key: u64,
+}
+
+/// Most attempts of one read when the connection drops (each re-opens it).
+const READ_ATTEMPTS: u32 = 2;
+
+fn transport(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Transport(e.to_string())
+}
+
+/// `AxonInfo` as the pallet stores it.
+#[derive(Decode)]
+struct AxonInfo {
+    _block: u64,
+    _version: u32,
+    ip: u128,
+    port: u16,
+    ip_type: u8,
+    _protocol: u8,
+    _p1: u8,
+    _p2: u8,
+}
+
+/// `pallet_commitments::Registration`.
+#[derive(Decode)]
+struct Registration {
+    _deposit: u64,
+    block: u32,
+    fields: Vec<Data>,
+}
+
+/// `pallet_commitments::Data`: the raw variants carry bytes, the hash variants 32 bytes.
+struct Data(Vec<u8>);
+
+impl Decode for Data {
+    fn decode<I: parity_scale_codec::Input>(i: &mut I) -> Result<Self, parity_scale_codec::Error> {
+        let tag = i.read_byte()?;
+        let len = match tag {
+            0 => 0,
+            1..=129 => tag as usize - 1,
+            130..=133 => 32,
+            _ => return Err("a commitment field Tally does not post".into()),
+        };
+        let mut b = vec![0u8; len];
+        i.read(&mut b)?;
+        Ok(Data(b))
+    }
+}
+
+fn axon_string(a: &AxonInfo) -> String {
+    if a.port == 0 || a.ip == 0 {
+        return String::new();
+    }
+    match a.ip_type {
+        4 => format!("{}:{}", std::net::Ipv4Addr::from(a.ip as u32), a.port),
+        6 => format!("[{}]:{}", std::net::Ipv6Addr::from(a.ip), a.port),
+        _ => String::new(),
+    }
+}
+
+impl SubtensorChain {
+    /// An adapter for the node at `url` (`ws://` or `wss://`); every call waits at most
+    /// `timeout`. Connects on first use.
+    pub fn new(url: &str, timeout: Duration, version_key: u64) -> Result<Self, ChainError> {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(ChainError::Malformed(format!(
+                "{url:?}: a Subtensor endpoint is ws:// or wss://"
+            )));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("subtensor")
+            .enable_all()
+            .build()
+            .map_err(transport)?;
+        Ok(SubtensorChain {
+            url: url.to_string(),
+            rt,
+            conn: Mutex::new(None),
+            timeout,
+            version_key,
+        })
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on the adapter's runtime with a connection (opened if needed), at most the
+    /// timeout; a transport failure drops the connection so the next call re-opens it.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T, ChainError>
+    where
+        T: Send + 'static,
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, ChainError>> + Send + 'static,
+    {
+        let mut last = ChainError::Transport("not tried".into());
+        for _ in 0..READ_ATTEMPTS {
+            let conn = match self.connection() {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match self.run(f(conn)) {
+                Err(e @ ChainError::Transport(_)) => {
+                    if let Ok(mut c) = self.conn.lock() {
+                        *c = None;
+                    }
+                    last = e;
+                }
+                r => return r,
+            }
+        }
+        Err(last)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, ChainError>> + Send + 'static,
+    ) -> Result<T, ChainError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.timeout;
+        self.rt.spawn(async move {
+            let r = match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ChainError::Transport(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                ))),
+            };
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .map_err(|_| ChainError::Transport("the adapter's runtime stopped".into()))?
+    }
+
+    fn connection(&self) -> Result<Conn, ChainError> {
+        if let Some(c) = self.conn.lock().map_err(transport)?.clone() {
+            return Ok(c);
+        }
+        let url = self.url.clone();
+        let c = self.run(async move {
+            let rpc = if subxt::rpcs::utils::url_is_secure(&url).unwrap_or(false) {
+                RpcClient::from_url(&url).await
+            } else {
+                RpcClient::from_insecure_url(&url).await
+            }
+            .map_err(|e| ChainError::Transport(format!("cannot connect to {url}: {e}")))?;
+            let cfg = PolkadotConfig::builder().use_historic_types(false).build();
+            let api = Api::from_rpc_client_with_config(cfg, rpc.clone())
+                .await
+                .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?;
+            Ok(Conn {
+                api,
+                legacy: Legacy::new(rpc),
+            })
+        })?;
+        if let Ok(mut slot) = self.conn.lock() {
+            *slot = Some(c.clone());
+        }
+        Ok(c)
+    }
+
+    /// The runtime's spec version and name at the head.
+    pub fn runtime_version(&self) -> Result<(String, u32), ChainError> {
+        self.call(|c| async move {
+            let v = c
+                .legacy
+                .state_get_runtime_version(None)
+                .await
+                .map_err(transport)?;
+            let name = v
+                .other
+                .get("specName")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?")
+                .to_string();
+            Ok((name, v.spec_version))
+        })
+    }
+
+    /// Submits `call` signed by `key` and waits until it is in a block; returns the block.
+    pub fn submit_subtensor(&self, key: &Keypair, call: &SubtensorCall) -> Result<u64, ChainError> {
+        let payload = call.payload()?;
+        let key = key.clone();
+        // a write is not retried on a new connection: it may have reached the pool already
+        let conn = self.connection()?;
+        self.run(async move {
+            let account = AccountId32(key.hotkey().0);
+            let nonce = conn
+                .legacy
+                .system_account_next_index(&account)
+                .await
+                .map_err(transport)?;
+            let at = conn.api.at_current_block().await.map_err(transport)?;
+            let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
+                .mortal(64)
+                .nonce(nonce)
+                .build();
+            let mut progress = at
+                .tx()
+                .sign_and_submit_then_watch(&payload, &HotkeySigner(&key), params)
+                .await
+                .map_err(|e| ChainError::Malformed(format!("refused by the node: {e}")))?;
+            while let Some(status) = progress.next().await {
+                match status.map_err(transport)? {
+                    TransactionStatus::InBestBlock(b) | TransactionStatus::InFinalizedBlock(b) => {
+                        let hash = b.block_hash();
+                        b.wait_for_success().await.map_err(|e| dispatch_error(&e))?;
+                        let n = conn
+                            .api
+                            .at_block(hash)
+                            .await
+                            .map_err(transport)?
+                            .block_number();
+                        return Ok(n);
+                    }
+                    TransactionStatus::Error { message }
+                    | TransactionStatus::Invalid { message }
+                    | TransactionStatus::Dropped { message } => {
+                        return Err(ChainError::Malformed(format!(
+                            "transaction not included: {message}"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            Err(ChainError::Transport(
+                "the node stopped reporting the transaction".into(),
+            ))
+        })
+    }
+
+    fn hash_at(&self, block: u64) -> Result<H256, ChainError> {
+        self.call(move |c| async move {
+            c.legacy
+                .chain_get_block_hash(Some(block.into()))
+                .await
+                .map_err(transport)?
+                .ok_or_else(|| ChainError::Malformed(format!("no block {block} yet")))
+        })
+    }
+
+    /// Raw storage bytes of `pallet.entry(keys)` at `block`, if set.
+    fn storage<K>(
+        &self,
+        block: u64,
+        pallet: &'static str,
+        entry: &'static str,
+        keys: K,
+    ) -> Result<Option<Vec<u8>>, ChainError>
+    where
+        K: IntoEncodableValues + IntoDecodableValues + Clone + Send + Sync + 'static,
+    {
+        self.call(move |c| {
+            let keys = keys.clone();
+            async move {
+                let at = c.api.at_block(block).await.map_err(transport)?;
+                let addr = subxt::dynamic::storage::<K, Value>(pallet, entry);
+                let v = at
+                    .storage()
+                    .try_fetch(addr, keys)
+                    .await
+                    .map_err(storage_error)?;
+                Ok(v.map(|v| v.into_bytes()))
+            }
+        })
+    }
+
+    /// Every `(key parts, raw value)` under `pallet.entry(prefix..)` at `block`, at most
+    /// `limit`.
+    fn storage_iter<K, P>(
+        &self,
+        block: u64,
+        pallet: &'static str,
+        entry: &'static str,
+        prefix: P,
+        limit: usize,
+    ) -> Result<Vec<(K, Vec<u8>)>, ChainError>
+    where
+        K: IntoEncodableValues + IntoDecodableValues + Send + Sync + 'static,
+        P: subxt::storage::PrefixOf<K> + Clone + Send + Sync + 'static,
+    {
+        self.call(move |c| {
+            let prefix = prefix.clone();
+            async move {
+                let at = c.api.at_block(block).await.map_err(transport)?;
+                let addr = subxt::dynamic::storage::<K, Value>(pallet, entry);
+                let mut it = at
+                    .storage()
+                    .iter(addr, prefix)
+                    .await
+                    .map_err(storage_error)?;
+                let mut out = Vec::new();
+                while let Some(kv) = it.next().await {
+                    let kv = kv.map_err(storage_error)?;
+                    let k = kv
+                        .key()
+                        .map_err(|e| ChainError::Malformed(e.to_string()))?
+                        .decode()
+                        .map_err(|e| ChainError::Malformed(e.to_string()))?;
+                    out.push((k, kv.value().bytes().to_vec()));
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+        })
+    }
+
+    fn decode<T: Decode>(bytes: &[u8], what: &str) -> Result<T, ChainError> {
+        T::decode(&mut &bytes[..]).map_err(|e| ChainError::Malformed(format!("{what}: {e}")))
+    }
+
+    fn value<T: Decode + Default>(
+        &self,
+        block: u64,
+        pallet: &'static str,
+        entry: &'static str,
+        netuid: u16,
+    ) -> Result<T, ChainError> {
+        match self.storage(block, pallet, entry, (netuid,))? {
+            Some(b) => Self::decode(&b, entry),
+            None => Ok(T::default()),
+        }
+    }
+
+    fn head_number(&self) -> Result<u64, ChainError> {
+        self.call(|c| async move {
+            let hash = c
+                .legacy
+                .chain_get_block_hash(None)
+                .await
+                .map_err(transport)?
+                .ok_or_else(|| ChainError::Transport("the node has no best block".into()))?;
+            Ok(c.api
+                .at_block(hash)
+                .await
+                .map_err(transport)?
+                .block_number())
+        })
+    }
+
+    fn uid_hotkeys(&self, netuid: u16, block: u64) -> Result<Vec<(u16, Hotkey)>, ChainError> {
+        let keys: Vec<((u16, u16), Vec<u8>)> =
+            self.storage_iter(block, "SubtensorModule", "Keys", (netuid,), 65_536)?;
+        let mut out: Vec<(u16, Hotkey)> = keys
+            .into_iter()
+            .filter_map(|((_, uid), b)| Some((uid, Hotkey(<[u8; 32]>::decode(&mut &b[..]).ok()?))))
+            .collect();
+        out.sort_by_key(|x| x.0);
+        Ok(out)
+    }
+}
+
+fn storage_error(e: impl std::fmt::Display) -> ChainError {
+    let s = e.to_string();
+    if s.contains("not found") || s.contains("cannot find") {
+        ChainError::Malformed(format!(
+            "this runtime lacks a storage item Tally reads: {s}"
+        ))
+    } else {
+        ChainError::Transport(s)
+    }
+}
+
+/// A dispatch error by name (`Pallet::Variant`), for logs and metrics.
+fn dispatch_error(e: &subxt::error::TransactionEventsError) -> ChainError {
+    use subxt::error::{DispatchError, TransactionEventsError};
+    match e {
+        TransactionEventsError::ExtrinsicFailed(DispatchError::Module(m)) => match m.details() {
+            Ok(d) => {
+                let name = format!("{}::{}", d.pallet.name(), d.variant.name);
+                match d.variant.name.as_str() {
+                    "SettingWeightsTooFast" => ChainError::RateLimited { next: 0 },
+                    "NeuronNoValidatorPermit" => ChainError::NotValidator(name),
+                    "HotKeyNotRegisteredInSubNet" | "HotKeyNotRegisteredInNetwork" => {
+                        ChainError::NotRegistered(name)
+                    }
+                    _ => ChainError::Malformed(format!("dispatch error {name}")),
+                }
+            }
+            Err(_) => ChainError::Malformed(format!("dispatch error {m}")),
+        },
+        other => ChainError::Malformed(format!("dispatch error: {other}")),
+    }
+}
+
+impl Chain for SubtensorChain {
+    fn head(&self) -> Result<BlockInfo, ChainError> {
+        let n = self.head_number()?;
+        self.block(n)?
+            .ok_or_else(|| ChainError::Transport(format!("block {n} vanished")))
+    }
+
+    fn block(&self, number: u64) -> Result<Option<BlockInfo>, ChainError> {
+        let hash = match self.hash_at(number) {
+            Ok(h) => h,
+            Err(ChainError::Malformed(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ts: u64 = match self.storage(number, "Timestamp", "Now", ())? {
+            Some(b) => Self::decode(&b, "Timestamp.Now")?,
+            None => 0,
+        };
+        Ok(Some(BlockInfo {
+            number,
+            hash: hash.0,
+            timestamp_ms: ts,
+        }))
+    }
+
+    fn params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
+        let head = self.head_number()?;
+        let added: Option<Vec<u8>> =
+            self.storage(head, "SubtensorModule", "NetworksAdded", (netuid,))?;
+        if added.is_none_or(|b| b.first() != Some(&1)) {
+            return Err(ChainError::UnknownSubnet(netuid));
+        }
+        let tempo: u16 = self.value(head, "SubtensorModule", "Tempo", netuid)?;
+        if tempo == 0 {
+            return Err(ChainError::Malformed(format!(
+                "subnet {netuid} has tempo 0: it runs no epochs"
+            )));
+        }
+        let (epoch_length, epoch_offset) = epoch_clock(netuid, tempo);
+        let rate: u64 = self.value(head, "SubtensorModule", "WeightsSetRateLimit", netuid)?;
+        let max_uids: u16 = self.value(head, "SubtensorModule", "MaxAllowedUids", netuid)?;
+        let threshold: u64 = match self.storage(head, "SubtensorModule", "StakeThreshold", ())? {
+            Some(b) => Self::decode(&b, "StakeThreshold")?,
+            None => 0,
+        };
+        let slot = self.call(|c| async move {
+            let b = c
+                .legacy
+                .state_call("AuraApi_slot_duration", None, None)
+                .await
+                .map_err(transport)?;
+            u64::decode(&mut &b[..]).map_err(|e| ChainError::Malformed(e.to_string()))
+        });
+        Ok(SubnetParams {
+            netuid,
+            epoch_length,
+            epoch_offset,
+            block_ms: slot.unwrap_or(12_000).max(1),
+            weights_rate_limit: rate,
+            commitment_max_bytes: MAX_COMMITMENT as u32,
+            commitment_bytes_per_epoch: 3 * MAX_COMMITMENT as u32,
+            max_uids,
+            min_validator_stake: threshold,
+            burn_uid: 0,
+        })
+    }
+
+    fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        let head = self.head_number()?;
+        self.metagraph_at(netuid, head)
+    }
+
+    fn nonce(&self, hotkey: &Hotkey) -> Result<u64, ChainError> {
+        let account = AccountId32(hotkey.0);
+        self.call(move |c| {
+            let account = account;
+            async move {
+                c.legacy
+                    .system_account_next_index(&account)
+                    .await
+                    .map_err(transport)
+            }
+        })
+    }
+
+    fn submit(&self, _extrinsic: &[u8]) -> Result<u64, ChainError> {
+        Err(ChainError::Malformed(
+            "Subtensor takes runtime calls, not Tally's own extrinsics: use Chain::execute".into(),
+        ))
+    }
+
+    fn execute(&self, key: &Keypair, netuid: u16, call: Call) -> Result<u64, ChainError> {
+        if let Call::SetWeights { .. } = &call {
+            let head = self.head_number()?;
+            let cr: bool = self.value(
+                head,
+                "SubtensorModule",
+                "CommitRevealWeightsEnabled",
+                netuid,
+            )?;
+            if cr {
+                return Err(ChainError::Malformed(format!(
+                    "subnet {netuid} has commit-reveal of weights on (CommitRevealWeightsEnabled): \
+                     Tally already commits to scores before revealing them; turn it off with \
+                     AdminUtils.sudo_set_commit_reveal_weights_enabled({netuid}, false)"
+                )));
+            }
+        }
+        let c = SubtensorCall::from_call(netuid, &call, self.version_key)?;
+        self.submit_subtensor(key, &c)
+    }
+
+    fn commitments(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<Commitment>, ChainError> {
+        let head = self.head_number()?;
+        let b = self.storage(
+            head,
+            "Commitments",
+            "CommitmentOf",
+            (netuid, AccountId32(hotkey.0)),
+        )?;
+        Ok(b.map(|b| Self::decode::<Registration>(&b, "CommitmentOf"))
+            .transpose()?
+            .and_then(|r| {
+                Some(Commitment {
+                    block: r.block as u64,
+                    data: r.fields.into_iter().next()?.0,
+                })
+            })
+            .into_iter()
+            .collect())
+    }
+
+    fn commitments_in(
+        &self,
+        netuid: u16,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Hotkey, Commitment)>, ChainError> {
+        // the state at the last block before `to`: what was in place then
+        let at = to.saturating_sub(1).min(self.head_number()?);
+        let all: Vec<((u16, AccountId32), Vec<u8>)> =
+            self.storage_iter(at, "Commitments", "CommitmentOf", (netuid,), 65_536)?;
+        let mut out = Vec::new();
+        for ((_, who), b) in all {
+            let Ok(r) = Self::decode::<Registration>(&b, "CommitmentOf") else {
+                continue;
+            };
+            let block = r.block as u64;
+            if block < from || block >= to {
+                continue;
+            }
+            if let Some(d) = r.fields.into_iter().next() {
+                out.push((Hotkey(who.0), Commitment { block, data: d.0 }));
+            }
+        }
+        Ok(out)
+    }
+
+    fn weights(&self, netuid: u16) -> Result<Vec<WeightsSet>, ChainError> {
+        let head = self.head_number()?;
+        self.weights_at(netuid, head)
+    }
+
+    fn weights_history(&self, netuid: u16, hotkey: &Hotkey) -> Result<Vec<WeightsSet>, ChainError> {
+        // the chain keeps the latest weights only
+        Ok(self
+            .weights(netuid)?
+            .into_iter()
+            .filter(|w| w.validator == *hotkey)
+            .collect())
+    }
+
+    fn winner(&self, netuid: u16) -> Result<Option<u16>, ChainError> {
+        let head = self.head_number()?;
+        self.winner_at(netuid, head + 1)
+    }
+
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
+        let uids = self.uid_hotkeys(netuid, block)?;
+        let permits: Vec<bool> = self.value(block, "SubtensorModule", "ValidatorPermit", netuid)?;
+        let axons: Vec<((u16, AccountId32), Vec<u8>)> =
+            self.storage_iter(block, "SubtensorModule", "Axons", (netuid,), 65_536)?;
+        let axon_of = |h: &Hotkey| {
+            axons
+                .iter()
+                .find(|((_, a), _)| a.0 == h.0)
+                .and_then(|(_, b)| AxonInfo::decode(&mut &b[..]).ok())
+                .map(|a| axon_string(&a))
+                .unwrap_or_default()
+        };
+        let mut neurons = Vec::with_capacity(uids.len());
+        for (uid, hotkey) in uids {
+            let stake: u64 = match self.storage(
+                block,
+                "SubtensorModule",
+                "TotalHotkeyAlpha",
+                (AccountId32(hotkey.0), netuid),
+            )? {
+                Some(b) => Self::decode(&b, "TotalHotkeyAlpha")?,
+                None => 0,
+            };
+            let registered_at: u64 = match self.storage(
+                block,
+                "SubtensorModule",
+                "BlockAtRegistration",
+                (netuid, uid),
+            )? {
+                Some(b) => Self::decode(&b, "BlockAtRegistration")?,
+                None => 0,
+            };
+            neurons.push(NeuronInfo {
+                uid,
+                hotkey,
+                stake,
+                validator_permit: permits.get(uid as usize).copied().unwrap_or(false),
+                axon: axon_of(&hotkey),
+                peer: String::new(),
+                registered_at,
+            });
+        }
+        Ok(Metagraph {
+            netuid,
+            block,
+            neurons,
+        })
+    }
+
+    fn winner_at(&self, netuid: u16, block: u64) -> Result<Option<u16>, ChainError> {
+        // weights included before `block`: the state at block - 1
+        let at = block.saturating_sub(1).min(self.head_number()?);
+        let mg = self.metagraph_at(netuid, at)?;
+        crate::local::winner_of(&mg, &self.weights_at(netuid, at)?)
+    }
+}
+
+impl SubtensorChain {
+    fn weights_at(&self, netuid: u16, block: u64) -> Result<Vec<WeightsSet>, ChainError> {
+        let uids = self.uid_hotkeys(netuid, block)?;
+        let last: Vec<u64> = self.value(block, "SubtensorModule", "LastUpdate", netuid)?;
+        let rows: Vec<((u16, u16), Vec<u8>)> =
+            self.storage_iter(block, "SubtensorModule", "Weights", (netuid,), 65_536)?;
+        let mut out = Vec::new();
+        for ((_, uid), b) in rows {
+            let weights: Vec<(u16, u16)> = Self::decode(&b, "Weights")?;
+            let Some((_, hotkey)) = uids.iter().find(|(u, _)| *u == uid) else {
+                continue;
+            };
+            if weights.is_empty() {
+                continue;
+            }
+            out.push(WeightsSet {
+                block: last.get(uid as usize).copied().unwrap_or(0),
+                validator: *hotkey,
+                weights,
+            });
+        }
+        Ok(out)
+    }
+}
