@@ -229,6 +229,26 @@ impl Signer<PolkadotConfig> for HotkeySigner<'_> {
 struct Conn {
     api: Api,
     legacy: Legacy,
+    rpc: RpcClient,
+}
+
+/// A transaction in a block: the block, and its events as `(pallet, event, field bytes)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Included {
+    /// The block it is in.
+    pub block: u64,
+    /// Its events.
+    pub events: Vec<(String, String, Vec<u8>)>,
+}
+
+impl Included {
+    /// The field bytes of its first `pallet.event` event.
+    pub fn event(&self, pallet: &str, event: &str) -> Option<&[u8]> {
+        self.events
+            .iter()
+            .find(|e| e.0 == pallet && e.1 == event)
+            .map(|e| e.2.as_slice())
+    }
 }
 
 /// A connection to a Subtensor node.
@@ -394,7 +414,8 @@ impl SubtensorChain {
                 .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?;
             Ok(Conn {
                 api,
-                legacy: Legacy::new(rpc),
+                legacy: Legacy::new(rpc.clone()),
+                rpc,
             })
         })?;
         if let Ok(mut slot) = self.conn.lock() {
@@ -423,7 +444,68 @@ impl SubtensorChain {
 
     /// Submits `call` signed by `key` and waits until it is in a block; returns the block.
     pub fn submit_subtensor(&self, key: &Keypair, call: &SubtensorCall) -> Result<u64, ChainError> {
-        let payload = call.payload()?;
+        Ok(self.submit_payload(key, call.payload()?)?.block)
+    }
+
+    /// Submits `pallet.call(args)` (positional arguments) signed by `key` and waits until it is
+    /// in a block: subnet set-up for devnets and tests (`register_network`, `burned_register`,
+    /// `add_stake`, ...).
+    pub fn submit_dynamic(
+        &self,
+        key: &Keypair,
+        pallet: &str,
+        call: &str,
+        args: Vec<Value>,
+    ) -> Result<Included, ChainError> {
+        self.submit_payload(
+            key,
+            subxt::dynamic::tx(pallet.to_string(), call.to_string(), args),
+        )
+    }
+
+    /// `Sudo.sudo(pallet.call(args))` signed by the sudo key; the inner call failing (the
+    /// extrinsic itself succeeds, with `Sudo.Sudid(Err(..))`) is an error.
+    pub fn sudo(
+        &self,
+        sudo: &Keypair,
+        pallet: &str,
+        call: &str,
+        args: Vec<Value>,
+    ) -> Result<Included, ChainError> {
+        let inner = Value::unnamed_variant(pallet, [Value::unnamed_variant(call, args)]);
+        let inc = self.submit_dynamic(sudo, "Sudo", "sudo", vec![inner])?;
+        match inc.event("Sudo", "Sudid") {
+            Some(f) if f.first() == Some(&0) => Ok(inc),
+            Some(f) => Err(ChainError::Malformed(format!(
+                "sudo {pallet}.{call} failed: 0x{}",
+                hex::encode(f)
+            ))),
+            None => Err(ChainError::Malformed(format!(
+                "sudo {pallet}.{call}: no Sudid event (is the key the sudo key?)"
+            ))),
+        }
+    }
+
+    /// Asks a development node (chopsticks) for `count` blocks now (`dev_newBlock`).
+    pub fn dev_new_blocks(&self, count: u32) -> Result<(), ChainError> {
+        self.call(move |c| async move {
+            let _: serde_json::Value = c
+                .rpc
+                .request(
+                    "dev_newBlock",
+                    subxt::rpcs::rpc_params![serde_json::json!({ "count": count })],
+                )
+                .await
+                .map_err(transport)?;
+            Ok(())
+        })
+    }
+
+    fn submit_payload(
+        &self,
+        key: &Keypair,
+        payload: subxt::tx::DynamicPayload<Vec<Value>>,
+    ) -> Result<Included, ChainError> {
         let key = key.clone();
         // a write is not retried on a new connection: it may have reached the pool already
         let conn = self.connection()?;
@@ -448,14 +530,25 @@ impl SubtensorChain {
                 match status.map_err(transport)? {
                     TransactionStatus::InBestBlock(b) | TransactionStatus::InFinalizedBlock(b) => {
                         let hash = b.block_hash();
-                        b.wait_for_success().await.map_err(|e| dispatch_error(&e))?;
-                        let n = conn
+                        let events = b.wait_for_success().await.map_err(|e| dispatch_error(&e))?;
+                        let events = events
+                            .iter()
+                            .filter_map(|e| e.ok())
+                            .map(|e| {
+                                (
+                                    e.pallet_name().to_string(),
+                                    e.event_name().to_string(),
+                                    e.field_bytes().to_vec(),
+                                )
+                            })
+                            .collect();
+                        let block = conn
                             .api
                             .at_block(hash)
                             .await
                             .map_err(transport)?
                             .block_number();
-                        return Ok(n);
+                        return Ok(Included { block, events });
                     }
                     TransactionStatus::Error { message }
                     | TransactionStatus::Invalid { message }
