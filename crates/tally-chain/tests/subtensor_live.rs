@@ -191,7 +191,9 @@ fn a_validator_commits_serves_and_sets_weights_on_a_real_subtensor() {
     // the epoch clock: a Tally epoch starts right after a block in which the chain ran one
     let head = chain.head().unwrap().number;
     let starts: Vec<u64> = (head.saturating_sub(30)..head)
-        .filter(|b| (b + 1) >= p.epoch_offset && (b + 1 - p.epoch_offset) % p.epoch_length == 0)
+        .filter(|b| {
+            (b + 1) >= p.epoch_offset && (b + 1 - p.epoch_offset).is_multiple_of(p.epoch_length)
+        })
         .collect();
     assert!(!starts.is_empty());
     for s in starts {

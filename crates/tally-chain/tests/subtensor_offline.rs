@@ -197,7 +197,7 @@ fn the_epoch_clock_follows_subtensors_epoch_rule() {
                 let chain = blocks_until_next_epoch(netuid, tempo, b) == 0;
                 assert_eq!(subtensor_runs_epoch(netuid, tempo, b), chain);
                 // a Tally epoch starts in the block right after one where the chain ran its epoch
-                let starts = b + 1 >= offset && (b + 1 - offset) % length == 0;
+                let starts = b + 1 >= offset && (b + 1 - offset).is_multiple_of(length);
                 assert_eq!(
                     chain, starts,
                     "netuid {netuid} tempo {tempo} block {b}: chain epoch {chain}, tally start at {} {starts}",
