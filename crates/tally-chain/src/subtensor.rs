@@ -6,7 +6,9 @@
 //! so a metagraph or an incumbent "as of block b" is the chain's own state at b. Writes are
 //! signed by the node's sr25519 hotkey (the same key Tally loads from a Bittensor keyfile):
 //! `Commitments.set_commitment` for score commitments, `SubtensorModule.set_weights` (weights
-//! max-upscaled to u16 as the Python SDK does), `serve_axon`. Each write is mortal (64 blocks),
+//! max-upscaled to u16 as the Python SDK does) or, on a subnet with commit-reveal of weights on,
+//! hash-based `commit_weights` then `reveal_weights` in the chain's reveal window (a subnet that
+//! demands timelocked commits gets an error naming `CommitRevealWeightsVersion`), `serve_axon`. Each write is mortal (64 blocks),
 //! carries the account's next nonce, and waits until it is in a block; a dispatch error comes
 //! back by name (`SubtensorModule::SettingWeightsTooFast`). A dropped connection is re-opened on
 //! the next call; every call is bounded by the adapter's timeout.
@@ -78,6 +80,29 @@ pub fn weights_for_chain(weights: &[(u16, u16)]) -> (Vec<u16>, Vec<u16>) {
         .unzip()
 }
 
+/// The hash `commit_weights` posts and `reveal_weights` must match: BLAKE2b-256 of the SCALE
+/// encoding of `(account, netuid, uids, values, salt, version_key)`, as the pallet's
+/// `get_commit_hash` and the Python SDK's `generate_weight_hash` compute it.
+pub fn weights_commit_hash(
+    account: &[u8; 32],
+    netuid: u16,
+    uids: &[u16],
+    values: &[u16],
+    salt: &[u16],
+    version_key: u64,
+) -> [u8; 32] {
+    use blake2::digest::{consts::U32, Digest};
+    let bytes = parity_scale_codec::Encode::encode(&(
+        account,
+        netuid,
+        uids.to_vec(),
+        values.to_vec(),
+        salt.to_vec(),
+        version_key,
+    ));
+    blake2::Blake2b::<U32>::digest(bytes).into()
+}
+
 /// The runtime calls Tally submits, one per [`Call`] it maps, as dynamic payloads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubtensorCall {
@@ -97,6 +122,26 @@ pub enum SubtensorCall {
         /// Weights, max-upscaled ([`weights_for_chain`]).
         weights: Vec<u16>,
         /// The subnet's weights version key (at least `WeightsVersionKey`).
+        version_key: u64,
+    },
+    /// `SubtensorModule.commit_weights(netuid, commit_hash)` (subnets with commit-reveal on).
+    CommitWeights {
+        /// The subnet.
+        netuid: u16,
+        /// [`weights_commit_hash`].
+        hash: [u8; 32],
+    },
+    /// `SubtensorModule.reveal_weights(netuid, uids, values, salt, version_key)`.
+    RevealWeights {
+        /// The subnet.
+        netuid: u16,
+        /// Uids.
+        uids: Vec<u16>,
+        /// Weights.
+        values: Vec<u16>,
+        /// The salt committed to.
+        salt: Vec<u16>,
+        /// The version key committed to.
         version_key: u64,
     },
     /// `SubtensorModule.serve_axon(netuid, version, ip, port, ip_type, protocol, 0, 0)`.
@@ -150,6 +195,32 @@ impl SubtensorCall {
                     Value::u128(*version_key as u128),
                 ],
             ),
+            SubtensorCall::CommitWeights { netuid, hash } => subxt::dynamic::tx(
+                "SubtensorModule",
+                "commit_weights",
+                vec![Value::u128(*netuid as u128), Value::from_bytes(hash)],
+            ),
+            SubtensorCall::RevealWeights {
+                netuid,
+                uids,
+                values,
+                salt,
+                version_key,
+            } => {
+                let seq =
+                    |v: &[u16]| Value::unnamed_composite(v.iter().map(|x| Value::u128(*x as u128)));
+                subxt::dynamic::tx(
+                    "SubtensorModule",
+                    "reveal_weights",
+                    vec![
+                        Value::u128(*netuid as u128),
+                        seq(uids),
+                        seq(values),
+                        seq(salt),
+                        Value::u128(*version_key as u128),
+                    ],
+                )
+            }
             SubtensorCall::ServeAxon {
                 netuid,
                 ip,
@@ -566,6 +637,91 @@ impl SubtensorChain {
         })
     }
 
+    /// On a subnet with (hash-based) commit-reveal of weights: posts the commitment now and
+    /// reveals it from a thread of the adapter once the chain's reveal window opens (polled each
+    /// second until its last block). Returns the commitment's block. A pending reveal lives in
+    /// memory: a node stopped before it loses those weights for that epoch (the next run sets
+    /// new ones).
+    fn commit_then_reveal(
+        &self,
+        key: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<u64, ChainError> {
+        let mut raw = [0u8; 16];
+        getrandom::getrandom(&mut raw).map_err(|e| ChainError::Malformed(e.to_string()))?;
+        let salt: Vec<u16> = raw
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let hash = weights_commit_hash(&key.hotkey().0, netuid, uids, values, &salt, version_key);
+        let block = self.submit_subtensor(key, &SubtensorCall::CommitWeights { netuid, hash })?;
+        // the chain's reveal window for this commitment
+        let commits = self.storage(
+            block,
+            "SubtensorModule",
+            "WeightCommits",
+            (netuid, AccountId32(key.hotkey().0)),
+        )?;
+        let window = commits
+            .and_then(|b| Vec::<([u8; 32], u64, u64, u64)>::decode(&mut &b[..]).ok())
+            .and_then(|v| v.into_iter().find(|c| c.0 == hash))
+            .map(|c| (c.2, c.3))
+            .ok_or_else(|| {
+                ChainError::Malformed("the weights commitment is not on chain".into())
+            })?;
+        let reveal = SubtensorCall::RevealWeights {
+            netuid,
+            uids: uids.to_vec(),
+            values: values.to_vec(),
+            salt,
+            version_key,
+        };
+        tracing::info!(
+            netuid,
+            block,
+            first = window.0,
+            last = window.1,
+            "weights committed; reveal pending"
+        );
+        let me = SubtensorChain::new(&self.url, self.timeout, self.version_key)?;
+        let key = key.clone();
+        std::thread::Builder::new()
+            .name("subtensor-reveal".into())
+            .spawn(move || loop {
+                match me.head_number() {
+                    Ok(h) if h >= window.1 => {
+                        tracing::warn!(netuid, "weights reveal window passed unrevealed");
+                        return;
+                    }
+                    Ok(h) if h >= window.0 => match me.submit_subtensor(&key, &reveal) {
+                        Ok(b) => {
+                            tracing::info!(netuid, block = b, "weights revealed");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(netuid, "weights reveal failed: {e}"),
+                    },
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            })
+            .map_err(|e| ChainError::Malformed(e.to_string()))?;
+        Ok(block)
+    }
+
+    /// Whether `netuid` has commit-reveal of weights on (`CommitRevealWeightsEnabled`).
+    pub fn commit_reveal_enabled(&self, netuid: u16) -> Result<bool, ChainError> {
+        let head = self.head_number()?;
+        self.value(
+            head,
+            "SubtensorModule",
+            "CommitRevealWeightsEnabled",
+            netuid,
+        )
+    }
+
     fn hash_at(&self, block: u64) -> Result<H256, ChainError> {
         self.call(move |c| async move {
             c.legacy
@@ -813,23 +969,33 @@ impl Chain for SubtensorChain {
     }
 
     fn execute(&self, key: &Keypair, netuid: u16, call: Call) -> Result<u64, ChainError> {
-        if let Call::SetWeights { .. } = &call {
+        let c = SubtensorCall::from_call(netuid, &call, self.version_key)?;
+        if let SubtensorCall::SetWeights {
+            dests,
+            weights,
+            version_key,
+            ..
+        } = &c
+        {
             let head = self.head_number()?;
-            let cr: bool = self.value(
-                head,
-                "SubtensorModule",
-                "CommitRevealWeightsEnabled",
-                netuid,
-            )?;
-            if cr {
-                return Err(ChainError::Malformed(format!(
-                    "subnet {netuid} has commit-reveal of weights on (CommitRevealWeightsEnabled): \
-                     Tally already commits to scores before revealing them; turn it off with \
-                     AdminUtils.sudo_set_commit_reveal_weights_enabled({netuid}, false)"
-                )));
+            if self.commit_reveal_enabled(netuid)? {
+                // timelocked commits (drand) are a later scheme with its own calls
+                let version: Option<u16> = self
+                    .storage(head, "SubtensorModule", "CommitRevealWeightsVersion", ())
+                    .ok()
+                    .flatten()
+                    .and_then(|b| u16::decode(&mut &b[..]).ok());
+                if let Some(v) = version.filter(|v| *v >= 3) {
+                    return Err(ChainError::Malformed(format!(
+                        "subnet {netuid} demands timelocked commit-reveal of weights \
+                         (CommitRevealWeightsVersion = {v}), which Tally does not submit; Tally \
+                         commits to its scores before revealing them already: ask the subnet \
+                         owner to turn CommitRevealWeightsEnabled off for subnet {netuid}"
+                    )));
+                }
+                return self.commit_then_reveal(key, netuid, dests, weights, *version_key);
             }
         }
-        let c = SubtensorCall::from_call(netuid, &call, self.version_key)?;
         self.submit_subtensor(key, &c)
     }
 

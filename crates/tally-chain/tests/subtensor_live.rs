@@ -188,6 +188,43 @@ fn a_validator_commits_serves_and_sets_weights_on_a_real_subtensor() {
     assert_eq!(chain.winner_at(netuid, set + 1).unwrap(), Some(owner_uid));
     assert_eq!(chain.winner_at(netuid, set).unwrap(), None);
 
+    // with commit-reveal of weights on, the same call commits now and reveals in the chain's
+    // window: the weights appear once revealed
+    chain
+        .sudo(
+            &alice,
+            "AdminUtils",
+            "sudo_set_commit_reveal_weights_enabled",
+            vec![u(n), Value::bool(true)],
+        )
+        .unwrap();
+    assert!(chain.commit_reveal_enabled(netuid).unwrap());
+    let committed_w = chain
+        .execute(
+            &validator,
+            netuid,
+            extrinsic::set_weights(vec![(me.uid, 50_000)]).unwrap(),
+        )
+        .unwrap();
+    eprintln!("weights committed in block {committed_w}");
+    let t = std::time::Instant::now();
+    loop {
+        let w = chain.weights(netuid).unwrap();
+        let mine = w
+            .iter()
+            .find(|w| w.validator == validator.hotkey())
+            .unwrap();
+        if mine.weights == vec![(me.uid, 65_535)] {
+            eprintln!("weights revealed by block {}", mine.block);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "the reveal never landed: {mine:?}"
+        );
+        chain.dev_new_blocks(2).unwrap();
+    }
+
     // the epoch clock: a Tally epoch starts right after a block in which the chain ran one
     let head = chain.head().unwrap().number;
     let starts: Vec<u64> = (head.saturating_sub(30)..head)

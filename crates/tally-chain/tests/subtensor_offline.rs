@@ -233,3 +233,40 @@ fn weights_are_max_upscaled_and_rounded_like_the_sdk() {
     assert_eq!(weights_for_chain(&[(0, 0)]), (vec![], vec![]));
     assert_eq!(weights_for_chain(&[]), (vec![], vec![]));
 }
+
+#[test]
+fn the_weights_commit_hash_matches_the_sdk_and_the_pallet() {
+    // the vector the Python SDK's generate_weight_hash gives (checked against the chain's
+    // get_commit_hash): account 0x01..0x20, netuid 1, uids [0, 5], values [65535, 100],
+    // salt 1..8, version key 7
+    let account: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+    let salt: Vec<u16> = (1..=8).collect();
+    let h =
+        tally_chain::subtensor::weights_commit_hash(&account, 1, &[0, 5], &[65_535, 100], &salt, 7);
+    assert_eq!(
+        hex::encode(h),
+        "bb2e98048040f8c6555abdcae505323993a939b17ff5ba4104c39238d5e585e5"
+    );
+    // commit and reveal encode against mainnet's metadata
+    let commit = encode(&SubtensorCall::CommitWeights { netuid: 1, hash: h });
+    let (p, c, netuid, hash) = <(u8, u8, u16, [u8; 32])>::decode(&mut &commit[..]).unwrap();
+    assert_eq!((p, c, netuid, hash), (7, 96, 1, h));
+    let reveal = encode(&SubtensorCall::RevealWeights {
+        netuid: 1,
+        uids: vec![0, 5],
+        values: vec![65_535, 100],
+        salt: salt.clone(),
+        version_key: 7,
+    });
+    let (p, c, netuid, uids, values, s, vk) =
+        <(u8, u8, u16, Vec<u16>, Vec<u16>, Vec<u16>, u64)>::decode(&mut &reveal[..]).unwrap();
+    assert_eq!(
+        (p, c, netuid, uids, values, s, vk),
+        (7, 97, 1, vec![0, 5], vec![65_535, 100], salt, 7)
+    );
+    let (pallet, name, _) = decode_by_metadata(&reveal);
+    assert_eq!(
+        (pallet.as_str(), name.as_str()),
+        ("SubtensorModule", "reveal_weights")
+    );
+}
