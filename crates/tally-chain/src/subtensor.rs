@@ -557,19 +557,27 @@ impl SubtensorChain {
         }
     }
 
-    /// Asks a development node (chopsticks) for `count` blocks now (`dev_newBlock`).
+    /// Asks a development node (chopsticks) for `count` blocks now (`dev_newBlock`), three at
+    /// a time (a loaded chopsticks takes seconds per block, and each request must answer
+    /// within the RPC client's timeout).
     pub fn dev_new_blocks(&self, count: u32) -> Result<(), ChainError> {
-        self.call(move |c| async move {
-            let _: serde_json::Value = c
-                .rpc
-                .request(
-                    "dev_newBlock",
-                    subxt::rpcs::rpc_params![serde_json::json!({ "count": count })],
-                )
-                .await
-                .map_err(transport)?;
-            Ok(())
-        })
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(3);
+            self.call(move |c| async move {
+                let _: serde_json::Value = c
+                    .rpc
+                    .request(
+                        "dev_newBlock",
+                        subxt::rpcs::rpc_params![serde_json::json!({ "count": n })],
+                    )
+                    .await
+                    .map_err(transport)?;
+                Ok(())
+            })?;
+            left -= n;
+        }
+        Ok(())
     }
 
     fn submit_payload(

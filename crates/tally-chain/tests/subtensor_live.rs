@@ -188,6 +188,17 @@ fn a_validator_commits_serves_and_sets_weights_on_a_real_subtensor() {
     assert_eq!(chain.winner_at(netuid, set + 1).unwrap(), Some(owner_uid));
     assert_eq!(chain.winner_at(netuid, set).unwrap(), None);
 
+    // a dispatch error comes back by name: weights naming a uid that does not exist
+    let err = chain
+        .execute(
+            &validator,
+            netuid,
+            extrinsic::set_weights(vec![(4000, 1)]).unwrap(),
+        )
+        .unwrap_err();
+    eprintln!("refused as expected: {err}");
+    assert!(err.to_string().contains("SubtensorModule::"), "{err}");
+
     // with commit-reveal of weights on, the same call commits now and reveals in the chain's
     // window: the weights appear once revealed
     chain
@@ -236,15 +247,4 @@ fn a_validator_commits_serves_and_sets_weights_on_a_real_subtensor() {
     for s in starts {
         assert!(subtensor_runs_epoch(netuid, 10, s));
     }
-    // a dispatch error comes back by name: a second weights call on a miner-less subnet with a
-    // uid that does not exist
-    let err = chain
-        .execute(
-            &validator,
-            netuid,
-            extrinsic::set_weights(vec![(4000, 1)]).unwrap(),
-        )
-        .unwrap_err();
-    eprintln!("refused as expected: {err}");
-    assert!(err.to_string().contains("SubtensorModule::"), "{err}");
 }

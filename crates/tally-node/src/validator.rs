@@ -235,6 +235,29 @@ fn submit(
     Err(last)
 }
 
+/// A bounded metrics label for a chain write error: the runtime's error name when the chain
+/// gave one (`SubtensorModule::SettingWeightsTooFast`), else the error's kind.
+pub fn error_label(e: &str) -> String {
+    let named = e.split_whitespace().find_map(|w| {
+        let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':' && c != '_');
+        let (pallet, variant) = w.split_once("::")?;
+        let ok =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        (ok(pallet) && ok(variant) && w.len() <= 80).then(|| w.to_string())
+    });
+    named.unwrap_or_else(|| {
+        e.split(':')
+            .next()
+            .unwrap_or("other")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == ' ')
+            .take(40)
+            .collect::<String>()
+            .trim()
+            .replace(' ', "_")
+    })
+}
+
 /// The driver.
 pub struct Driver {
     actor: Box<dyn Actor>,
@@ -462,7 +485,11 @@ impl Driver {
                     match &result {
                         Ok(b) => info!(validator = %p.key.hotkey(), run, block = b, "committed"),
                         Err(e) => {
-                            warn!(validator = %p.key.hotkey(), run, "commitment not posted: {e}")
+                            warn!(validator = %p.key.hotkey(), run, "commitment not posted: {e}");
+                            p.api.metrics.inc(
+                                "tally_chain_write_errors_total",
+                                &format!("call=\"commit\",error=\"{}\"", error_label(e)),
+                            );
                         }
                     }
                     Input::Committed { run, result }
@@ -599,10 +626,33 @@ impl Driver {
                     let result = write.await;
                     if let Err(e) = &result {
                         warn!(validator = %p.key.hotkey(), run, "weights not set: {e}");
+                        p.api.metrics.inc(
+                            "tally_chain_write_errors_total",
+                            &format!("call=\"set_weights\",error=\"{}\"", error_label(e)),
+                        );
                     }
                     Input::WeightsSet { run, result }
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_label;
+
+    #[test]
+    fn chain_errors_become_bounded_metric_labels() {
+        assert_eq!(
+            error_label("malformed: dispatch error SubtensorModule::SettingWeightsTooFast"),
+            "SubtensorModule::SettingWeightsTooFast"
+        );
+        assert_eq!(
+            error_label("chain transport: timeout: global"),
+            "chain_transport"
+        );
+        assert_eq!(error_label("x\"}{y"), "xy");
+        assert!(error_label(&"a".repeat(10_000)).len() <= 40);
     }
 }

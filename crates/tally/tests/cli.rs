@@ -512,3 +512,89 @@ fn exec_run_with_a_safetensors_model() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn chain_info_reads_a_subnet_and_says_what_to_fix() {
+    use tally_chain::{Genesis, SubnetParams};
+    use tally_core::Keypair;
+    let dir = tempfile::tempdir().unwrap();
+    let v = Keypair::from_seed(&[1; 32]).hotkey();
+    let m = Keypair::from_seed(&[2; 32]).hotkey();
+    let genesis = Genesis {
+        timestamp_ms: 0,
+        subnets: vec![SubnetParams {
+            netuid: 1,
+            epoch_length: 20,
+            epoch_offset: 0,
+            block_ms: 100,
+            weights_rate_limit: 1,
+            commitment_max_bytes: 64,
+            commitment_bytes_per_epoch: 256,
+            max_uids: 16,
+            min_validator_stake: 1,
+            burn_uid: 0,
+        }],
+        neurons: vec![
+            Genesis::neuron(1, v, 5_000, true, "127.0.0.1:9000".into()),
+            Genesis::neuron(1, m, 0, false, String::new()),
+        ],
+    };
+    let g = dir.path().join("genesis.json");
+    std::fs::write(&g, serde_json::to_vec(&genesis).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(BIN)
+        .args([
+            "chain",
+            "serve",
+            "--listen",
+            &listen,
+            "--block-ms",
+            "100",
+            "--db",
+        ])
+        .arg(dir.path().join("chain.redb"))
+        .arg("--genesis")
+        .arg(&g)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}");
+    let t = std::time::Instant::now();
+    let out = loop {
+        let o = tally(&["chain", "info", "--url", &url, "--netuid", "1", "--json"]);
+        if o.status.code() == Some(0) || t.elapsed() > std::time::Duration::from_secs(20) {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let missing = tally(&["chain", "info", "--url", &url, "--netuid", "9"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(j["epoch_length"], 20);
+    assert_eq!(j["validators"].as_array().unwrap().len(), 1);
+    assert_eq!(j["validators"][0]["hotkey"], v.to_ss58());
+    assert_eq!(j["validators"][0]["axon"], "127.0.0.1:9000");
+    assert_eq!(j["miners"][0]["hotkey"], m.to_ss58());
+    // a subnet that does not exist: the endpoint answered, the answer is no
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("subnet 9 does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+    // unusable arguments say what to give instead
+    let bad = tally(&["chain", "info", "--url", "ftp://x", "--netuid", "1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("wss://"), "{}", stderr(&bad));
+    let bad = tally(&["chain", "info", "--network", "nope", "--netuid", "1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("finney"), "{}", stderr(&bad));
+}
