@@ -325,10 +325,21 @@ impl Included {
 /// A connection to a Subtensor node.
 pub struct SubtensorChain {
     url: String,
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken out to shut it down without blocking).
+    rt: Option<tokio::runtime::Runtime>,
     conn: Mutex<Option<Conn>>,
     timeout: Duration,
     version_key: u64,
+}
+
+impl Drop for SubtensorChain {
+    /// Shuts the adapter's runtime down without waiting, so the adapter may be dropped from
+    /// async code (a runtime dropped there would panic).
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Most attempts of one read when the connection drops (each re-opens it).
@@ -405,7 +416,7 @@ impl SubtensorChain {
             .map_err(transport)?;
         Ok(SubtensorChain {
             url: url.to_string(),
-            rt,
+            rt: Some(rt),
             conn: Mutex::new(None),
             timeout,
             version_key,
@@ -453,7 +464,11 @@ impl SubtensorChain {
     ) -> Result<T, ChainError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
-        self.rt.spawn(async move {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| ChainError::Transport("the adapter is shutting down".into()))?;
+        rt.spawn(async move {
             let r = match tokio::time::timeout(timeout, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(ChainError::Transport(format!(

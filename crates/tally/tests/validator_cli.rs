@@ -48,9 +48,13 @@ fn missing_and_malformed_fields_are_named() {
 
     let (_d, cfg) = setup();
     let c = cfg.to_str().unwrap();
-    let (code, err) = validator(&["--config", c, "--chain", "ws://x"], &[]);
+    let (code, err) = validator(&["--config", c, "--chain", "ftp://x"], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("config: chain"), "{err}");
+    // a Subtensor endpoint that does not answer is a clear error, not a crash
+    let (code, err) = validator(&["--config", c, "--chain", "ws://127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("ws://127.0.0.1:1"), "{err}");
     let (code, err) = validator(&["--config", c], &[("TALLY_MODE", "bogus")]);
     assert_eq!(code, Some(2));
     assert!(err.contains("config: mode"), "{err}");
