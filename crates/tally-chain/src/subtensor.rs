@@ -734,6 +734,25 @@ impl SubtensorChain {
         Ok(block)
     }
 
+    /// `hotkey`'s pending weight commitments on `netuid`: `(hash, commit block, first reveal
+    /// block, last reveal block)`.
+    pub fn weight_commits(
+        &self,
+        netuid: u16,
+        hotkey: &Hotkey,
+    ) -> Result<Vec<([u8; 32], u64, u64, u64)>, ChainError> {
+        let head = self.head_number()?;
+        let b = self.storage(
+            head,
+            "SubtensorModule",
+            "WeightCommits",
+            (netuid, AccountId32(hotkey.0)),
+        )?;
+        b.map(|b| Self::decode(&b, "WeightCommits"))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     /// Whether `netuid` has commit-reveal of weights on (`CommitRevealWeightsEnabled`).
     pub fn commit_reveal_enabled(&self, netuid: u16) -> Result<bool, ChainError> {
         let head = self.head_number()?;

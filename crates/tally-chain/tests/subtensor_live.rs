@@ -217,7 +217,9 @@ fn a_validator_commits_serves_and_sets_weights_on_a_real_subtensor() {
             extrinsic::set_weights(vec![(me.uid, 50_000)]).unwrap(),
         )
         .unwrap();
-    eprintln!("weights committed in block {committed_w}");
+    let pending = chain.weight_commits(netuid, &validator.hotkey()).unwrap();
+    let now = chain.weights(netuid).unwrap();
+    eprintln!("weights committed in block {committed_w}: pending {pending:?}, weights now {now:?}");
     let t = std::time::Instant::now();
     loop {
         let w = chain.weights(netuid).unwrap();
