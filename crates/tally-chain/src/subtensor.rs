@@ -303,6 +303,9 @@ struct Conn {
     rpc: RpcClient,
 }
 
+/// A pending weights commitment: `(hash, commit block, first reveal block, last reveal block)`.
+pub type WeightCommit = ([u8; 32], u64, u64, u64);
+
 /// A transaction in a block: the block, and its events as `(pallet, event, field bytes)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Included {
@@ -689,7 +692,7 @@ impl SubtensorChain {
             (netuid, AccountId32(key.hotkey().0)),
         )?;
         let window = commits
-            .and_then(|b| Vec::<([u8; 32], u64, u64, u64)>::decode(&mut &b[..]).ok())
+            .and_then(|b| Vec::<WeightCommit>::decode(&mut &b[..]).ok())
             .and_then(|v| v.into_iter().find(|c| c.0 == hash))
             .map(|c| (c.2, c.3))
             .ok_or_else(|| {
@@ -740,7 +743,7 @@ impl SubtensorChain {
         &self,
         netuid: u16,
         hotkey: &Hotkey,
-    ) -> Result<Vec<([u8; 32], u64, u64, u64)>, ChainError> {
+    ) -> Result<Vec<WeightCommit>, ChainError> {
         let head = self.head_number()?;
         let b = self.storage(
             head,
