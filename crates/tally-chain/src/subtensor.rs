@@ -603,64 +603,9 @@ impl SubtensorChain {
         key: &Keypair,
         payload: subxt::tx::DynamicPayload<Vec<Value>>,
     ) -> Result<Included, ChainError> {
-        let key = key.clone();
         // a write is not retried on a new connection: it may have reached the pool already
         let conn = self.connection()?;
-        self.run(async move {
-            let account = AccountId32(key.hotkey().0);
-            let nonce = conn
-                .legacy
-                .system_account_next_index(&account)
-                .await
-                .map_err(transport)?;
-            let at = conn.api.at_current_block().await.map_err(transport)?;
-            let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
-                .mortal(64)
-                .nonce(nonce)
-                .build();
-            let mut progress = at
-                .tx()
-                .sign_and_submit_then_watch(&payload, &HotkeySigner(&key), params)
-                .await
-                .map_err(|e| ChainError::Malformed(format!("refused by the node: {e}")))?;
-            while let Some(status) = progress.next().await {
-                match status.map_err(transport)? {
-                    TransactionStatus::InBestBlock(b) | TransactionStatus::InFinalizedBlock(b) => {
-                        let hash = b.block_hash();
-                        let events = b.wait_for_success().await.map_err(|e| dispatch_error(&e))?;
-                        let events = events
-                            .iter()
-                            .filter_map(|e| e.ok())
-                            .map(|e| {
-                                (
-                                    e.pallet_name().to_string(),
-                                    e.event_name().to_string(),
-                                    e.field_bytes().to_vec(),
-                                )
-                            })
-                            .collect();
-                        let block = conn
-                            .api
-                            .at_block(hash)
-                            .await
-                            .map_err(transport)?
-                            .block_number();
-                        return Ok(Included { block, events });
-                    }
-                    TransactionStatus::Error { message }
-                    | TransactionStatus::Invalid { message }
-                    | TransactionStatus::Dropped { message } => {
-                        return Err(ChainError::Malformed(format!(
-                            "transaction not included: {message}"
-                        )))
-                    }
-                    _ => {}
-                }
-            }
-            Err(ChainError::Transport(
-                "the node stopped reporting the transaction".into(),
-            ))
-        })
+        self.run(submit_on(conn, key.clone(), payload))
     }
 
     /// On a subnet with (hash-based) commit-reveal of weights: posts the commitment now and
@@ -712,28 +657,34 @@ impl SubtensorChain {
             last = window.1,
             "weights committed; reveal pending"
         );
-        let me = SubtensorChain::new(&self.url, self.timeout, self.version_key)?;
-        let key = key.clone();
-        std::thread::Builder::new()
-            .name("subtensor-reveal".into())
-            .spawn(move || loop {
-                match me.head_number() {
+        let payload = reveal.payload()?;
+        let (conn, key) = (self.connection()?, key.clone());
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| ChainError::Transport("the adapter is shutting down".into()))?;
+        // a task on the adapter's own runtime: it ends with the window, or with the adapter
+        rt.spawn(async move {
+            loop {
+                match best_number(&conn).await {
                     Ok(h) if h >= window.1 => {
                         tracing::warn!(netuid, "weights reveal window passed unrevealed");
                         return;
                     }
-                    Ok(h) if h >= window.0 => match me.submit_subtensor(&key, &reveal) {
-                        Ok(b) => {
-                            tracing::info!(netuid, block = b, "weights revealed");
-                            return;
+                    Ok(h) if h >= window.0 => {
+                        match submit_on(conn.clone(), key.clone(), payload.clone()).await {
+                            Ok(inc) => {
+                                tracing::info!(netuid, block = inc.block, "weights revealed");
+                                return;
+                            }
+                            Err(e) => tracing::warn!(netuid, "weights reveal failed: {e}"),
                         }
-                        Err(e) => tracing::warn!(netuid, "weights reveal failed: {e}"),
-                    },
+                    }
                     _ => {}
                 }
-                std::thread::sleep(Duration::from_secs(1));
-            })
-            .map_err(|e| ChainError::Malformed(e.to_string()))?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
         Ok(block)
     }
 
@@ -745,15 +696,12 @@ impl SubtensorChain {
         hotkey: &Hotkey,
     ) -> Result<Vec<WeightCommit>, ChainError> {
         let head = self.head_number()?;
-        let b = self.storage(
+        self.value(
             head,
             "SubtensorModule",
             "WeightCommits",
             (netuid, AccountId32(hotkey.0)),
-        )?;
-        b.map(|b| Self::decode(&b, "WeightCommits"))
-            .transpose()
-            .map(Option::unwrap_or_default)
+        )
     }
 
     /// Whether `netuid` has commit-reveal of weights on (`CommitRevealWeightsEnabled`).
@@ -763,7 +711,7 @@ impl SubtensorChain {
             head,
             "SubtensorModule",
             "CommitRevealWeightsEnabled",
-            netuid,
+            (netuid,),
         )
     }
 
@@ -849,33 +797,25 @@ impl SubtensorChain {
         T::decode(&mut &bytes[..]).map_err(|e| ChainError::Malformed(format!("{what}: {e}")))
     }
 
-    fn value<T: Decode + Default>(
+    /// `pallet.entry(keys)` at `block`, decoded; its default when unset.
+    fn value<T: Decode + Default, K>(
         &self,
         block: u64,
         pallet: &'static str,
         entry: &'static str,
-        netuid: u16,
-    ) -> Result<T, ChainError> {
-        match self.storage(block, pallet, entry, (netuid,))? {
+        keys: K,
+    ) -> Result<T, ChainError>
+    where
+        K: IntoEncodableValues + IntoDecodableValues + Clone + Send + Sync + 'static,
+    {
+        match self.storage(block, pallet, entry, keys)? {
             Some(b) => Self::decode(&b, entry),
             None => Ok(T::default()),
         }
     }
 
     fn head_number(&self) -> Result<u64, ChainError> {
-        self.call(|c| async move {
-            let hash = c
-                .legacy
-                .chain_get_block_hash(None)
-                .await
-                .map_err(transport)?
-                .ok_or_else(|| ChainError::Transport("the node has no best block".into()))?;
-            Ok(c.api
-                .at_block(hash)
-                .await
-                .map_err(transport)?
-                .block_number())
-        })
+        self.call(|c| async move { best_number(&c).await })
     }
 
     fn uid_hotkeys(&self, netuid: u16, block: u64) -> Result<Vec<(u16, Hotkey)>, ChainError> {
@@ -887,6 +827,111 @@ impl SubtensorChain {
             .collect();
         out.sort_by_key(|x| x.0);
         Ok(out)
+    }
+}
+
+/// Signs `payload` with `key` at its next nonce, submits it on `conn` and waits until it is in a
+/// block.
+async fn submit_on(
+    conn: Conn,
+    key: Keypair,
+    payload: subxt::tx::DynamicPayload<Vec<Value>>,
+) -> Result<Included, ChainError> {
+    let account = AccountId32(key.hotkey().0);
+    let nonce = conn
+        .legacy
+        .system_account_next_index(&account)
+        .await
+        .map_err(transport)?;
+    let at = conn.api.at_current_block().await.map_err(transport)?;
+    let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
+        .mortal(64)
+        .nonce(nonce)
+        .build();
+    let mut progress = at
+        .tx()
+        .sign_and_submit_then_watch(&payload, &HotkeySigner(&key), params)
+        .await
+        .map_err(|e| ChainError::Malformed(format!("refused by the node: {e}")))?;
+    while let Some(status) = progress.next().await {
+        match status.map_err(transport)? {
+            TransactionStatus::InBestBlock(b) | TransactionStatus::InFinalizedBlock(b) => {
+                let hash = b.block_hash();
+                let events = b.wait_for_success().await.map_err(|e| dispatch_error(&e))?;
+                let events = events
+                    .iter()
+                    .filter_map(|e| e.ok())
+                    .map(|e| {
+                        (
+                            e.pallet_name().to_string(),
+                            e.event_name().to_string(),
+                            e.field_bytes().to_vec(),
+                        )
+                    })
+                    .collect();
+                let block = conn
+                    .api
+                    .at_block(hash)
+                    .await
+                    .map_err(transport)?
+                    .block_number();
+                return Ok(Included { block, events });
+            }
+            TransactionStatus::Error { message }
+            | TransactionStatus::Invalid { message }
+            | TransactionStatus::Dropped { message } => {
+                return Err(ChainError::Malformed(format!(
+                    "transaction not included: {message}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Err(ChainError::Transport(
+        "the node stopped reporting the transaction".into(),
+    ))
+}
+
+/// The best block's number on `conn`.
+async fn best_number(conn: &Conn) -> Result<u64, ChainError> {
+    let hash = conn
+        .legacy
+        .chain_get_block_hash(None)
+        .await
+        .map_err(transport)?
+        .ok_or_else(|| ChainError::Transport("the node has no best block".into()))?;
+    Ok(conn
+        .api
+        .at_block(hash)
+        .await
+        .map_err(transport)?
+        .block_number())
+}
+
+/// Most storage reads one metagraph keeps in flight on the connection.
+const READS_IN_FLIGHT: usize = 32;
+
+type At = subxt::client::ClientAtBlock<
+    PolkadotConfig,
+    subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>,
+>;
+
+/// A `SubtensorModule` `u64` at `at` (0 when unset).
+async fn fetch_u64<K>(at: &At, entry: &'static str, keys: K) -> Result<u64, ChainError>
+where
+    K: IntoEncodableValues + IntoDecodableValues,
+{
+    let addr = subxt::dynamic::storage::<K, Value>("SubtensorModule", entry);
+    match at
+        .storage()
+        .try_fetch(addr, keys)
+        .await
+        .map_err(storage_error)?
+    {
+        Some(v) => {
+            u64::decode(&mut v.bytes()).map_err(|e| ChainError::Malformed(format!("{entry}: {e}")))
+        }
+        None => Ok(0),
     }
 }
 
@@ -936,10 +981,7 @@ impl Chain for SubtensorChain {
             Err(ChainError::Malformed(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let ts: u64 = match self.storage(number, "Timestamp", "Now", ())? {
-            Some(b) => Self::decode(&b, "Timestamp.Now")?,
-            None => 0,
-        };
+        let ts: u64 = self.value(number, "Timestamp", "Now", ())?;
         Ok(Some(BlockInfo {
             number,
             hash: hash.0,
@@ -954,19 +996,16 @@ impl Chain for SubtensorChain {
         if added.is_none_or(|b| b.first() != Some(&1)) {
             return Err(ChainError::UnknownSubnet(netuid));
         }
-        let tempo: u16 = self.value(head, "SubtensorModule", "Tempo", netuid)?;
+        let tempo: u16 = self.value(head, "SubtensorModule", "Tempo", (netuid,))?;
         if tempo == 0 {
             return Err(ChainError::Malformed(format!(
                 "subnet {netuid} has tempo 0: it runs no epochs"
             )));
         }
         let (epoch_length, epoch_offset) = epoch_clock(netuid, tempo);
-        let rate: u64 = self.value(head, "SubtensorModule", "WeightsSetRateLimit", netuid)?;
-        let max_uids: u16 = self.value(head, "SubtensorModule", "MaxAllowedUids", netuid)?;
-        let threshold: u64 = match self.storage(head, "SubtensorModule", "StakeThreshold", ())? {
-            Some(b) => Self::decode(&b, "StakeThreshold")?,
-            None => 0,
-        };
+        let rate: u64 = self.value(head, "SubtensorModule", "WeightsSetRateLimit", (netuid,))?;
+        let max_uids: u16 = self.value(head, "SubtensorModule", "MaxAllowedUids", (netuid,))?;
+        let threshold: u64 = self.value(head, "SubtensorModule", "StakeThreshold", ())?;
         let slot = self.call(|c| async move {
             let b = c
                 .legacy
@@ -1111,47 +1150,49 @@ impl Chain for SubtensorChain {
 
     fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
         let uids = self.uid_hotkeys(netuid, block)?;
-        let permits: Vec<bool> = self.value(block, "SubtensorModule", "ValidatorPermit", netuid)?;
+        let permits: Vec<bool> =
+            self.value(block, "SubtensorModule", "ValidatorPermit", (netuid,))?;
         let axons: Vec<((u16, AccountId32), Vec<u8>)> =
             self.storage_iter(block, "SubtensorModule", "Axons", (netuid,), 65_536)?;
-        let axon_of = |h: &Hotkey| {
-            axons
-                .iter()
-                .find(|((_, a), _)| a.0 == h.0)
-                .and_then(|(_, b)| AxonInfo::decode(&mut &b[..]).ok())
-                .map(|a| axon_string(&a))
-                .unwrap_or_default()
-        };
-        let mut neurons = Vec::with_capacity(uids.len());
-        for (uid, hotkey) in uids {
-            let stake: u64 = match self.storage(
-                block,
-                "SubtensorModule",
-                "TotalHotkeyAlpha",
-                (AccountId32(hotkey.0), netuid),
-            )? {
-                Some(b) => Self::decode(&b, "TotalHotkeyAlpha")?,
-                None => 0,
-            };
-            let registered_at: u64 = match self.storage(
-                block,
-                "SubtensorModule",
-                "BlockAtRegistration",
-                (netuid, uid),
-            )? {
-                Some(b) => Self::decode(&b, "BlockAtRegistration")?,
-                None => 0,
-            };
-            neurons.push(NeuronInfo {
+        let axon_of: std::collections::HashMap<[u8; 32], String> = axons
+            .into_iter()
+            .filter_map(|((_, a), b)| {
+                Some((a.0, axon_string(&AxonInfo::decode(&mut &b[..]).ok()?)))
+            })
+            .collect();
+        // stake and registration block per neuron: one block handle, a bounded number of reads
+        // in flight (one round trip each, not two sequential calls per neuron)
+        let keys: Vec<(u16, Hotkey)> = uids.clone();
+        let per: Vec<(u64, u64)> = self.call(move |c| {
+            let keys = keys.clone();
+            async move {
+                use subxt::ext::futures::{stream, StreamExt, TryStreamExt};
+                let at = c.api.at_block(block).await.map_err(transport)?;
+                let at = &at;
+                stream::iter(keys.into_iter().map(|(uid, hk)| async move {
+                    let stake =
+                        fetch_u64(at, "TotalHotkeyAlpha", (AccountId32(hk.0), netuid)).await?;
+                    let reg = fetch_u64(at, "BlockAtRegistration", (netuid, uid)).await?;
+                    Ok::<_, ChainError>((stake, reg))
+                }))
+                .buffered(READS_IN_FLIGHT)
+                .try_collect()
+                .await
+            }
+        })?;
+        let neurons = uids
+            .into_iter()
+            .zip(per)
+            .map(|((uid, hotkey), (stake, registered_at))| NeuronInfo {
                 uid,
                 hotkey,
                 stake,
                 validator_permit: permits.get(uid as usize).copied().unwrap_or(false),
-                axon: axon_of(&hotkey),
+                axon: axon_of.get(&hotkey.0).cloned().unwrap_or_default(),
                 peer: String::new(),
                 registered_at,
-            });
-        }
+            })
+            .collect();
         Ok(Metagraph {
             netuid,
             block,
@@ -1170,7 +1211,7 @@ impl Chain for SubtensorChain {
 impl SubtensorChain {
     fn weights_at(&self, netuid: u16, block: u64) -> Result<Vec<WeightsSet>, ChainError> {
         let uids = self.uid_hotkeys(netuid, block)?;
-        let last: Vec<u64> = self.value(block, "SubtensorModule", "LastUpdate", netuid)?;
+        let last: Vec<u64> = self.value(block, "SubtensorModule", "LastUpdate", (netuid,))?;
         let rows: Vec<((u16, u16), Vec<u8>)> =
             self.storage_iter(block, "SubtensorModule", "Weights", (netuid,), 65_536)?;
         let mut out = Vec::new();

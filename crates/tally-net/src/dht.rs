@@ -244,8 +244,8 @@ pub struct Dht {
     own: Arc<std::sync::Mutex<OwnRecords>>,
 }
 
-/// `(payload, the record signed for it)`, oldest first.
-type OwnRecords = VecDeque<(Vec<u8>, SignedRecord)>;
+/// `(slot, the record signed for it)`, oldest first (the payload is the record's own).
+type OwnRecords = VecDeque<(Hash32, SignedRecord)>;
 
 /// Most of its own write-once records a node remembers for re-publishing.
 pub const OWN_RECORDS: usize = 64;
@@ -390,7 +390,7 @@ impl Dht {
         let again = kind.write_once().then(|| {
             self.own.lock().ok().and_then(|own| {
                 own.iter()
-                    .find(|(p, r)| r.key() == slot && *p == payload)
+                    .find(|(k, r)| *k == slot && r.body().payload.as_bytes() == payload)
                     .map(|(_, r)| r.clone())
             })
         });
@@ -400,7 +400,6 @@ impl Dht {
             rx.await.map_err(|_| DhtError::Closed)??;
             return Ok(slot);
         }
-        let kept = payload.clone();
         let body = RecordBody {
             kind,
             netuid,
@@ -414,7 +413,7 @@ impl Dht {
         let key = record.key();
         if kind.write_once() {
             if let Ok(mut own) = self.own.lock() {
-                own.push_back((kept, record.clone()));
+                own.push_back((key, record.clone()));
                 while own.len() > OWN_RECORDS {
                     own.pop_front();
                 }

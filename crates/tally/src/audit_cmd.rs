@@ -47,7 +47,7 @@ pub struct AuditArgs {
 }
 
 fn open_chain(spec: &str) -> Result<Arc<dyn Chain>, Failure> {
-    if spec.contains("://") || tally_chain::network_url(spec).is_some() {
+    if crate::chain_cmd::resolve(spec).is_ok() {
         return crate::chain_cmd::connect(spec, Duration::from_secs(20)).map_err(Failure::input);
     }
     let p = PathBuf::from(spec);

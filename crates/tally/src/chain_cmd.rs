@@ -26,19 +26,41 @@ pub const NETWORKS: &str =
 /// `wss://…` a Subtensor node, and `finney`, `test` or `local` the Bittensor networks. Every
 /// call waits at most `timeout`.
 pub fn connect(spec: &str, timeout: std::time::Duration) -> anyhow::Result<Arc<dyn Chain>> {
+    Ok(match resolve(spec).map_err(|e| anyhow!(e))? {
+        ChainUrl::Embedded(url) => Arc::new(tally_chain::HttpChain::new(url, timeout)),
+        ChainUrl::Subtensor(url) => Arc::new(subtensor(url, timeout)?),
+    })
+}
+
+/// Which chain a chain setting names.
+pub enum ChainUrl<'a> {
+    /// `http://` or `https://`: the embedded chain's server.
+    Embedded(&'a str),
+    /// `ws://` or `wss://`: a Subtensor node.
+    Subtensor(&'a str),
+}
+
+/// The one rule for a chain setting: a URL by its scheme, or a network name; an error says
+/// what to give instead.
+pub fn resolve(spec: &str) -> Result<ChainUrl<'_>, String> {
     let url = tally_chain::network_url(spec).unwrap_or(spec);
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(Arc::new(tally_chain::HttpChain::new(url, timeout)));
+        Ok(ChainUrl::Embedded(url))
+    } else if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(ChainUrl::Subtensor(url))
+    } else {
+        Err(format!(
+            "chain {spec:?}: give http://HOST:PORT (tally chain serve), ws://HOST:PORT or \
+             wss://HOST:PORT (a Subtensor node), or a network: {NETWORKS}"
+        ))
     }
-    if url.starts_with("ws://") || url.starts_with("wss://") {
-        let c = tally_chain::subtensor::SubtensorChain::new(url, timeout, 0)
-            .map_err(|e| anyhow!("{url}: {e}"))?;
-        return Ok(Arc::new(c));
-    }
-    Err(anyhow!(
-        "chain {spec:?}: give http://HOST:PORT (tally chain serve), ws://HOST:PORT or \
-         wss://HOST:PORT (a Subtensor node), or a network: {NETWORKS}"
-    ))
+}
+
+fn subtensor(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<tally_chain::subtensor::SubtensorChain> {
+    tally_chain::subtensor::SubtensorChain::new(url, timeout, 0).map_err(|e| anyhow!("{url}: {e}"))
 }
 
 #[derive(Args)]
@@ -81,8 +103,17 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
         }
         (None, None) => return Err(Failure::input(anyhow!("give --url URL or --network NAME"))),
     };
-    let chain =
-        connect(&spec, std::time::Duration::from_millis(a.timeout_ms)).map_err(Failure::input)?;
+    let timeout = std::time::Duration::from_millis(a.timeout_ms);
+    // one connection: a Subtensor endpoint also reports its runtime
+    let (chain, runtime): (Arc<dyn Chain>, _) =
+        match resolve(&spec).map_err(|e| Failure::input(anyhow!(e)))? {
+            ChainUrl::Embedded(url) => (Arc::new(tally_chain::HttpChain::new(url, timeout)), None),
+            ChainUrl::Subtensor(url) => {
+                let c = subtensor(url, timeout).map_err(Failure::input)?;
+                let runtime = c.runtime_version().ok();
+                (Arc::new(c), runtime)
+            }
+        };
     eprintln!("reading subnet {} from {spec}…", a.netuid);
     let fail = |what: &str, e: tally_chain::ChainError| Failure {
         code: 1,
@@ -93,7 +124,6 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
     let mg = chain
         .metagraph(a.netuid)
         .map_err(|e| fail("the metagraph", e))?;
-    let runtime = subtensor_runtime(&spec, a.timeout_ms);
     let neuron = |n: &tally_chain::NeuronInfo| {
         serde_json::json!({"uid": n.uid, "hotkey": n.hotkey.to_ss58(), "stake": n.stake,
             "validator_permit": n.validator_permit, "axon": n.axon})
@@ -145,22 +175,6 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
-}
-
-/// The runtime's name and spec version, for a Subtensor endpoint.
-fn subtensor_runtime(spec: &str, timeout_ms: u64) -> Option<(String, u32)> {
-    let url = tally_chain::network_url(spec).unwrap_or(spec);
-    if !url.starts_with("ws") {
-        return None;
-    }
-    tally_chain::subtensor::SubtensorChain::new(
-        url,
-        std::time::Duration::from_millis(timeout_ms),
-        0,
-    )
-    .ok()?
-    .runtime_version()
-    .ok()
 }
 
 #[derive(Args)]

@@ -208,22 +208,11 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         None => FileConfig::default(),
     };
     let chain = required("chain", a.chain.clone().or(f.chain))?;
-    let chain = tally_chain::network_url(&chain)
-        .map(str::to_string)
-        .unwrap_or(chain);
-    if !["http://", "ws://", "wss://"]
-        .iter()
-        .any(|p| chain.starts_with(p))
-    {
-        return Err(field(
-            "chain",
-            format!(
-                "{chain:?}: use http://HOST:PORT (the embedded chain's server), ws://HOST:PORT or \
-                 wss://HOST:PORT (a Subtensor node), or a network: {}",
-                crate::chain_cmd::NETWORKS
-            ),
-        ));
-    }
+    let chain = match crate::chain_cmd::resolve(&chain).map_err(|e| field("chain", e))? {
+        crate::chain_cmd::ChainUrl::Embedded(u) | crate::chain_cmd::ChainUrl::Subtensor(u) => {
+            u.to_string()
+        }
+    };
     let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
     let bytes = std::fs::read(&hotkey_path).map_err(|e| {
         field(
