@@ -33,11 +33,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 use subxt::config::{DefaultExtrinsicParamsBuilder, RpcConfigFor};
-use subxt::dynamic::Value;
 use subxt::ext::frame_decode::storage::{IntoDecodableValues, IntoEncodableValues};
 use subxt::rpcs::{LegacyRpcMethods, RpcClient};
 use subxt::tx::{Signer, TransactionStatus};
-use subxt::utils::{AccountId32, MultiSignature, H256};
+use subxt::utils::{AccountId32, MultiSignature};
 use subxt::{OnlineClient, PolkadotConfig};
 use tally_core::{Hotkey, Keypair};
 
@@ -45,6 +44,13 @@ type Api = OnlineClient<PolkadotConfig>;
 type Legacy = LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>;
 
 pub use crate::network_url;
+/// Runtime call arguments, for [`SubtensorChain::submit_dynamic`] and [`runtime_call`].
+pub use subxt::dynamic::Value;
+
+/// `pallet.call(args)` as a `RuntimeCall` value, to nest in `Sudo.sudo` or `Utility.batch_all`.
+pub fn runtime_call(pallet: &str, call: &str, args: Vec<Value>) -> Value {
+    Value::unnamed_variant(pallet, [Value::unnamed_variant(call, args)])
+}
 
 /// Whether Subtensor runs `netuid`'s epoch in block `block` (the pallet's
 /// `blocks_until_next_epoch(netuid, tempo, block) == 0`; never with tempo 0).
@@ -301,7 +307,19 @@ struct Conn {
     api: Api,
     legacy: Legacy,
     rpc: RpcClient,
+    opened: std::time::Instant,
 }
+
+/// How long a connection is used before it is re-opened. A connection assumes the runtime it
+/// found at the head when it opened for every later block (so reads at a block need no runtime
+/// call to learn its version); re-opening picks up a runtime upgrade.
+const CONN_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// `Timestamp.Now`'s storage key (`twox128("Timestamp") ++ twox128("Now")`).
+const TIMESTAMP_NOW: [u8; 32] = [
+    0xf0, 0xc3, 0x65, 0xc3, 0xcf, 0x59, 0xd6, 0x71, 0xeb, 0x72, 0xda, 0x0e, 0x7a, 0x41, 0x13, 0xc4,
+    0x9f, 0x1f, 0x05, 0x15, 0xf4, 0x62, 0xcd, 0xcf, 0x84, 0xe0, 0xf1, 0xd6, 0x04, 0x5d, 0xfc, 0xbb,
+];
 
 /// A pending weights commitment: `(hash, commit block, first reveal block, last reveal block)`.
 pub type WeightCommit = ([u8; 32], u64, u64, u64);
@@ -347,6 +365,9 @@ impl Drop for SubtensorChain {
 
 /// Most attempts of one read when the connection drops (each re-opens it).
 const READ_ATTEMPTS: u32 = 2;
+
+/// The least time a write may wait to be included in a block (five 12-second blocks).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn transport(e: impl std::fmt::Display) -> ChainError {
     ChainError::Transport(e.to_string())
@@ -403,8 +424,9 @@ fn axon_string(a: &AxonInfo) -> String {
 }
 
 impl SubtensorChain {
-    /// An adapter for the node at `url` (`ws://` or `wss://`); every call waits at most
-    /// `timeout`. Connects on first use.
+    /// An adapter for the node at `url` (`ws://` or `wss://`); every read waits at most
+    /// `timeout`, every write until it is in a block but at most a minute (or `timeout`, if
+    /// longer). Connects on first use.
     pub fn new(url: &str, timeout: Duration, version_key: u64) -> Result<Self, ChainError> {
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err(ChainError::Malformed(format!(
@@ -465,8 +487,15 @@ impl SubtensorChain {
         &self,
         fut: impl Future<Output = Result<T, ChainError>> + Send + 'static,
     ) -> Result<T, ChainError> {
+        self.run_for(fut, self.timeout)
+    }
+
+    fn run_for<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, ChainError>> + Send + 'static,
+        timeout: Duration,
+    ) -> Result<T, ChainError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let timeout = self.timeout;
         let rt = self
             .rt
             .as_ref()
@@ -487,7 +516,9 @@ impl SubtensorChain {
 
     fn connection(&self) -> Result<Conn, ChainError> {
         if let Some(c) = self.conn.lock().map_err(transport)?.clone() {
-            return Ok(c);
+            if c.opened.elapsed() < CONN_MAX_AGE {
+                return Ok(c);
+            }
         }
         let url = self.url.clone();
         let c = self.run(async move {
@@ -497,14 +528,36 @@ impl SubtensorChain {
                 RpcClient::from_insecure_url(&url).await
             }
             .map_err(|e| ChainError::Transport(format!("cannot connect to {url}: {e}")))?;
-            let cfg = PolkadotConfig::builder().use_historic_types(false).build();
+            // the runtime at the head, assumed for every later block: without it each read at
+            // a block first asks the node to execute `Core_version` for that block
+            let legacy = Legacy::new(rpc.clone());
+            let version = legacy
+                .state_get_runtime_version(None)
+                .await
+                .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?;
+            let head = legacy
+                .chain_get_header(None)
+                .await
+                .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?
+                .map_or(0, |h| h.number);
+            let cfg = PolkadotConfig::builder()
+                .use_historic_types(false)
+                .set_spec_version_for_block_ranges([
+                    subxt::config::substrate::SpecVersionForRange {
+                        block_range: head..u64::MAX,
+                        spec_version: version.spec_version,
+                        transaction_version: version.transaction_version,
+                    },
+                ])
+                .build();
             let api = Api::from_rpc_client_with_config(cfg, rpc.clone())
                 .await
                 .map_err(|e| ChainError::Transport(format!("{url}: {e}")))?;
             Ok(Conn {
                 api,
-                legacy: Legacy::new(rpc.clone()),
+                legacy,
                 rpc,
+                opened: std::time::Instant::now(),
             })
         })?;
         if let Ok(mut slot) = self.conn.lock() {
@@ -561,18 +614,52 @@ impl SubtensorChain {
         call: &str,
         args: Vec<Value>,
     ) -> Result<Included, ChainError> {
-        let inner = Value::unnamed_variant(pallet, [Value::unnamed_variant(call, args)]);
+        self.sudo_call(
+            sudo,
+            runtime_call(pallet, call, args),
+            &format!("{pallet}.{call}"),
+        )
+    }
+
+    /// `Sudo.sudo(Utility.batch_all(calls))`: every call with root, all or none.
+    pub fn sudo_batch(&self, sudo: &Keypair, calls: Vec<Value>) -> Result<Included, ChainError> {
+        let n = calls.len();
+        let batch = runtime_call(
+            "Utility",
+            "batch_all",
+            vec![Value::unnamed_composite(calls)],
+        );
+        self.sudo_call(sudo, batch, &format!("a batch of {n} calls"))
+    }
+
+    /// `Utility.batch_all(calls)` signed by `key`: all or none, in one block.
+    pub fn batch(&self, key: &Keypair, calls: Vec<Value>) -> Result<Included, ChainError> {
+        self.submit_dynamic(
+            key,
+            "Utility",
+            "batch_all",
+            vec![Value::unnamed_composite(calls)],
+        )
+    }
+
+    fn sudo_call(&self, sudo: &Keypair, inner: Value, what: &str) -> Result<Included, ChainError> {
         let inc = self.submit_dynamic(sudo, "Sudo", "sudo", vec![inner])?;
         match inc.event("Sudo", "Sudid") {
             Some(f) if f.first() == Some(&0) => Ok(inc),
             Some(f) => Err(ChainError::Malformed(format!(
-                "sudo {pallet}.{call} failed: 0x{}",
+                "sudo {what} failed: 0x{}",
                 hex::encode(f)
             ))),
             None => Err(ChainError::Malformed(format!(
-                "sudo {pallet}.{call}: no Sudid event (is the key the sudo key?)"
+                "sudo {what}: no Sudid event (is the key the sudo key?)"
             ))),
         }
+    }
+
+    /// The block subnet `netuid` was registered in (`NetworkRegisteredAt`; 0 when unknown).
+    pub fn registered_at(&self, netuid: u16) -> Result<u64, ChainError> {
+        let head = self.head_number()?;
+        self.value(head, "SubtensorModule", "NetworkRegisteredAt", (netuid,))
     }
 
     /// Asks a development node (chopsticks) for `count` blocks now (`dev_newBlock`), three at
@@ -605,7 +692,12 @@ impl SubtensorChain {
     ) -> Result<Included, ChainError> {
         // a write is not retried on a new connection: it may have reached the pool already
         let conn = self.connection()?;
-        self.run(submit_on(conn, key.clone(), payload))
+        self.run_for(submit_on(conn, key.clone(), payload), self.write_timeout())
+    }
+
+    /// How long a write may wait to be included: a few blocks of a 12 s chain at least.
+    fn write_timeout(&self) -> Duration {
+        self.timeout.max(WRITE_TIMEOUT)
     }
 
     /// On a subnet with (hash-based) commit-reveal of weights: posts the commitment now and
@@ -713,16 +805,6 @@ impl SubtensorChain {
             "CommitRevealWeightsEnabled",
             (netuid,),
         )
-    }
-
-    fn hash_at(&self, block: u64) -> Result<H256, ChainError> {
-        self.call(move |c| async move {
-            c.legacy
-                .chain_get_block_hash(Some(block.into()))
-                .await
-                .map_err(transport)?
-                .ok_or_else(|| ChainError::Malformed(format!("no block {block} yet")))
-        })
     }
 
     /// Raw storage bytes of `pallet.entry(keys)` at `block`, if set.
@@ -894,18 +976,13 @@ async fn submit_on(
 
 /// The best block's number on `conn`.
 async fn best_number(conn: &Conn) -> Result<u64, ChainError> {
-    let hash = conn
-        .legacy
-        .chain_get_block_hash(None)
-        .await
-        .map_err(transport)?
-        .ok_or_else(|| ChainError::Transport("the node has no best block".into()))?;
     Ok(conn
-        .api
-        .at_block(hash)
+        .legacy
+        .chain_get_header(None)
         .await
         .map_err(transport)?
-        .block_number())
+        .ok_or_else(|| ChainError::Transport("the node has no best block".into()))?
+        .number)
 }
 
 /// Most storage reads one metagraph keeps in flight on the connection.
@@ -976,17 +1053,31 @@ impl Chain for SubtensorChain {
     }
 
     fn block(&self, number: u64) -> Result<Option<BlockInfo>, ChainError> {
-        let hash = match self.hash_at(number) {
-            Ok(h) => h,
-            Err(ChainError::Malformed(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let ts: u64 = self.value(number, "Timestamp", "Now", ())?;
-        Ok(Some(BlockInfo {
-            number,
-            hash: hash.0,
-            timestamp_ms: ts,
-        }))
+        // two plain RPCs: the hash, then the timestamp's storage at it
+        self.call(move |c| async move {
+            let Some(hash) = c
+                .legacy
+                .chain_get_block_hash(Some(number.into()))
+                .await
+                .map_err(transport)?
+            else {
+                return Ok(None);
+            };
+            let ts = c
+                .legacy
+                .state_get_storage(&TIMESTAMP_NOW, Some(hash))
+                .await
+                .map_err(transport)?
+                .map(|b| u64::decode(&mut &b[..]))
+                .transpose()
+                .map_err(|e| ChainError::Malformed(format!("Timestamp.Now: {e}")))?
+                .unwrap_or(0);
+            Ok(Some(BlockInfo {
+                number,
+                hash: hash.0,
+                timestamp_ms: ts,
+            }))
+        })
     }
 
     fn params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
@@ -1209,7 +1300,9 @@ impl Chain for SubtensorChain {
 }
 
 impl SubtensorChain {
-    fn weights_at(&self, netuid: u16, block: u64) -> Result<Vec<WeightsSet>, ChainError> {
+    /// The weights row of every validator that has one, as stored at `block` (max-upscaled
+    /// u16 values), each with the block of its last update.
+    pub fn weights_at(&self, netuid: u16, block: u64) -> Result<Vec<WeightsSet>, ChainError> {
         let uids = self.uid_hotkeys(netuid, block)?;
         let last: Vec<u64> = self.value(block, "SubtensorModule", "LastUpdate", (netuid,))?;
         let rows: Vec<((u16, u16), Vec<u8>)> =

@@ -285,6 +285,54 @@ impl Keypair {
         Ok(Keypair::from_seed(&seed))
     }
 
+    /// From a secret URI as Substrate's tools take it: 64 hex digits of a mini-secret seed
+    /// (`0x` optional), or hard derivations of the public development phrase (`//Alice`,
+    /// `//Bob//stash`, `//0`), which are for development chains only: anyone can derive them.
+    pub fn from_uri(uri: &str) -> Result<Keypair, CoreError> {
+        let uri = uri.trim();
+        let Some(path) = uri.strip_prefix("//") else {
+            return Keypair::from_seed_hex(uri).map_err(|_| {
+                CoreError::InvalidKey(
+                    "a key URI is 64 hex digits of a seed or a development path like //Alice"
+                        .into(),
+                )
+            });
+        };
+        // the mini-secret of Substrate's development phrase ("bottom drive obey lake curtain
+        // smoke basket hold race lonely fit walk"), as `subkey inspect` prints it
+        let mut mini = parse_hex_array::<32>(
+            "fac7959dbfe72f052e5a0c3c8d6530f202b02fd8f9f5ca3580ec8deb7797479e",
+            "seed",
+        )?;
+        for junction in path.split("//") {
+            if junction.is_empty() || junction.contains('/') {
+                return Err(CoreError::InvalidKey(format!(
+                    "{uri:?}: only hard derivations (//name) are supported"
+                )));
+            }
+            // the chain code: the junction's SCALE encoding (a number as u64), zero-padded
+            let enc = match junction.parse::<u64>() {
+                Ok(n) => n.encode(),
+                Err(_) => junction.encode(),
+            };
+            if enc.len() > 32 {
+                return Err(CoreError::InvalidKey(format!(
+                    "{junction:?}: a junction is at most 31 bytes"
+                )));
+            }
+            let mut cc = [0u8; 32];
+            cc[..enc.len()].copy_from_slice(&enc);
+            let secret = MiniSecretKey::from_bytes(&mini)
+                .map_err(|e| CoreError::InvalidKey(e.to_string()))?
+                .expand(ExpansionMode::Ed25519);
+            mini = secret
+                .hard_derive_mini_secret_key(Some(schnorrkel::derive::ChainCode(cc)), b"")
+                .0
+                .to_bytes();
+        }
+        Ok(Keypair::from_seed(&mini))
+    }
+
     /// A fresh key from the operating system's randomness.
     pub fn generate() -> Result<Keypair, CoreError> {
         let mut seed = Zeroizing::new([0u8; 32]);
@@ -409,6 +457,30 @@ impl Keypair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn development_uris_derive_the_well_known_accounts() {
+        let alice = Keypair::from_uri("//Alice").unwrap();
+        assert_eq!(
+            alice.hotkey().to_ss58(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        );
+        assert_eq!(
+            Keypair::from_uri("//Bob").unwrap().hotkey().to_ss58(),
+            "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+        );
+        let seed = "e5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a";
+        assert_eq!(Keypair::from_uri(seed).unwrap().hotkey(), alice.hotkey());
+        for bad in [
+            "//",
+            "//a/b",
+            "Alice",
+            "0x12",
+            &format!("//{}", "x".repeat(40)),
+        ] {
+            assert!(Keypair::from_uri(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ss58_round_trip_and_checksum() {

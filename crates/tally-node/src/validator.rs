@@ -311,7 +311,8 @@ impl Driver {
                     match blocking(move || chain.head()).await {
                         Some(Ok(h)) if last != Some(h.number) => {
                             last = Some(h.number);
-                            self.feed(Input::Head(Head { number: h.number, timestamp_ms: h.timestamp_ms })).await;
+                            let seen = (self.ports.api.now_ms)();
+                            self.feed(Input::Head(Head { number: h.number, timestamp_ms: seen })).await;
                         }
                         Some(Err(e)) => warn!(validator = %me, "head not read: {e}"),
                         _ => {}

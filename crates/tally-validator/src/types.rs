@@ -48,7 +48,9 @@ pub struct NetParams {
 pub struct Head {
     /// Height.
     pub number: u64,
-    /// Unix milliseconds of the block.
+    /// Unix milliseconds at which the node saw this head (its own clock). The drivers pass the
+    /// observation time rather than the block's timestamp: the machine extrapolates the chain's
+    /// position from it, and a development chain's block timestamps can be far from any clock.
     pub timestamp_ms: u64,
 }
 

@@ -273,6 +273,7 @@ pub fn aggregation(
         dense: true,
         synthetic: true,
         hostile: 0,
+        subtensor: None,
     };
     eprintln!(
         "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_chain::subtensor::SubtensorChain;
 use tally_chain::{Chain, Genesis, HttpChain, SubnetParams};
 use tally_consensus::WeightMode;
 use tally_core::{sha256, FamilyId, Hotkey, Keypair, Score};
@@ -29,6 +31,7 @@ use tally_node::peer::{PeerClient, PeerPath};
 use tally_node::scorer::SyntheticScorer;
 use tally_node::store::NodeStore;
 use tally_node::submissions::upload;
+use tally_protocol::{rules, EpochClock, PhaseWindows};
 pub use tally_sim::Strategy as Byzantine;
 use tally_validator::RunOutcome;
 
@@ -74,6 +77,17 @@ pub struct DevnetConfig {
     /// How many of the last miners submit hostile modules instead of a build, cycling through
     /// [`HOSTILE`] (real execution only).
     pub hostile: usize,
+    /// Run on this Subtensor development chain instead of the embedded chain.
+    pub subtensor: Option<SubtensorTarget>,
+}
+
+/// A running Subtensor development chain to put the devnet's subnet on.
+#[derive(Clone, Debug)]
+pub struct SubtensorTarget {
+    /// Its endpoint (`ws://`).
+    pub url: String,
+    /// Its sudo key; also the owner's and every neuron's coldkey.
+    pub sudo: Keypair,
 }
 
 /// The hostile submissions `--hostile-miners` cycles through: the module that costs the most
@@ -144,6 +158,16 @@ pub struct Report {
     pub aggregation_ms: Vec<u64>,
     /// Aggregations that were not [`on_time`], one line each.
     pub late: Vec<String>,
+    /// The chain's URL and the subnet.
+    pub chain: (String, u16),
+    /// The first run watched (0 on the embedded chain, whose blocks start with the devnet).
+    pub first_run: u64,
+    /// On Subtensor, per honest validator and run: milliseconds from the devnet seeing the
+    /// reveal window's closing block to it seeing the block its weights extrinsic is in.
+    pub weights_ms: Vec<u64>,
+    /// On Subtensor: the commitments and weights each honest validator decided, with the
+    /// blocks to read them at (`chain-checks.json`, for `scripts/subtensor_readback.py`).
+    pub chain_checks: Option<PathBuf>,
 }
 
 fn derive_key(seed: u64, role: &str, i: usize) -> Keypair {
@@ -302,6 +326,53 @@ fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
+/// The embedded chain's genesis (`OUT/genesis.json`): the owner, the validators with their stakes
+/// and permits, the miners.
+#[allow(clippy::too_many_arguments)]
+fn write_genesis(
+    cfg: &DevnetConfig,
+    out: &Path,
+    owner_key: &Keypair,
+    owner_addr: &str,
+    vkeys: &[Keypair],
+    mkeys: &[Keypair],
+    api: &[String],
+    stake: &dyn Fn(usize) -> u64,
+) -> Result<(), String> {
+    let params = SubnetParams {
+        netuid: NETUID,
+        epoch_length: cfg.epoch_length,
+        epoch_offset: 0,
+        block_ms: cfg.block_ms,
+        weights_rate_limit: 1,
+        commitment_max_bytes: 64,
+        commitment_bytes_per_epoch: 256,
+        max_uids: 4096,
+        min_validator_stake: 1_000,
+        burn_uid: 0,
+    };
+    let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
+        Genesis::neuron(NETUID, k.hotkey(), stake, permit, axon)
+    };
+    let mut neurons = vec![neuron(owner_key, 0, false, owner_addr.to_string())];
+    for (i, k) in vkeys.iter().enumerate() {
+        neurons.push(neuron(k, stake(i), true, api[i].clone()));
+    }
+    for k in mkeys {
+        neurons.push(neuron(k, 0, false, String::new()));
+    }
+    let genesis = Genesis {
+        timestamp_ms: now_ms(),
+        subnets: vec![params],
+        neurons,
+    };
+    write(
+        &out.join("genesis.json"),
+        &serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
+    )?;
+    Ok(())
+}
+
 /// Runs the devnet (blocking: call it from a plain thread or `spawn_blocking`).
 pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let n = cfg.validators;
@@ -389,12 +460,21 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         key_file(&format!("miner-{i}"), k)?;
     }
 
-    // addresses, fixed up front so genesis and every config can name them
+    // addresses, fixed up front so genesis and every config can name them; Subtensor refuses
+    // 127.0.0.1 as an axon, so its nodes listen on 127.0.0.2 (loopback too)
+    let host = if cfg.subtensor.is_some() {
+        "127.0.0.2"
+    } else {
+        "127.0.0.1"
+    };
     let chain_addr = format!("127.0.0.1:{}", free_port()?);
-    let chain_url = format!("http://{chain_addr}");
-    let owner_addr = format!("127.0.0.1:{}", free_port()?);
+    let chain_url = match &cfg.subtensor {
+        Some(t) => t.url.clone(),
+        None => format!("http://{chain_addr}"),
+    };
+    let owner_addr = format!("{host}:{}", free_port()?);
     let api: Vec<String> = (0..n)
-        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .map(|_| free_port().map(|p| format!("{host}:{p}")))
         .collect::<Result<_, _>>()?;
     let mut dht = Vec::new();
     for i in 0..n {
@@ -411,37 +491,53 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         ));
     }
 
-    let params = SubnetParams {
-        netuid: NETUID,
-        epoch_length: cfg.epoch_length,
-        epoch_offset: 0,
-        block_ms: cfg.block_ms,
-        weights_rate_limit: 1,
-        commitment_max_bytes: 64,
-        commitment_bytes_per_epoch: 256,
-        max_uids: 4096,
-        min_validator_stake: 1_000,
-        burn_uid: 0,
+    // the chain: a genesis for the embedded one, a new subnet on Subtensor
+    let (netuid, sub_chain) = match &cfg.subtensor {
+        Some(t) => {
+            let sc = SubtensorChain::new(&t.url, Duration::from_secs(30), 0)
+                .map_err(|e| e.to_string())?;
+            let tempo = u16::try_from(cfg.epoch_length - 1)
+                .map_err(|_| "--epoch-length must be at most 65536 on Subtensor")?;
+            let staked: Vec<(Hotkey, u64)> = (0..n)
+                .map(|i| {
+                    (
+                        vkeys[i].hotkey(),
+                        stake(i) * crate::subtensor_setup::TAO / 20,
+                    )
+                })
+                .collect();
+            let miner_keys: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
+            let netuid = crate::subtensor_setup::create_subnet(
+                &sc,
+                &t.sudo,
+                &crate::subtensor_setup::Plan {
+                    owner: &owner_key.hotkey(),
+                    validators: &staked,
+                    miners: &miner_keys,
+                    tempo,
+                },
+                cfg.progress,
+            )?;
+            (netuid, Some(Arc::new(sc)))
+        }
+        None => {
+            write_genesis(
+                &cfg,
+                &out,
+                &owner_key,
+                &owner_addr,
+                &vkeys,
+                &mkeys,
+                &api,
+                &stake,
+            )?;
+            (NETUID, None)
+        }
     };
-    let neuron = |k: &Keypair, stake: u64, permit: bool, axon: String| {
-        Genesis::neuron(NETUID, k.hotkey(), stake, permit, axon)
+    let chain: Arc<dyn Chain> = match &sub_chain {
+        Some(sc) => sc.clone(),
+        None => Arc::new(HttpChain::new(&chain_url, Duration::from_secs(3))),
     };
-    let mut neurons = vec![neuron(&owner_key, 0, false, owner_addr.clone())];
-    for (i, k) in vkeys.iter().enumerate() {
-        neurons.push(neuron(k, stake(i), true, api[i].clone()));
-    }
-    for k in &mkeys {
-        neurons.push(neuron(k, 0, false, String::new()));
-    }
-    let genesis = Genesis {
-        timestamp_ms: now_ms(),
-        subnets: vec![params],
-        neurons,
-    };
-    write(
-        &out.join("genesis.json"),
-        &serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
-    )?;
 
     // the miners' qualities (the owner's own measurement, or the hidden synthetic values)
     let miners: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
@@ -467,13 +563,13 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 let name = HOSTILE[(i - first_hostile) % HOSTILE.len()];
                 let bytes = hostile_module(name).ok_or("unknown hostile module")?;
                 uploads
-                    .push(upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
+                    .push(upload(k, netuid, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
                 // none returns an output: worth nothing, and not compiled here
                 q.push((k.hotkey(), Score::ZERO));
                 continue;
             }
             let bytes = build(&mlp, MINER_VARIANTS[i % MINER_VARIANTS.len()]);
-            uploads.push(upload(k, NETUID, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
+            uploads.push(upload(k, netuid, &family, &bytes, now_ms()).map_err(|e| e.to_string())?);
             let module = rt.load(&bytes, fam.imports()).map_err(|e| e.to_string())?;
             let ev =
                 tally_exec::family::evaluate(&fam, &rt, &module, &probe, fam.limits(), "owner");
@@ -495,7 +591,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
 
     // configs
     let owner_cfg = json!({
-        "listen": owner_addr, "netuid": NETUID, "family": family.as_str(),
+        "listen": owner_addr, "netuid": netuid, "family": family.as_str(),
         "owner_key": owner_file, "miners": miners.iter().map(|m| m.to_ss58()).collect::<Vec<_>>(),
         "model_seed": cfg.seed, "synthetic_seed": cfg.synthetic.then_some(cfg.seed),
         "chain": chain_url, "db": out.join("owner.redb"),
@@ -505,12 +601,25 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         &serde_json::to_vec_pretty(&owner_cfg).map_err(|e| e.to_string())?,
     )?;
     let http_timeout = (cfg.block_ms * 3).clamp(500, 5_000);
+    // a Subtensor development chain answers reads in tens of milliseconds, but a loaded one
+    // can take seconds
+    let chain_timeout = if sub_chain.is_some() {
+        20_000
+    } else {
+        http_timeout
+    };
+    let tick_ms = if sub_chain.is_some() {
+        500
+    } else {
+        (cfg.block_ms / 4).max(20)
+    };
     let mut args = Vec::new();
     for i in 0..n {
         let toml = format!(
-            "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {NETUID}\nfamily = {:?}\napi_listen = {:?}\n\
+            "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {netuid}\nfamily = {:?}\napi_listen = {:?}\n\
              dht_listen = {:?}\nbootstrap = [{}]\ndata_dir = {:?}\nowner_url = {owner_addr:?}\n\
-             owner_hotkey = {:?}\nmode = {:?}\nscorer = {:?}\nmodel_seed = {}\ntick_ms = {}\nhttp_timeout_ms = {http_timeout}\n",
+             owner_hotkey = {:?}\nmode = {:?}\nscorer = {:?}\nmodel_seed = {}\ntick_ms = {tick_ms}\nhttp_timeout_ms = {http_timeout}\n\
+             chain_timeout_ms = {chain_timeout}\n",
             vfiles[i].display().to_string(),
             family.as_str(),
             api[i],
@@ -534,7 +643,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 "exec".to_string()
             },
             cfg.seed,
-            (cfg.block_ms / 4).max(20),
         );
         let path = out.join("nodes").join(format!("validator-{i}.toml"));
         write(&path, toml.as_bytes())?;
@@ -560,23 +668,25 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         args,
     };
     let start_file = out.join("start");
-    procs.chain = Some(procs.spawn(
-        "chain",
-        &[
-            "chain".into(),
-            "serve".into(),
-            "--listen".into(),
-            chain_addr.clone(),
-            "--db".into(),
-            out.join("chain.redb").display().to_string(),
-            "--genesis".into(),
-            out.join("genesis.json").display().to_string(),
-            "--block-ms".into(),
-            cfg.block_ms.to_string(),
-            "--start-file".into(),
-            start_file.display().to_string(),
-        ],
-    )?);
+    if sub_chain.is_none() {
+        procs.chain = Some(procs.spawn(
+            "chain",
+            &[
+                "chain".into(),
+                "serve".into(),
+                "--listen".into(),
+                chain_addr.clone(),
+                "--db".into(),
+                out.join("chain.redb").display().to_string(),
+                "--genesis".into(),
+                out.join("genesis.json").display().to_string(),
+                "--block-ms".into(),
+                cfg.block_ms.to_string(),
+                "--start-file".into(),
+                start_file.display().to_string(),
+            ],
+        )?);
+    }
     procs.owner = Some(procs.spawn(
         "owner",
         &[
@@ -604,7 +714,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             other => return Err(format!("the owner refused a submission: {other:?}")),
         }
     }
-    let chain = HttpChain::new(&chain_url, Duration::from_secs(3));
     let t = Instant::now();
     while chain.head().is_err() {
         if t.elapsed() > Duration::from_secs(30) {
@@ -626,7 +735,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());
     let devnet = json!({
         "chain": chain_url, "owner": format!("http://{owner_addr}"),
-        "netuid": NETUID, "epoch_length": cfg.epoch_length, "block_ms": cfg.block_ms,
+        "netuid": netuid, "epoch_length": cfg.epoch_length, "block_ms": cfg.block_ms,
         "nodes": std::iter::once(json!({"role": "chain", "api": chain_url, "pid": pid(&procs.chain)}))
             .chain(std::iter::once(json!({"role": "owner", "hotkey": owner_key.hotkey().to_ss58(),
                 "api": format!("http://{owner_addr}"), "pid": pid(&procs.owner), "key_file": owner_file})))
@@ -642,11 +751,27 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         &out.join("devnet.json"),
         &serde_json::to_vec_pretty(&devnet).map_err(|e| e.to_string())?,
     )?;
-    // blocks start once every node is up, so run 0 is a whole epoch for everyone
-    write(&start_file, b"")?;
+    let params = chain.params(netuid).map_err(|e| e.to_string())?;
+    let clock = EpochClock {
+        length: params.epoch_length,
+        offset: params.epoch_offset,
+    };
+    let windows = PhaseWindows::default();
+    // the embedded chain's blocks start once every node is up, so run 0 is a whole epoch for
+    // everyone; on Subtensor the first whole epoch after now is
+    let first_run = if sub_chain.is_none() {
+        write(&start_file, b"")?;
+        0
+    } else {
+        let h = chain.head().map_err(|e| e.to_string())?.number;
+        clock.epoch_of(h).map_or(0, |e| e + 1)
+    };
+    let runs_watched = first_run..first_run.saturating_add(cfg.epochs);
     if cfg.progress {
         eprintln!(
-            "devnet up: chain {chain_url}, owner http://{owner_addr}, {n} validators; see {}",
+            "devnet up: chain {chain_url} subnet {netuid}, owner http://{owner_addr}, {n} validators, \
+             runs of {} blocks from run {first_run}; see {}",
+            clock.length,
             out.join("devnet.json").display()
         );
     }
@@ -655,16 +780,38 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let honest: Vec<usize> = (cfg.offline..n)
         .filter(|i| strategy(*i).is_none())
         .collect();
-    let epoch_ms = cfg.block_ms * cfg.epoch_length;
+    // the embedded chain keeps its block time; a development Subtensor is slower when loaded
+    let block_ms = if sub_chain.is_some() {
+        params.block_ms.max(1) * 3
+    } else {
+        cfg.block_ms
+    };
+    let epoch_ms = block_ms * clock.length;
     let deadline = Instant::now()
         + Duration::from_millis(epoch_ms * (cfg.epochs + 4))
         + Duration::from_secs(20);
     let mut outcomes: BTreeMap<(usize, u64), RunOutcome> = BTreeMap::new();
+    // on Subtensor, each validator's own report per run (what it committed to)
+    let mut own_reports: BTreeMap<(usize, u64), Vec<u8>> = BTreeMap::new();
+    // when the devnet first saw each block (Subtensor: a development chain's block timestamps
+    // are not wall-clock time); older blocks are dropped as runs finish
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     let mut last_epoch = u64::MAX;
     let mut restart_bytes = None;
-    let mut restart = cfg.restart;
+    let mut restart = cfg.restart.map(|(i, k)| (i, first_run + k));
+    let offline_after = cfg.offline_after.map(|k| first_run + k);
     let mut offline_done = false;
     let interrupted = interrupt_flag();
+    let served_wire = |i: usize, r: u64| -> Option<Vec<u8>> {
+        let (status, body) = client
+            .get(&vkeys[i].hotkey(), &api[i], &PeerPath::scores(r))
+            .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
+        hex::decode(v["wire"].as_str()?).ok()
+    };
     loop {
         if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
             if cfg.progress {
@@ -676,12 +823,18 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             return Err("interrupted before every run was aggregated".into());
         }
         let head = chain.head().map_err(|e| e.to_string())?;
-        let epoch = head.number / cfg.epoch_length.max(1);
-        // a run can be done only once its reveal window has closed (half an epoch into the next)
-        let closed = |r: u64| head.number >= (r + 1) * cfg.epoch_length + cfg.epoch_length / 2;
+        if sub_chain.is_some() {
+            let from = seen.last_key_value().map_or(head.number, |(b, _)| b + 1);
+            for b in from..=head.number {
+                seen.insert(b, now_ms());
+            }
+        }
+        let epoch = clock.epoch_of(head.number).unwrap_or(0);
+        // a run can be done only once its reveal window has closed (in the next epoch)
+        let closed = |r: u64| head.number >= rules::reveal_close_block(&clock, &windows, r);
         for i in (0..n).filter(|i| procs.nodes[*i].is_some()) {
-            for r in 0..epoch {
-                if (cfg.epochs > 0 && r >= cfg.epochs) || !closed(r) {
+            for r in first_run..epoch {
+                if (cfg.epochs > 0 && !runs_watched.contains(&r)) || !closed(r) {
                     break;
                 }
                 if let std::collections::btree_map::Entry::Vacant(e) = outcomes.entry((i, r)) {
@@ -689,10 +842,19 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                         e.insert(o);
                     }
                 }
+                if sub_chain.is_some() && !own_reports.contains_key(&(i, r)) {
+                    if let Some(w) = served_wire(i, r) {
+                        own_reports.insert((i, r), w);
+                    }
+                }
             }
         }
+        if sub_chain.is_some() && epoch > first_run + 2 {
+            let keep = clock.start_of(epoch - 2);
+            seen = seen.split_off(&keep);
+        }
         if epoch != last_epoch && cfg.progress {
-            let done = (0..epoch)
+            let done = (first_run..epoch)
                 .filter(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, *r))))
                 .count();
             eprintln!(
@@ -702,14 +864,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             last_epoch = epoch;
         }
         if let Some((i, r)) = restart {
-            let served = || {
-                client
-                    .get(&vkeys[i].hotkey(), &api[i], &PeerPath::scores(r))
-                    .ok()
-                    .filter(|x| x.0 == 200)
-                    .map(|x| x.1)
-            };
-            if let Some(before) = served() {
+            if let Some(before) = served_wire(i, r) {
                 if let Some(mut c) = procs.nodes[i].take() {
                     let _ = c.kill(); // SIGKILL
                     let _ = c.wait();
@@ -722,20 +877,12 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     Duration::from_secs(60),
                 )?;
                 let t = Instant::now();
-                let mut after = served();
+                let mut after = served_wire(i, r);
                 while after.is_none() && t.elapsed() < Duration::from_secs(10) {
                     std::thread::sleep(Duration::from_millis(50));
-                    after = served();
+                    after = served_wire(i, r);
                 }
-                let (b, a) = (
-                    serde_json::from_slice::<serde_json::Value>(&before).ok(),
-                    after.and_then(|a| serde_json::from_slice::<serde_json::Value>(&a).ok()),
-                );
-                let wire = |v: Option<serde_json::Value>| {
-                    v.and_then(|v| hex::decode(v["wire"].as_str()?).ok())
-                        .unwrap_or_default()
-                };
-                restart_bytes = Some((wire(b), wire(a)));
+                restart_bytes = Some((before, after.unwrap_or_default()));
                 if cfg.progress {
                     eprintln!(
                         "validator {i} killed (SIGKILL) after revealing run {r} and restarted"
@@ -744,7 +891,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 restart = None;
             }
         }
-        if let (Some(r0), false) = (cfg.offline_after, offline_done) {
+        if let (Some(r0), false) = (offline_after, offline_done) {
             if (0..cfg.offline).all(|i| outcomes.contains_key(&(i, r0))) {
                 for i in 0..cfg.offline {
                     procs.stop_node(i);
@@ -756,7 +903,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             }
         }
         if cfg.epochs > 0
-            && (0..cfg.epochs).all(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, r))))
+            && runs_watched
+                .clone()
+                .all(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, r))))
         {
             break;
         }
@@ -789,12 +938,17 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
     let mut aggregation_ms = Vec::new();
+    let mut weights_ms = Vec::new();
     let mut late = Vec::new();
+    let mut checks_commit = Vec::new();
+    let mut checks_weights = Vec::new();
     let first = honest[0];
-    for r in 0..cfg.epochs {
+    let seen_at = |b: u64| seen.get(&b).copied();
+    for r in runs_watched.clone() {
         let base = outcomes.get(&(first, r)).ok_or("missing outcome")?.clone();
         for i in &honest {
             let o = outcomes.get(&(*i, r)).ok_or("missing outcome")?;
+            let me = vkeys[*i].hotkey();
             if o.winner != base.winner
                 || o.quorum_met != base.quorum_met
                 || o.uid_weights != base.uid_weights
@@ -805,20 +959,80 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             }
             // the weights it decided are the weights on chain at the block it set them
             if let (Some(block), Some(want)) = (o.weights_set_at_block, o.uid_weights.as_ref()) {
-                let hist = chain
-                    .weights_history(NETUID, &vkeys[*i].hotkey())
-                    .map_err(|e| e.to_string())?;
-                if !hist.iter().any(|h| h.block == block && h.weights == *want) {
+                let ok = match &sub_chain {
+                    Some(sc) => {
+                        // Subtensor keeps the latest row, max-upscaled as it was submitted
+                        let (uids, values) = tally_chain::subtensor::weights_for_chain(want);
+                        let want: Vec<(u16, u16)> = uids.into_iter().zip(values).collect();
+                        let rows = sc.weights_at(netuid, block).map_err(|e| e.to_string())?;
+                        let uid = rows.iter().find(|w| w.validator == me);
+                        if let Some(u) = chain
+                            .metagraph_at(netuid, block)
+                            .map_err(|e| e.to_string())?
+                            .neurons
+                            .iter()
+                            .find(|m| m.hotkey == me)
+                        {
+                            checks_weights.push(json!({"run": r, "validator": me.to_ss58(),
+                                "uid": u.uid, "at_block": block, "weights": want}));
+                        }
+                        uid.is_some_and(|w| w.block == block && w.weights == want)
+                    }
+                    None => chain
+                        .weights_history(netuid, &me)
+                        .map_err(|e| e.to_string())?
+                        .iter()
+                        .any(|h| h.block == block && h.weights == *want),
+                };
+                if !ok {
                     mismatches.push(format!("run {r}: validator {i}'s weights on chain differ from the consensus it computed"));
+                }
+                if let (Some(c), Some(w)) = (seen_at(o.reveal_closed_block), seen_at(block)) {
+                    weights_ms.push(w.saturating_sub(c));
                 }
             } else if o.quorum_met && o.uid_weights.is_some() {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
             }
-            let closed = chain.block(o.reveal_closed_block).ok().flatten();
-            if let (Some(c), Some(done)) = (closed, o.aggregated_at_ms) {
-                let ms = done.saturating_sub(c.timestamp_ms);
+            // its commitment on chain is the one to the report it served
+            if sub_chain.is_some() {
+                let (from, to) = rules::commitment_blocks(&clock, &windows, r);
+                let want = own_reports
+                    .get(&(*i, r))
+                    .and_then(|w| tally_core::ScoreReport::from_bytes(w).ok())
+                    .map(|rep| rules::commitment_data(r, &rep.commitment()));
+                let on_chain = chain
+                    .commitments_in(netuid, from, to)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|(k, _)| *k == me)
+                    .map(|x| x.1);
+                match (want, on_chain) {
+                    (Some(want), Some(c)) if c.data == want => {
+                        checks_commit.push(json!({"run": r, "validator": me.to_ss58(),
+                            "at_block": to - 1, "block": c.block, "data": hex::encode(&want)}));
+                    }
+                    (want, c) => {
+                        mismatches.push(format!(
+                        "run {r}: validator {i}'s commitment on chain ({}) is not the one to the \
+                         report it served ({})",
+                        c.map_or("none".into(), |c| format!("block {}", c.block)),
+                        if want.is_some() { "fetched" } else { "not fetched" }
+                    ))
+                    }
+                }
+            }
+            let closed_at = match &sub_chain {
+                Some(_) => seen_at(o.reveal_closed_block),
+                None => chain
+                    .block(o.reveal_closed_block)
+                    .ok()
+                    .flatten()
+                    .map(|b| b.timestamp_ms),
+            };
+            if let (Some(c), Some(done)) = (closed_at, o.aggregated_at_ms) {
+                let ms = done.saturating_sub(c);
                 aggregation_ms.push(ms);
-                if !on_time(ms, cfg.block_ms, cfg.epoch_length) {
+                if !on_time(ms, block_ms, clock.length) {
                     late.push(format!(
                         "run {r}: validator {i} aggregated {ms} ms after the reveal window closed"
                     ));
@@ -841,6 +1055,18 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 .collect(),
         });
     }
+    let chain_checks = if sub_chain.is_some() {
+        let p = out.join("chain-checks.json");
+        let checks = json!({"url": chain_url, "netuid": netuid,
+            "commitments": checks_commit, "weights": checks_weights});
+        write(
+            &p,
+            &serde_json::to_vec_pretty(&checks).map_err(|e| e.to_string())?,
+        )?;
+        Some(p)
+    } else {
+        None
+    };
 
     // evidence: every report the honest validators accepted and every proof, a file each
     let ev_dir = out.join("evidence");
@@ -851,7 +1077,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             .join(format!("validator-{i}"))
             .join("validator.redb");
         let store = NodeStore::open(&db).map_err(|e| e.to_string())?;
-        for r in 0..cfg.epochs {
+        for r in runs_watched.clone() {
             for (v, wire) in store.peer_reports(r).map_err(|e| e.to_string())? {
                 write(
                     &ev_dir.join(format!("report-run{r}-{}.bin", v.to_ss58())),
@@ -866,15 +1092,26 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             )?;
         }
     }
+    // stakes as the chain holds them at the last run (alpha on Subtensor)
+    let last_mg = chain
+        .metagraph_at(netuid, clock.start_of(runs_watched.end.saturating_sub(1)))
+        .ok();
+    let stake_of = |i: usize| {
+        last_mg
+            .as_ref()
+            .and_then(|m| m.neurons.iter().find(|x| x.hotkey == vkeys[i].hotkey()))
+            .map_or(stake(i), |x| x.stake)
+    };
     let validators: Vec<(Hotkey, u64, Option<Byzantine>)> = (0..n)
-        .map(|i| (vkeys[i].hotkey(), stake(i), strategy(i)))
+        .map(|i| (vkeys[i].hotkey(), stake_of(i), strategy(i)))
         .collect();
     let summary = json!({
-        "chain": chain_url, "netuid": NETUID,
+        "chain": chain_url, "netuid": netuid,
         "runs": runs.iter().map(|r| json!({"run": r.run, "winner": r.winner, "quorum_met": r.quorum_met, "consensus": r.consensus,
             "excluded": r.excluded.iter().map(|(v, why)| json!({"validator": v, "reason": why})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "validators": validators.iter().map(|(k, s, b)| json!({"hotkey": k.to_ss58(), "stake": s, "byzantine": b.map(|b| b.name())})).collect::<Vec<_>>(),
         "miners": qualities.iter().map(|(k, q)| json!({"hotkey": k.to_ss58(), "true_quality": q.to_f64()})).collect::<Vec<_>>(),
+        "aggregation_ms": aggregation_ms, "weights_included_ms": weights_ms,
     });
     write(
         &out.join("summary.json"),
@@ -890,5 +1127,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         best_miner: best,
         aggregation_ms,
         late,
+        chain: (chain_url, netuid),
+        first_run,
+        weights_ms,
+        chain_checks,
     })
 }

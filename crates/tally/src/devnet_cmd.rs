@@ -22,6 +22,15 @@ of at most 0.02.
 report and every equivocation proof, a file each) and nodes/ (each validator's database).
 Check it afterwards with: tally audit --chain DIR/chain.redb --evidence DIR/evidence
 
+On Subtensor (--chain ws://127.0.0.1:9944 --sudo-seed //Alice, a development chain: see the
+README's \"A local Subtensor\"), the devnet creates and starts a new subnet with the sudo key as
+every coldkey, sets its tempo to --epoch-length - 1 and the limits a test needs, registers and
+stakes the validators and registers the miners, and runs from the next epoch on; validators
+publish their API addresses on chain (127.0.0.2: Subtensor refuses 127.0.0.1). It then also
+checks each honest validator's commitment and weights on chain, and writes them to
+DIR/chain-checks.json for an independent read-back:
+  python3 scripts/subtensor_readback.py DIR/chain-checks.json
+
 Exit status: 0 when every honest validator decided the same and set exactly those weights on
 chain (and, with --hostile-miners, aggregated every run on time); 1 otherwise; 2 for unusable
 arguments.")]
@@ -67,6 +76,17 @@ pub struct DevnetArgs {
     /// every aggregation ended within half an epoch of the reveal window's close.
     #[arg(long, default_value_t = 0)]
     hostile_miners: usize,
+    /// Run on this Subtensor development chain (`ws://HOST:PORT`) instead of the embedded
+    /// chain; needs --sudo-seed. --block-ms is then the chain's.
+    #[arg(long, requires = "sudo_seed")]
+    chain: Option<String>,
+    /// The Subtensor chain's sudo key: a development path (//Alice) or 64 hex digits of a seed.
+    #[arg(long, requires = "chain")]
+    sudo_seed: Option<String>,
+    /// Kill validator I with SIGKILL once it has revealed the first run, restart it, and check
+    /// that it serves the same signed report and finishes every run.
+    #[arg(long, value_name = "I")]
+    restart_validator: Option<usize>,
 }
 
 fn short(ss58: &str) -> String {
@@ -85,6 +105,28 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             std::env::temp_dir().join(format!("tally-devnet-{}-{}", std::process::id(), a.seed))
         }
     };
+    let subtensor = match (a.chain, a.sudo_seed) {
+        (Some(url), Some(seed)) => {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(Failure::input(anyhow!(
+                    "--chain {url:?}: give the ws:// URL of a Subtensor development chain"
+                )));
+            }
+            let sudo = tally_core::Keypair::from_uri(&seed)
+                .map_err(|e| Failure::input(anyhow!("--sudo-seed: {e}")))?;
+            Some(tally::devnet::SubtensorTarget { url, sudo })
+        }
+        _ => None,
+    };
+    if let Some(i) = a.restart_validator {
+        if i >= a.validators.saturating_sub(a.byzantine.len()) {
+            return Err(Failure::input(anyhow!(
+                "--restart-validator must name an honest validator: 0..{}",
+                a.validators.saturating_sub(a.byzantine.len())
+            )));
+        }
+    }
+    let on_subtensor = subtensor.is_some();
     let cfg = DevnetConfig {
         binary: std::env::current_exe()?,
         validators: a.validators,
@@ -99,10 +141,11 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         offline_after: None,
         out: out.clone(),
         progress: true,
-        restart: None,
+        restart: a.restart_validator.map(|i| (i, 0)),
         dense: false,
         synthetic: a.synthetic,
         hostile: a.hostile_miners,
+        subtensor,
     };
     eprintln!(
         "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
@@ -178,20 +221,51 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             println!("  excluded: {} ({why})", short(v));
         }
     }
-    println!(
-        "\nwrote {}/summary.json, chain.redb and evidence/",
-        out.display()
-    );
     let slowest = report.aggregation_ms.iter().max().copied().unwrap_or(0);
-    println!(
-        "aggregation: slowest {slowest} ms after the reveal window closed (on time within {} ms)",
-        a.block_ms * a.epoch_length / 2
-    );
+    let mut restart_failed = false;
+    if let Some((before, after)) = &report.restart_bytes {
+        restart_failed = before.is_empty() || before != after;
+        println!(
+            "restart: validator {} served {} signed report after SIGKILL and restart",
+            a.restart_validator.unwrap_or(0),
+            if restart_failed {
+                "a DIFFERENT (or no)"
+            } else {
+                "the byte-identical"
+            }
+        );
+    }
+    if on_subtensor {
+        let (url, netuid) = &report.chain;
+        println!(
+            "\nwrote {}/summary.json, chain-checks.json and evidence/ (chain {url}, subnet {netuid})",
+            out.display()
+        );
+        println!("aggregation: slowest {slowest} ms after the devnet saw the reveal window close");
+        let mut w = report.weights_ms.clone();
+        w.sort_unstable();
+        if let (Some(min), Some(max)) = (w.first(), w.last()) {
+            println!(
+                "weights included: median {} ms after the reveal window closed (min {min}, max {max}, {} extrinsics)",
+                w[w.len() / 2],
+                w.len()
+            );
+        }
+    } else {
+        println!(
+            "\nwrote {}/summary.json, chain.redb and evidence/",
+            out.display()
+        );
+        println!(
+            "aggregation: slowest {slowest} ms after the reveal window closed (on time within {} ms)",
+            a.block_ms * a.epoch_length / 2
+        );
+    }
     for l in &report.late {
         eprintln!("LATE: {l}");
     }
     let late_fails = a.hostile_miners > 0 && !report.late.is_empty();
-    if report.mismatches.is_empty() && !late_fails {
+    if report.mismatches.is_empty() && !late_fails && !restart_failed {
         println!("every honest validator set the weights the consensus decided");
         Ok(0)
     } else {

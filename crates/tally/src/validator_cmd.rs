@@ -36,7 +36,9 @@ Config file (TOML), every key optional in the file if given by env or flag:
   hotkey = \"~/.bittensor/wallets/W/hotkeys/H\"   # Bittensor hotkey file or `tally key new` file
   netuid = 1
   family = \"inference\"                # task family scored
-  api_listen = \"0.0.0.0:8091\"         # the HTTP API (the address on chain must reach it)
+  api_listen = \"0.0.0.0:8091\"         # the HTTP API
+  axon = \"203.0.113.7:8091\"           # where peers reach the API; published on chain at start
+                                        # when it differs (default: api_listen unless 0.0.0.0)
   dht_listen = \"/ip4/0.0.0.0/tcp/4001\"
   bootstrap = [\"/ip4/1.2.3.4/tcp/4001/p2p/12D3…\"]
   data_dir = \"/var/lib/tally\"          # validator.redb and p2p.key live here
@@ -48,6 +50,7 @@ Config file (TOML), every key optional in the file if given by env or flag:
   model_seed = 7                        # the inference family's reference model seed
   tick_ms = 500                         # how often the chain head is read
   http_timeout_ms = 2000                # per peer request
+  chain_timeout_ms = 10000              # per chain read (a write waits for its block, up to a minute)
 
 Each key can be overridden by TALLY_<KEY> (upper case) and by --<key> (dashes).
 Stop with SIGINT or SIGTERM.";
@@ -75,6 +78,10 @@ pub struct ValidatorArgs {
     /// API listen address (`HOST:PORT`).
     #[arg(long, env = "TALLY_API_LISTEN")]
     pub api_listen: Option<String>,
+    /// The API's public address (`IP:PORT`), published on chain (`serve_axon`) at start when
+    /// the chain lists another one; default: api_listen, unless that is 0.0.0.0 or [::].
+    #[arg(long, env = "TALLY_AXON")]
+    pub axon: Option<String>,
     /// DHT listen multiaddr.
     #[arg(long, env = "TALLY_DHT_LISTEN")]
     pub dht_listen: Option<String>,
@@ -105,6 +112,9 @@ pub struct ValidatorArgs {
     /// Milliseconds per peer request.
     #[arg(long, env = "TALLY_HTTP_TIMEOUT_MS")]
     pub http_timeout_ms: Option<u64>,
+    /// Milliseconds per chain read.
+    #[arg(long, env = "TALLY_CHAIN_TIMEOUT_MS")]
+    pub chain_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,6 +125,7 @@ struct FileConfig {
     netuid: Option<u16>,
     family: Option<String>,
     api_listen: Option<String>,
+    axon: Option<String>,
     dht_listen: Option<String>,
     bootstrap: Option<Vec<String>>,
     data_dir: Option<PathBuf>,
@@ -125,6 +136,7 @@ struct FileConfig {
     model_seed: Option<u64>,
     tick_ms: Option<u64>,
     http_timeout_ms: Option<u64>,
+    chain_timeout_ms: Option<u64>,
 }
 
 /// How the node scores.
@@ -149,6 +161,8 @@ pub struct Settings {
     pub family: FamilyId,
     /// API address.
     pub api_listen: SocketAddr,
+    /// The address published on chain, if any.
+    pub axon: Option<SocketAddr>,
     /// DHT address.
     pub dht_listen: libp2p::Multiaddr,
     /// DHT bootstrap peers.
@@ -169,6 +183,8 @@ pub struct Settings {
     pub tick: Duration,
     /// Peer requests.
     pub http_timeout: Duration,
+    /// Chain reads.
+    pub chain_timeout: Duration,
 }
 
 fn field(name: &str, e: impl std::fmt::Display) -> Failure {
@@ -237,6 +253,13 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
                 format!("{e}: use HOST:PORT, e.g. 0.0.0.0:8091"),
             )
         })?;
+    let axon = match a.axon.clone().or(f.axon) {
+        Some(x) => Some(
+            tally_chain::extrinsic::parse_axon(&x)
+                .map_err(|e| field("axon", format!("{e}: use the public IP:PORT of the API")))?,
+        ),
+        None => (!api_listen.ip().is_unspecified()).then_some(api_listen),
+    };
     let dht_listen: libp2p::Multiaddr = a
         .dht_listen
         .clone()
@@ -323,12 +346,17 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
     if !(100..=60_000).contains(&timeout_ms) {
         return Err(field("http_timeout_ms", "must be 100..=60000"));
     }
+    let chain_timeout_ms = a.chain_timeout_ms.or(f.chain_timeout_ms).unwrap_or(10_000);
+    if !(100..=300_000).contains(&chain_timeout_ms) {
+        return Err(field("chain_timeout_ms", "must be 100..=300000"));
+    }
     Ok(Settings {
         chain,
         key,
         netuid,
         family,
         api_listen,
+        axon,
         dht_listen,
         bootstrap,
         data_dir,
@@ -339,6 +367,7 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         model_seed: a.model_seed.or(f.model_seed).unwrap_or(7),
         tick: Duration::from_millis(tick_ms),
         http_timeout: Duration::from_millis(timeout_ms),
+        chain_timeout: Duration::from_millis(chain_timeout_ms),
     })
 }
 
@@ -382,6 +411,43 @@ pub fn p2p_identity(dir: &Path) -> Result<libp2p::identity::Keypair, Failure> {
         .map_err(|e| Failure::input(anyhow!("{}: {e}", p.display())))
 }
 
+/// Publishes `axon` as the node's API address on chain (`serve_axon` on Subtensor) unless the
+/// chain lists it already; a node that is not registered yet is warned.
+async fn publish_axon(
+    chain: &Arc<dyn Chain>,
+    s: &Settings,
+    members: &[tally_validator::Member],
+    axon: SocketAddr,
+) -> Result<(), Failure> {
+    let me = s.key.hotkey();
+    let Some(m) = members.iter().find(|m| m.hotkey == me) else {
+        tracing::warn!(
+            "hotkey {me} is not registered on subnet {}: its API address is not published, and \
+             its reports count only once it is registered (on Subtensor: btcli subnet register \
+             --netuid {})",
+            s.netuid,
+            s.netuid
+        );
+        return Ok(());
+    };
+    let want = axon.to_string();
+    if m.axon == want {
+        return Ok(());
+    }
+    let (c, key, netuid) = (chain.clone(), s.key.clone(), s.netuid);
+    let call = tally_chain::extrinsic::serve(&want, "").map_err(|e| anyhow!(e))?;
+    match tokio::task::spawn_blocking(move || c.execute(&key, netuid, call)).await? {
+        Ok(block) => info!(axon = %want, block, "published the API address on chain"),
+        // the node still works for peers that know its address; say what to fix
+        Err(e) => tracing::warn!(
+            axon = %want,
+            "could not publish the API address on chain ({e}); peers read {:?} there",
+            m.axon
+        ),
+    }
+    Ok(())
+}
+
 /// Runs a validator until SIGINT or SIGTERM; `byzantine` wraps the machine (devnet only).
 pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, Failure> {
     std::fs::create_dir_all(&s.data_dir)
@@ -397,7 +463,7 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let chain: Arc<dyn Chain> = crate::chain_cmd::connect(&s.chain, s.http_timeout)?;
+        let chain: Arc<dyn Chain> = crate::chain_cmd::connect(&s.chain, s.chain_timeout)?;
         let snap = {
             let c = chain.clone();
             let netuid = s.netuid;
@@ -409,6 +475,9 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
             .await?
             .map_err(|e| anyhow!("cannot read subnet {} from {}: {e}", s.netuid, s.chain))?
         };
+        if let Some(axon) = s.axon {
+            publish_axon(&chain, &s, &snap.0.members, axon).await?;
+        }
         let view = tally_validator::view_of(
             s.netuid,
             tally_protocol::PhaseWindows::default(),

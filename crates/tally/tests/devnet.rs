@@ -35,6 +35,7 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         dense: false,
         synthetic: true,
         hostile: 0,
+        subtensor: None,
     }
 }
 
