@@ -124,16 +124,22 @@ impl Machine {
         fetched: Vec<Fetched>,
         out: &mut Vec<Effect>,
     ) {
+        let members = self.eligible(run);
         let eligible: std::collections::BTreeSet<Hotkey> =
-            self.eligible(run).into_iter().map(|m| m.hotkey).collect();
+            members.iter().map(|m| m.hotkey).collect();
         let me = self.key.hotkey();
         // relayed reports become copies of their signer's report (one per signer per answer)
         let mut fetched = fetched;
-        // exchange rounds: peers that did not answer with what they hold were not reached, so
-        // they are asked again
+        // exchange rounds: peers with an API that did not answer with what they hold were not
+        // reached, so they are asked again (a peer with no axon on chain has nothing to ask)
         let silent: Vec<Hotkey> = fetched
             .iter()
-            .filter(|f| !f.exchanged)
+            .filter(|f| {
+                !f.exchanged
+                    && members
+                        .iter()
+                        .any(|m| m.hotkey == f.hotkey && !m.axon.is_empty())
+            })
             .map(|f| f.hotkey)
             .collect();
         let mut relays: Vec<Fetched> = Vec::new();

@@ -63,6 +63,30 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The devnet on a Subtensor development chain (real execution): from each run's
+    /// reveal-window close to each honest validator's weights extrinsic in a block, and the
+    /// validators' peak memory.
+    Subtensor {
+        /// The chain (`ws://127.0.0.1:9944`, from ../shared/subtensor-local/start.sh).
+        #[arg(long)]
+        chain: String,
+        /// Its sudo key (a development path such as //Alice, or a hex seed).
+        #[arg(long, default_value = "//Alice")]
+        sudo_seed: String,
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Miners.
+        #[arg(long, default_value_t = 3)]
+        miners: usize,
+        /// Runs.
+        #[arg(long, default_value_t = 3)]
+        epochs: u64,
+        /// Print `{"runs":R,"weights_p50_ms":…,"weights_max_ms":…,"aggregation_p50_ms":…,
+        /// "rss_p50_mib":…,"rss_max_mib":…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// A devnet's aggregation latency: from each run's reveal-window close to the end of every
     /// honest validator's aggregation.
     Aggregation {
@@ -238,6 +262,14 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
             epochs,
             json,
         } => crate::bench_net::aggregation(validators, miners, epochs, json),
+        BenchCommand::Subtensor {
+            chain,
+            sudo_seed,
+            validators,
+            miners,
+            epochs,
+            json,
+        } => crate::bench_net::subtensor(&chain, &sudo_seed, validators, miners, epochs, json),
         BenchCommand::Dht {
             nodes,
             rounds,

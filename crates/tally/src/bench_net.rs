@@ -239,6 +239,83 @@ pub fn dht(nodes: usize, rounds: usize, json_out: bool) -> Result<u8, Failure> {
     })
 }
 
+pub fn subtensor(
+    chain: &str,
+    sudo_seed: &str,
+    validators: usize,
+    miners: usize,
+    epochs: u64,
+    json_out: bool,
+) -> Result<u8, Failure> {
+    if !(2..=16).contains(&validators) || !(1..=9).contains(&miners) || !(1..=10).contains(&epochs)
+    {
+        return Err(Failure::input(anyhow!(
+            "--validators 2..=16, --miners 1..=9, --epochs 1..=10"
+        )));
+    }
+    let sudo = tally_core::Keypair::from_uri(sudo_seed)
+        .map_err(|e| Failure::input(anyhow!("--sudo-seed: {e}")))?;
+    let dir = std::env::temp_dir().join(format!("tally-bench-subtensor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = tally::devnet::DevnetConfig {
+        binary: std::env::current_exe()?,
+        validators,
+        miners,
+        epochs,
+        mode: tally_consensus::WeightMode::Decentralized,
+        seed: 5,
+        block_ms: 1_000,
+        epoch_length: 40,
+        byzantine: vec![],
+        offline: 0,
+        offline_after: None,
+        out: dir.clone(),
+        progress: true,
+        restart: None,
+        dense: false,
+        synthetic: false,
+        hostile: 0,
+        subtensor: Some(tally::devnet::SubtensorTarget {
+            url: chain.to_string(),
+            sudo,
+        }),
+    };
+    let report = tally::devnet::run(cfg).map_err(|e| anyhow!(e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !report.mismatches.is_empty() {
+        return Err(anyhow!("the chain holds something else: {:?}", report.mismatches).into());
+    }
+    let as_f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (mut w, mut a) = (as_f(&report.weights_ms), as_f(&report.aggregation_ms));
+    let mut rss: Vec<f64> = report
+        .peak_rss_kib
+        .iter()
+        .map(|&k| k as f64 / 1024.0)
+        .collect();
+    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let (w50, a50, r50) = (
+        percentile(&mut w, 0.5),
+        percentile(&mut a, 0.5),
+        percentile(&mut rss, 0.5),
+    );
+    eprintln!(
+        "{} weights extrinsics: included p50 {w50:.0} ms (max {:.0}) after the reveal window closed;          aggregation p50 {a50:.0} ms; validator peak RSS p50 {r50:.1} MiB (max {:.1}) over {} nodes",
+        w.len(),
+        max(&w),
+        max(&rss),
+        rss.len()
+    );
+    if json_out {
+        println!(
+            "{}",
+            json!({"runs": epochs, "weights_p50_ms": w50.round(), "weights_max_ms": max(&w).round(),
+                "aggregation_p50_ms": a50.round(), "rss_p50_mib": (r50 * 10.0).round() / 10.0,
+                "rss_max_mib": (max(&rss) * 10.0).round() / 10.0})
+        );
+    }
+    Ok(0)
+}
+
 pub fn aggregation(
     validators: usize,
     miners: usize,

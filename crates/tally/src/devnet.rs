@@ -168,6 +168,16 @@ pub struct Report {
     /// On Subtensor: the commitments and weights each honest validator decided, with the
     /// blocks to read them at (`chain-checks.json`, for `scripts/subtensor_readback.py`).
     pub chain_checks: Option<PathBuf>,
+    /// Peak resident memory (KiB) of each validator process still running at the end, read
+    /// from `/proc` just before it is stopped (empty where `/proc` is not there).
+    pub peak_rss_kib: Vec<u64>,
+}
+
+/// A process's peak resident set size in KiB (`VmHWM` in `/proc/PID/status`).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn derive_key(seed: u64, role: &str, i: usize) -> Keypair {
@@ -928,10 +938,21 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     .display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // a development Subtensor serves every node from one thread: poll it gently
+        std::thread::sleep(Duration::from_millis(if sub_chain.is_some() {
+            500
+        } else {
+            100
+        }));
     }
 
     // stop the validators so their databases can be read
+    let peak_rss: Vec<u64> = procs
+        .nodes
+        .iter()
+        .flatten()
+        .filter_map(|c| peak_rss_kib(c.id()))
+        .collect();
     for i in 0..n {
         procs.stop_node(i);
     }
@@ -1112,6 +1133,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         "validators": validators.iter().map(|(k, s, b)| json!({"hotkey": k.to_ss58(), "stake": s, "byzantine": b.map(|b| b.name())})).collect::<Vec<_>>(),
         "miners": qualities.iter().map(|(k, q)| json!({"hotkey": k.to_ss58(), "true_quality": q.to_f64()})).collect::<Vec<_>>(),
         "aggregation_ms": aggregation_ms, "weights_included_ms": weights_ms,
+        "validator_peak_rss_kib": peak_rss,
     });
     write(
         &out.join("summary.json"),
@@ -1131,5 +1153,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         first_run,
         weights_ms,
         chain_checks,
+        peak_rss_kib: peak_rss,
     })
 }

@@ -58,9 +58,10 @@ pub struct DevnetArgs {
     /// Milliseconds per block.
     #[arg(long, default_value_t = 100)]
     block_ms: u64,
-    /// Blocks per epoch.
-    #[arg(long, default_value_t = 20)]
-    epoch_length: u64,
+    /// Blocks per epoch [default: 20; 40 on Subtensor, whose development chain takes a second
+    /// or more per block and a block per transaction].
+    #[arg(long)]
+    epoch_length: Option<u64>,
     /// Output directory (must not hold a devnet yet); default: a new directory under the
     /// system's temporary directory.
     #[arg(long)]
@@ -93,8 +94,12 @@ fn short(ss58: &str) -> String {
     ss58.chars().take(8).collect()
 }
 
-pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
-    if a.block_ms < 20 || a.block_ms > 60_000 || a.epoch_length < 5 || a.epoch_length > 10_000 {
+pub fn run_cmd(mut a: DevnetArgs) -> Result<u8, Failure> {
+    let epoch_length = a
+        .epoch_length
+        .unwrap_or(if a.chain.is_some() { 40 } else { 20 });
+    a.epoch_length = Some(epoch_length);
+    if a.block_ms < 20 || a.block_ms > 60_000 || epoch_length < 5 || epoch_length > 10_000 {
         return Err(Failure::input(anyhow!(
             "--block-ms must be 20..=60000 and --epoch-length 5..=10000"
         )));
@@ -135,7 +140,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         mode: a.mode,
         seed: a.seed,
         block_ms: a.block_ms,
-        epoch_length: a.epoch_length,
+        epoch_length,
         byzantine: a.byzantine,
         offline: 0,
         offline_after: None,
@@ -258,7 +263,7 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         );
         println!(
             "aggregation: slowest {slowest} ms after the reveal window closed (on time within {} ms)",
-            a.block_ms * a.epoch_length / 2
+            a.block_ms * epoch_length / 2
         );
     }
     for l in &report.late {

@@ -416,11 +416,19 @@ pub fn p2p_identity(dir: &Path) -> Result<libp2p::identity::Keypair, Failure> {
 async fn publish_axon(
     chain: &Arc<dyn Chain>,
     s: &Settings,
-    members: &[tally_validator::Member],
     axon: SocketAddr,
 ) -> Result<(), Failure> {
     let me = s.key.hotkey();
-    let Some(m) = members.iter().find(|m| m.hotkey == me) else {
+    // the metagraph now, not the epoch's snapshot: the node may have registered since
+    let (c, netuid) = (chain.clone(), s.netuid);
+    let mg = match tokio::task::spawn_blocking(move || c.metagraph(netuid)).await? {
+        Ok(mg) => mg,
+        Err(e) => {
+            tracing::warn!("API address not checked on chain: cannot read the metagraph: {e}");
+            return Ok(());
+        }
+    };
+    let Some(m) = mg.neurons.iter().find(|m| m.hotkey == me) else {
         tracing::warn!(
             "hotkey {me} is not registered on subnet {}: its API address is not published, and \
              its reports count only once it is registered (on Subtensor: btcli subnet register \
@@ -476,7 +484,7 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
             .map_err(|e| anyhow!("cannot read subnet {} from {}: {e}", s.netuid, s.chain))?
         };
         if let Some(axon) = s.axon {
-            publish_axon(&chain, &s, &snap.0.members, axon).await?;
+            publish_axon(&chain, &s, axon).await?;
         }
         let view = tally_validator::view_of(
             s.netuid,
