@@ -46,6 +46,15 @@ fn members() -> Vec<Member> {
             axon: String::new(),
         });
     }
+    if NO_API.with(|c| c.get()) {
+        m.push(Member {
+            uid: 7,
+            hotkey: key(4).hotkey(),
+            stake: 5_000,
+            validator_permit: true,
+            axon: String::new(),
+        });
+    }
     m
 }
 
@@ -529,4 +538,91 @@ fn scoring_stops_at_the_middle_of_the_commit_window() {
         _ => None,
     });
     assert_eq!(deadline, Some(3_600));
+}
+
+thread_local! {
+    /// Adds a permit holder with stake but no API on chain (the owner's hotkey on Subtensor,
+    /// which runs no validator) to this test thread's snapshots.
+    static NO_API: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run 0 committed, collected (validators 2 and 3 from both sources, validator 4 with no API
+/// from neither), then the reveal window closes; the exchange is answered with `exchanged`
+/// per peer (2, 3, 4). Returns the machine and what it does at the next head.
+fn exchange_answered(exchanged: [bool; 3]) -> (Vec<Target>, Vec<Effect>) {
+    NO_API.with(|c| c.set(true));
+    let (mut m, _) = committed();
+    head(&mut m, 20);
+    let out = head(&mut m, 23);
+    let collect = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { req, .. } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    let (w2, _) = peer_report(2, 110_000_000);
+    let (w3, _) = peer_report(3, 120_000_000);
+    let got = |i: u8, w: Option<&Vec<u8>>, x: bool| Fetched {
+        hotkey: key(i).hotkey(),
+        http: w.cloned(),
+        dht: w.cloned(),
+        evidence: vec![],
+        relayed: vec![],
+        exchanged: x,
+    };
+    m.handle(Input::Reports {
+        req: collect,
+        run: 0,
+        fetched: vec![
+            got(2, Some(&w2), false),
+            got(3, Some(&w3), false),
+            got(4, None, false),
+        ],
+    });
+    let out = head(&mut m, 30);
+    let (req, targets) = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { req, targets, .. } => Some((*req, targets.clone())),
+            _ => None,
+        })
+        .expect("the exchange at reveal close");
+    m.handle(Input::Reports {
+        req,
+        run: 0,
+        fetched: vec![
+            got(2, Some(&w2), exchanged[0]),
+            got(3, Some(&w3), exchanged[1]),
+            got(4, None, exchanged[2]),
+        ],
+    });
+    (targets, head(&mut m, 31))
+}
+
+#[test]
+fn the_exchange_asks_again_only_peers_with_an_api_on_chain() {
+    // every peer is in the exchange; the one with no API only through the DHT
+    let (targets, next) = exchange_answered([true, true, false]);
+    assert_eq!(targets.len(), 3);
+    let no_api = targets
+        .iter()
+        .find(|t| t.hotkey == key(4).hotkey())
+        .unwrap();
+    assert!(!no_api.http && no_api.dht);
+    // a validator with no API on chain cannot answer an exchange: it is not asked again (it
+    // would cost every honest node a round per head, up to the limit, at every run)
+    assert!(!has(&next, is_fetch), "{next:?}");
+    // a peer with an API that did not answer is asked again, alone
+    let (_, next) = exchange_answered([true, false, false]);
+    let again: Vec<Hotkey> = next
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { targets, .. } => {
+                Some(targets.iter().map(|t| t.hotkey).collect())
+            }
+            _ => None,
+        })
+        .expect("a second round");
+    assert_eq!(again, vec![key(3).hotkey()]);
 }

@@ -162,3 +162,36 @@ fn epochs_zero_keeps_running_until_interrupted_and_stops_every_process() {
         assert!(!alive, "process {pid} still runs");
     }
 }
+
+#[test]
+fn devnet_on_subtensor_refuses_what_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("devnet")
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("dn"))
+            .output()
+            .unwrap()
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    // the embedded chain's URL is not a Subtensor endpoint
+    let o = run(&["--chain", "http://127.0.0.1:9", "--sudo-seed", "//Alice"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("ws://"), "{}", err(&o));
+    // the chain and its sudo key come together
+    let o = run(&["--chain", "ws://127.0.0.1:9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--sudo-seed"), "{}", err(&o));
+    let o = run(&["--chain", "ws://127.0.0.1:9", "--sudo-seed", "//a/b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--sudo-seed"), "{}", err(&o));
+    // only an honest validator can be restarted
+    let o = run(&["--restart-validator", "4", "--byzantine", "inflate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    // nothing listens there: a clear error naming the endpoint, and no process left behind
+    let o = run(&["--chain", "ws://127.0.0.1:9", "--sudo-seed", "//Alice"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("ws://127.0.0.1:9"), "{}", err(&o));
+}
