@@ -21,6 +21,9 @@ pub fn members_of(mg: &crate::Metagraph) -> Vec<Member> {
         .collect()
 }
 
+/// The error [`read_snapshot`] gives before the subnet's first epoch has started.
+pub const NOT_STARTED: &str = "the chain has not reached epoch 0";
+
 /// Reads what the machine's `ReadChain` asks for: parameters, metagraph and the seeds of the
 /// epoch of `at_block` and the one before.
 pub fn read_snapshot(
@@ -37,7 +40,7 @@ pub fn read_snapshot(
     let head = chain_head.max(at_block);
     let epoch = clock
         .epoch_of(head)
-        .ok_or_else(|| "the chain has not reached epoch 0".to_string())?;
+        .ok_or_else(|| NOT_STARTED.to_string())?;
     // the run of this epoch reads the metagraph as of its first block, whenever it is asked
     let at = tally_protocol::rules::metagraph_block(&clock, epoch).min(chain_head);
     let mg = chain.metagraph_at(netuid, at).map_err(|e| e.to_string())?;

@@ -299,7 +299,8 @@ pub fn subtensor(
         percentile(&mut rss, 0.5),
     );
     eprintln!(
-        "{} weights extrinsics: included p50 {w50:.0} ms (max {:.0}) after the reveal window closed;          aggregation p50 {a50:.0} ms; validator peak RSS p50 {r50:.1} MiB (max {:.1}) over {} nodes",
+        "{} weights extrinsics: included p50 {w50:.0} ms (max {:.0}) after the reveal window closed; \
+         aggregation (weights included) p50 {a50:.0} ms; validator peak RSS p50 {r50:.1} MiB (max {:.1}) over {} nodes",
         w.len(),
         max(&w),
         max(&rss),

@@ -199,7 +199,8 @@ pub fn create_subnet(
     while !subtensor_runs_epoch(netuid, plan.tempo, epoch) {
         epoch += 1;
     }
-    reach(chain, epoch)?;
+    // and Tally's first run starts in the block after it
+    reach(chain, epoch + 1)?;
     let mg = chain.metagraph(netuid).map_err(|e| err("metagraph", e))?;
     let without: Vec<String> = plan
         .validators

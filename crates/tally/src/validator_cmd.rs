@@ -472,16 +472,32 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         .build()?;
     rt.block_on(async move {
         let chain: Arc<dyn Chain> = crate::chain_cmd::connect(&s.chain, s.chain_timeout)?;
-        let snap = {
+        // a subnet whose first epoch has not started yet is waited for
+        let mut waited = false;
+        let snap = loop {
             let c = chain.clone();
             let netuid = s.netuid;
-            tokio::task::spawn_blocking(move || {
+            let r = tokio::task::spawn_blocking(move || {
                 let h = c.head().map_err(|e| e.to_string())?;
                 tally_chain::snapshot::read_snapshot(c.as_ref(), netuid, h.number)
                     .map(|snap| (snap, h))
             })
-            .await?
-            .map_err(|e| anyhow!("cannot read subnet {} from {}: {e}", s.netuid, s.chain))?
+            .await?;
+            match r {
+                Ok(x) => break x,
+                Err(e) if e.contains(tally_chain::snapshot::NOT_STARTED) => {
+                    if !waited {
+                        info!("subnet {netuid}: {e}; waiting for its first epoch");
+                        waited = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow!("cannot read subnet {} from {}: {e}", s.netuid, s.chain).into(),
+                    )
+                }
+            }
         };
         if let Some(axon) = s.axon {
             publish_axon(&chain, &s, axon).await?;
