@@ -99,7 +99,7 @@ pub fn run_cmd(mut a: DevnetArgs) -> Result<u8, Failure> {
         .epoch_length
         .unwrap_or(if a.chain.is_some() { 40 } else { 20 });
     a.epoch_length = Some(epoch_length);
-    if a.block_ms < 20 || a.block_ms > 60_000 || epoch_length < 5 || epoch_length > 10_000 {
+    if !(20..=60_000).contains(&a.block_ms) || !(5..=10_000).contains(&epoch_length) {
         return Err(Failure::input(anyhow!(
             "--block-ms must be 20..=60000 and --epoch-length 5..=10000"
         )));
