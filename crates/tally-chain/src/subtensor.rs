@@ -70,6 +70,17 @@ pub fn epoch_clock(netuid: u16, tempo: u16) -> (u64, u64) {
     (length, offset)
 }
 
+/// Tally's epoch clock on runtimes with the stateful epoch scheduler (spec 423 on, "dynamic
+/// tempo"): the chain runs the subnet's epoch in the first block at least `tempo` blocks after
+/// the last one (`LastEpochBlock`), so epochs come every `tempo` blocks and each Tally run is the
+/// `tempo` blocks that start right after one. An owner's `trigger_epoch`, a tempo change or an
+/// epoch deferred by the per-block cap moves `LastEpochBlock` off that progression; the clock
+/// follows it from the next read of the parameters.
+pub fn epoch_clock_stateful(tempo: u16, last_epoch_block: u64) -> (u64, u64) {
+    let length = (tempo as u64).max(1);
+    (length, last_epoch_block.wrapping_add(1) % length)
+}
+
 /// Weights as the chain takes them: the largest is 65535, the others scaled by it and rounded
 /// half to even (the Python SDK's `convert_weights_and_uids_for_emit`), zeros dropped.
 pub fn weights_for_chain(weights: &[(u16, u16)]) -> (Vec<u16>, Vec<u16>) {
@@ -896,6 +907,24 @@ impl SubtensorChain {
         }
     }
 
+    /// Whether the runtime at `block` declares storage `pallet.entry`.
+    fn has_storage(
+        &self,
+        block: u64,
+        pallet: &'static str,
+        entry: &'static str,
+    ) -> Result<bool, ChainError> {
+        self.call(move |c| async move {
+            let at = c.api.at_block(block).await.map_err(transport)?;
+            let md = at.metadata();
+            Ok(md
+                .pallet_by_name(pallet)
+                .and_then(|p| p.storage())
+                .and_then(|s| s.entry_by_name(entry))
+                .is_some())
+        })
+    }
+
     fn head_number(&self) -> Result<u64, ChainError> {
         self.call(|c| async move { best_number(&c).await })
     }
@@ -1093,7 +1122,15 @@ impl Chain for SubtensorChain {
                 "subnet {netuid} has tempo 0: it runs no epochs"
             )));
         }
-        let (epoch_length, epoch_offset) = epoch_clock(netuid, tempo);
+        // runtimes from spec 423 schedule epochs from state (`LastEpochBlock`); older ones
+        // by the block number alone
+        let stateful = self.has_storage(head, "SubtensorModule", "LastEpochBlock")?;
+        let (epoch_length, epoch_offset) = if stateful {
+            let last: u64 = self.value(head, "SubtensorModule", "LastEpochBlock", (netuid,))?;
+            epoch_clock_stateful(tempo, last)
+        } else {
+            epoch_clock(netuid, tempo)
+        };
         let rate: u64 = self.value(head, "SubtensorModule", "WeightsSetRateLimit", (netuid,))?;
         let max_uids: u16 = self.value(head, "SubtensorModule", "MaxAllowedUids", (netuid,))?;
         let threshold: u64 = self.value(head, "SubtensorModule", "StakeThreshold", ())?;
@@ -1166,6 +1203,17 @@ impl Chain for SubtensorChain {
                          (CommitRevealWeightsVersion = {v}), which Tally does not submit; Tally \
                          commits to its scores before revealing them already: ask the subnet \
                          owner to turn CommitRevealWeightsEnabled off for subnet {netuid}"
+                    )));
+                }
+                if self.has_storage(head, "SubtensorModule", "LastEpochBlock")? {
+                    // spec 423 on counts reveal windows in epochs of the stateful scheduler and
+                    // keeps no reveal blocks with a commitment: not revealed by Tally yet
+                    return Err(ChainError::Malformed(format!(
+                        "subnet {netuid} has hash-based commit-reveal of weights on a runtime \
+                         with the stateful epoch scheduler, whose reveal windows Tally does not \
+                         track yet; Tally commits to its scores before revealing them already: \
+                         ask the subnet owner to turn CommitRevealWeightsEnabled off for subnet \
+                         {netuid}"
                     )));
                 }
                 return self.commit_then_reveal(key, netuid, dests, weights, *version_key);

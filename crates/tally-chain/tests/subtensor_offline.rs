@@ -16,7 +16,9 @@ use subxt::ext::frame_metadata::{RuntimeMetadata, RuntimeMetadataPrefixed};
 use subxt::ext::scale_value::{self, Composite, ValueDef};
 use subxt::{Metadata, OfflineClient, PolkadotConfig};
 use tally_chain::extrinsic;
-use tally_chain::subtensor::{epoch_clock, subtensor_runs_epoch, weights_for_chain, SubtensorCall};
+use tally_chain::subtensor::{
+    epoch_clock, epoch_clock_stateful, subtensor_runs_epoch, weights_for_chain, SubtensorCall,
+};
 
 const FINNEY: &[u8] = include_bytes!("data/finney-spec365.scale");
 
@@ -269,4 +271,51 @@ fn the_weights_commit_hash_matches_the_sdk_and_the_pallet() {
         (pallet.as_str(), name.as_str()),
         ("SubtensorModule", "reveal_weights")
     );
+}
+
+/// The stateful scheduler of spec 423 on (`run_coinbase.rs`, `should_run_epoch` at opentensor/
+/// subtensor 14bc6f9f): with no owner trigger pending and the safety net not reached, the
+/// epoch runs once `block - LastEpochBlock >= tempo`, and running it sets `LastEpochBlock` to
+/// the block.
+fn stateful_should_run_epoch(tempo: u16, last_epoch_block: u64, block: u64) -> bool {
+    tempo != 0 && block.saturating_sub(last_epoch_block) >= tempo as u64
+}
+
+#[test]
+fn the_stateful_epoch_clock_follows_the_newer_scheduler() {
+    // anchors as the chain sets them: at registration `now - netuid % tempo`, after the upgrade
+    // migration on the legacy schedule, after a trigger or a tempo change any block
+    for tempo in [1u16, 2, 10, 99, 360, 361, 7200] {
+        for anchor in [0u64, 1, 17, 359, 360, 1_000_003, 6_543_210] {
+            let (length, offset) = epoch_clock_stateful(tempo, anchor);
+            assert_eq!(length, tempo as u64);
+            assert!(offset < length);
+            // replay the chain from the anchor: each epoch it runs re-anchors it
+            let mut last = anchor;
+            let mut epochs = 0;
+            for b in anchor + 1..=anchor + 4 * tempo as u64 {
+                let chain = stateful_should_run_epoch(tempo, last, b);
+                if chain {
+                    last = b;
+                    epochs += 1;
+                    // the clock read after the epoch is the same clock
+                    assert_eq!(epoch_clock_stateful(tempo, last), (length, offset));
+                }
+                let starts = b + 1 >= offset && (b + 1 - offset).is_multiple_of(length);
+                assert_eq!(
+                    chain, starts,
+                    "tempo {tempo} anchor {anchor} block {b}: chain epoch {chain}, tally start at {} {starts}",
+                    b + 1
+                );
+            }
+            assert_eq!(epochs, 4, "tempo {tempo} anchor {anchor}");
+        }
+    }
+    // an owner's trigger re-anchors the schedule: the clock read afterwards follows it
+    let (tempo, anchor) = (360u16, 1_000u64);
+    let triggered = anchor + 100;
+    let after = epoch_clock_stateful(tempo, triggered);
+    assert_ne!(after, epoch_clock_stateful(tempo, anchor));
+    assert!(stateful_should_run_epoch(tempo, triggered, triggered + 360));
+    assert_eq!((triggered + 361 - after.1) % after.0, 0);
 }
