@@ -152,9 +152,18 @@ pub fn run_cmd(mut a: DevnetArgs) -> Result<u8, Failure> {
         hostile: a.hostile_miners,
         subtensor,
     };
+    let blocks = match &cfg.subtensor {
+        Some(t) => format!("{} blocks on {}", cfg.epoch_length, t.url),
+        None => format!("{} blocks x {} ms", cfg.epoch_length, cfg.block_ms),
+    };
     eprintln!(
-        "devnet: {} validators ({} byzantine), {} miners, {} runs of {} blocks x {} ms, mode {:?}, out {}",
-        cfg.validators, cfg.byzantine.len(), cfg.miners, cfg.epochs, cfg.epoch_length, cfg.block_ms, cfg.mode, out.display()
+        "devnet: {} validators ({} byzantine), {} miners, {} runs of {blocks}, mode {:?}, out {}",
+        cfg.validators,
+        cfg.byzantine.len(),
+        cfg.miners,
+        cfg.epochs,
+        cfg.mode,
+        out.display()
     );
     let keep_running = cfg.epochs == 0;
     let report = match run(cfg) {
