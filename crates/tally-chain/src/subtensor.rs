@@ -377,6 +377,9 @@ impl Drop for SubtensorChain {
 /// Most attempts of one read when the connection drops (each re-opens it).
 const READ_ATTEMPTS: u32 = 2;
 
+/// How a write the node refused (before any block) is reported.
+const REFUSED: &str = "refused by the node";
+
 /// The least time a write may wait to be included in a block (five 12-second blocks).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -703,7 +706,17 @@ impl SubtensorChain {
     ) -> Result<Included, ChainError> {
         // a write is not retried on a new connection: it may have reached the pool already
         let conn = self.connection()?;
-        self.run_for(submit_on(conn, key.clone(), payload), self.write_timeout())
+        let r = self.run_for(submit_on(conn, key.clone(), payload), self.write_timeout());
+        if let Err(ChainError::Malformed(m)) = &r {
+            if m.starts_with(REFUSED) {
+                // the next call re-opens it, with the runtime at the head (an upgrade changes
+                // the versions a transaction must carry)
+                if let Ok(mut c) = self.conn.lock() {
+                    *c = None;
+                }
+            }
+        }
+        r
     }
 
     /// How long a write may wait to be included: a few blocks of a 12 s chain at least.
@@ -963,7 +976,7 @@ async fn submit_on(
         .tx()
         .sign_and_submit_then_watch(&payload, &HotkeySigner(&key), params)
         .await
-        .map_err(|e| ChainError::Malformed(format!("refused by the node: {e}")))?;
+        .map_err(|e| ChainError::Malformed(format!("{REFUSED}: {e}")))?;
     while let Some(status) = progress.next().await {
         match status.map_err(transport)? {
             TransactionStatus::InBestBlock(b) | TransactionStatus::InFinalizedBlock(b) => {

@@ -506,8 +506,12 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         Some(t) => {
             let sc = SubtensorChain::new(&t.url, Duration::from_secs(30), 0)
                 .map_err(|e| e.to_string())?;
-            let tempo = u16::try_from(cfg.epoch_length - 1)
-                .map_err(|_| "--epoch-length must be at most 65536 on Subtensor")?;
+            let tempo = cfg
+                .epoch_length
+                .checked_sub(1)
+                .and_then(|t| u16::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .ok_or("--epoch-length must be 2..=65536 on Subtensor")?;
             let staked: Vec<(Hotkey, u64)> = (0..n)
                 .map(|i| {
                     (
@@ -742,10 +746,16 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             wait_healthy(&client, &k.hotkey(), addr, Duration::from_secs(60))?;
         }
     }
+    let params = chain.params(netuid).map_err(|e| e.to_string())?;
+    let clock = EpochClock {
+        length: params.epoch_length,
+        offset: params.epoch_offset,
+    };
+    let windows = PhaseWindows::default();
     let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());
     let devnet = json!({
         "chain": chain_url, "owner": format!("http://{owner_addr}"),
-        "netuid": netuid, "epoch_length": cfg.epoch_length, "block_ms": cfg.block_ms,
+        "netuid": netuid, "epoch_length": clock.length, "block_ms": cfg.block_ms,
         "nodes": std::iter::once(json!({"role": "chain", "api": chain_url, "pid": pid(&procs.chain)}))
             .chain(std::iter::once(json!({"role": "owner", "hotkey": owner_key.hotkey().to_ss58(),
                 "api": format!("http://{owner_addr}"), "pid": pid(&procs.owner), "key_file": owner_file})))
@@ -761,12 +771,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         &out.join("devnet.json"),
         &serde_json::to_vec_pretty(&devnet).map_err(|e| e.to_string())?,
     )?;
-    let params = chain.params(netuid).map_err(|e| e.to_string())?;
-    let clock = EpochClock {
-        length: params.epoch_length,
-        offset: params.epoch_offset,
-    };
-    let windows = PhaseWindows::default();
     // the embedded chain's blocks start once every node is up, so run 0 is a whole epoch for
     // everyone; on Subtensor the first whole epoch after now is
     let first_run = if sub_chain.is_none() {
@@ -806,6 +810,8 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     // when the devnet first saw each block (Subtensor: a development chain's block timestamps
     // are not wall-clock time); older blocks are dropped as runs finish
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    // per (validator, run): when the devnet saw the reveal window close and the weights block
+    let mut seen_times: BTreeMap<(usize, u64), (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut last_epoch = u64::MAX;
     let mut restart_bytes = None;
     let mut restart = cfg.restart.map(|(i, k)| (i, first_run + k));
@@ -849,10 +855,17 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 }
                 if let std::collections::btree_map::Entry::Vacant(e) = outcomes.entry((i, r)) {
                     if let Some(o) = fetch_outcome(&client, &vkeys[i].hotkey(), &api[i], r) {
+                        // the devnet's own clock at the blocks that matter, while they are held
+                        let at = |b: Option<u64>| b.and_then(|b| seen.get(&b).copied());
+                        seen_times.insert(
+                            (i, r),
+                            (at(Some(o.reveal_closed_block)), at(o.weights_set_at_block)),
+                        );
                         e.insert(o);
                     }
                 }
-                if sub_chain.is_some() && !own_reports.contains_key(&(i, r)) {
+                if sub_chain.is_some() && honest.contains(&i) && !own_reports.contains_key(&(i, r))
+                {
                     if let Some(w) = served_wire(i, r) {
                         own_reports.insert((i, r), w);
                     }
@@ -912,10 +925,15 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 offline_done = true;
             }
         }
+        // done when every honest validator has aggregated every run (and, on Subtensor, its own
+        // report for each was fetched: the commitment check needs it)
         if cfg.epochs > 0
-            && runs_watched
-                .clone()
-                .all(|r| honest.iter().all(|i| outcomes.contains_key(&(*i, r))))
+            && runs_watched.clone().all(|r| {
+                honest.iter().all(|i| {
+                    outcomes.contains_key(&(*i, r))
+                        && (sub_chain.is_none() || own_reports.contains_key(&(*i, r)))
+                })
+            })
         {
             break;
         }
@@ -964,7 +982,6 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut checks_commit = Vec::new();
     let mut checks_weights = Vec::new();
     let first = honest[0];
-    let seen_at = |b: u64| seen.get(&b).copied();
     for r in runs_watched.clone() {
         let base = outcomes.get(&(first, r)).ok_or("missing outcome")?.clone();
         for i in &honest {
@@ -1008,8 +1025,8 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 if !ok {
                     mismatches.push(format!("run {r}: validator {i}'s weights on chain differ from the consensus it computed"));
                 }
-                if let (Some(c), Some(w)) = (seen_at(o.reveal_closed_block), seen_at(block)) {
-                    weights_ms.push(w.saturating_sub(c));
+                if let Some((Some(c), Some(w))) = seen_times.get(&(*i, r)) {
+                    weights_ms.push(w.saturating_sub(*c));
                 }
             } else if o.quorum_met && o.uid_weights.is_some() {
                 mismatches.push(format!("run {r}: validator {i} did not set its weights"));
@@ -1043,7 +1060,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 }
             }
             let closed_at = match &sub_chain {
-                Some(_) => seen_at(o.reveal_closed_block),
+                Some(_) => seen_times.get(&(*i, r)).and_then(|t| t.0),
                 None => chain
                     .block(o.reveal_closed_block)
                     .ok()

@@ -11,7 +11,7 @@
 //! validators publish their own axons when they start (`serve_axon`). Every step is one signed
 //! extrinsic (sudo and batched calls), checked for its events.
 
-use tally_chain::subtensor::{runtime_call, subtensor_runs_epoch, SubtensorChain, Value};
+use tally_chain::subtensor::{runtime_call, SubtensorChain, Value};
 use tally_chain::Chain;
 use tally_core::{Hotkey, Keypair};
 
@@ -26,7 +26,8 @@ pub struct Plan<'a> {
     pub validators: &'a [(Hotkey, u64)],
     /// Miner hotkeys.
     pub miners: &'a [Hotkey],
-    /// The subnet's tempo: a Tally run is `tempo + 1` blocks.
+    /// The subnet's tempo: a Tally run is one epoch of the chain (`tempo + 1` blocks up to
+    /// spec 422, `tempo` from spec 423).
     pub tempo: u16,
 }
 
@@ -194,32 +195,35 @@ pub fn create_subnet(
         "started; {count} hotkeys registered, {n} validators staked (block {})",
         inc.block
     ));
-    // permits are handed out by the chain's epoch
-    let mut epoch = inc.block + 1;
-    while !subtensor_runs_epoch(netuid, plan.tempo, epoch) {
-        epoch += 1;
+    // permits are handed out by the chain's next epoch, whichever rule schedules it: watch for
+    // them block by block, within two epochs
+    let limit = inc.block + 2 * (plan.tempo as u64 + 1) + 2;
+    let mut head = inc.block;
+    loop {
+        let mg = chain.metagraph(netuid).map_err(|e| err("metagraph", e))?;
+        let without: Vec<String> = plan
+            .validators
+            .iter()
+            .filter(|(k, _)| {
+                !mg.neurons
+                    .iter()
+                    .any(|m| m.hotkey == *k && m.validator_permit && m.stake > 0)
+            })
+            .map(|(k, _)| k.to_ss58())
+            .collect();
+        if without.is_empty() {
+            break;
+        }
+        if head >= limit {
+            return Err(format!(
+                "by block {head}, two epochs after staking, validators without a permit: {}",
+                without.join(", ")
+            ));
+        }
+        head = reach(chain, head + 1)?;
     }
-    // and Tally's first run starts in the block after it
-    reach(chain, epoch + 1)?;
-    let mg = chain.metagraph(netuid).map_err(|e| err("metagraph", e))?;
-    let without: Vec<String> = plan
-        .validators
-        .iter()
-        .filter(|(k, _)| {
-            !mg.neurons
-                .iter()
-                .any(|m| m.hotkey == *k && m.validator_permit && m.stake > 0)
-        })
-        .map(|(k, _)| k.to_ss58())
-        .collect();
-    if !without.is_empty() {
-        return Err(format!(
-            "after the epoch in block {epoch}, validators without a permit: {}",
-            without.join(", ")
-        ));
-    }
-    say(format!(
-        "every validator holds a permit after block {epoch}"
-    ));
+    // and Tally's first run starts in the block after that epoch
+    let head = reach(chain, head + 1)?;
+    say(format!("every validator holds a permit (block {head})"));
     Ok(netuid)
 }

@@ -38,7 +38,8 @@ Config file (TOML), every key optional in the file if given by env or flag:
   family = \"inference\"                # task family scored
   api_listen = \"0.0.0.0:8091\"         # the HTTP API
   axon = \"203.0.113.7:8091\"           # where peers reach the API; published on chain at start
-                                        # when it differs (default: api_listen unless 0.0.0.0)
+                                        # when it differs (without it, api_listen unless 0.0.0.0
+                                        # is published only where the chain lists no address)
   dht_listen = \"/ip4/0.0.0.0/tcp/4001\"
   bootstrap = [\"/ip4/1.2.3.4/tcp/4001/p2p/12D3…\"]
   data_dir = \"/var/lib/tally\"          # validator.redb and p2p.key live here
@@ -79,7 +80,8 @@ pub struct ValidatorArgs {
     #[arg(long, env = "TALLY_API_LISTEN")]
     pub api_listen: Option<String>,
     /// The API's public address (`IP:PORT`), published on chain (`serve_axon`) at start when
-    /// the chain lists another one; default: api_listen, unless that is 0.0.0.0 or [::].
+    /// the chain lists another one. Without it, api_listen (unless 0.0.0.0 or [::]) is
+    /// published only when the chain lists no address for the node.
     #[arg(long, env = "TALLY_AXON")]
     pub axon: Option<String>,
     /// DHT listen multiaddr.
@@ -161,8 +163,9 @@ pub struct Settings {
     pub family: FamilyId,
     /// API address.
     pub api_listen: SocketAddr,
-    /// The address published on chain, if any.
-    pub axon: Option<SocketAddr>,
+    /// The address to publish on chain, and whether it was given (`axon`) rather than taken
+    /// from `api_listen` (then it is published only where the chain lists none).
+    pub axon: Option<(SocketAddr, bool)>,
     /// DHT address.
     pub dht_listen: libp2p::Multiaddr,
     /// DHT bootstrap peers.
@@ -256,9 +259,10 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
     let axon = match a.axon.clone().or(f.axon) {
         Some(x) => Some(
             tally_chain::extrinsic::parse_axon(&x)
+                .map(|a| (a, true))
                 .map_err(|e| field("axon", format!("{e}: use the public IP:PORT of the API")))?,
         ),
-        None => (!api_listen.ip().is_unspecified()).then_some(api_listen),
+        None => (!api_listen.ip().is_unspecified()).then_some((api_listen, false)),
     };
     let dht_listen: libp2p::Multiaddr = a
         .dht_listen
@@ -412,11 +416,14 @@ pub fn p2p_identity(dir: &Path) -> Result<libp2p::identity::Keypair, Failure> {
 }
 
 /// Publishes `axon` as the node's API address on chain (`serve_axon` on Subtensor) unless the
-/// chain lists it already; a node that is not registered yet is warned.
+/// chain lists it already, or, when it is only `api_listen` (not `given`), lists any address
+/// (a node behind NAT must not replace its public address with a private one); a node that is
+/// not registered yet is warned.
 async fn publish_axon(
     chain: &Arc<dyn Chain>,
     s: &Settings,
     axon: SocketAddr,
+    given: bool,
 ) -> Result<(), Failure> {
     let me = s.key.hotkey();
     // the metagraph now, not the epoch's snapshot: the node may have registered since
@@ -439,7 +446,7 @@ async fn publish_axon(
         return Ok(());
     };
     let want = axon.to_string();
-    if m.axon == want {
+    if m.axon == want || (!given && !m.axon.is_empty()) {
         return Ok(());
     }
     let (c, key, netuid) = (chain.clone(), s.key.clone(), s.netuid);
@@ -499,16 +506,17 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
                 }
             }
         };
-        if let Some(axon) = s.axon {
-            publish_axon(&chain, &s, axon).await?;
+        if let Some((axon, given)) = s.axon {
+            publish_axon(&chain, &s, axon, given).await?;
         }
         let view = tally_validator::view_of(
             s.netuid,
             tally_protocol::PhaseWindows::default(),
             &snap.0,
+            // the time this node saw the head, as the driver passes it
             tally_validator::Head {
                 number: snap.1.number,
-                timestamp_ms: snap.1.timestamp_ms,
+                timestamp_ms: (system_clock())(),
             },
         );
         // quotas that hold every record an honest publisher of this subnet may store, whatever

@@ -87,6 +87,17 @@ fn missing_and_malformed_fields_are_named() {
     let (code, err) = validator(&["--config", c], &[("TALLY_HOTKEY", "/nonexistent/key")]);
     assert_eq!(code, Some(2));
     assert!(err.contains("config: hotkey"), "{err}");
+    // the published address is an IP and a port; chain reads have a sane bound
+    for bad in ["validator.example:8091", "127.0.0.1", "127.0.0.1:8091/x"] {
+        let (code, err) = validator(&["--config", c, "--axon", bad], &[]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(err.contains("config: axon"), "{bad}: {err}");
+    }
+    for bad in ["0", "99", "300001"] {
+        let (code, err) = validator(&["--config", c], &[("TALLY_CHAIN_TIMEOUT_MS", bad)]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(err.contains("config: chain_timeout_ms"), "{bad}: {err}");
+    }
 }
 
 #[test]
