@@ -529,13 +529,12 @@ impl SubtensorChain {
     }
 
     fn connection(&self) -> Result<Conn, ChainError> {
-        if let Some(c) = self.conn.lock().map_err(transport)?.clone() {
-            if c.opened.elapsed() < CONN_MAX_AGE {
-                return Ok(c);
-            }
-        }
+        let stale = match self.conn.lock().map_err(transport)?.clone() {
+            Some(c) if c.opened.elapsed() < CONN_MAX_AGE => return Ok(c),
+            other => other,
+        };
         let url = self.url.clone();
-        let c = self.run(async move {
+        let opened = self.run(async move {
             let rpc = if subxt::rpcs::utils::url_is_secure(&url).unwrap_or(false) {
                 RpcClient::from_url(&url).await
             } else {
@@ -573,7 +572,19 @@ impl SubtensorChain {
                 rpc,
                 opened: std::time::Instant::now(),
             })
-        })?;
+        });
+        let c = match (opened, stale) {
+            (Ok(c), _) => c,
+            (Err(e), None) => return Err(e),
+            // an aged connection that still works beats none: keep it, try again in a minute
+            (Err(e), Some(mut old)) => {
+                tracing::warn!(url = %self.url, "re-opening the connection failed ({e}); keeping the old one");
+                old.opened = std::time::Instant::now()
+                    .checked_sub(CONN_MAX_AGE.saturating_sub(Duration::from_secs(60)))
+                    .unwrap_or_else(std::time::Instant::now);
+                old
+            }
+        };
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(c.clone());
         }
