@@ -15,6 +15,8 @@
 //!   counts for a run, the reveal-open and reveal-close blocks.
 //! * [`commit_book`]: commit snapshots taken when a commit window closes; a reveal counts only if
 //!   it hashes to a commit in the snapshot.
+//! * [`hosted`]: miner-hosted mode: the epoch's input (the elected validator's challenge, or the
+//!   seed's fallback) and how a hoster's reveal is judged.
 //!
 //! Everything takes time and state as arguments, so the same code runs in the node, in the
 //! simulator and under fuzzers.
@@ -22,6 +24,7 @@
 
 pub mod clock;
 pub mod commit_book;
+pub mod hosted;
 pub mod kind;
 pub mod payload;
 pub mod predicate;
