@@ -240,7 +240,9 @@ fn hostile_miners_do_not_delay_any_aggregation() {
     c.synthetic = false;
     c.miners = 5; // faithful, quantized, then the three hostile ones
     c.hostile = 3;
-    c.block_ms = 150;
+    // 200 ms blocks (4 s runs): at 150 ms one CI run in several missed every commit of a run
+    // under load; the check below still scales with the block time
+    c.block_ms = 200;
     let r = run(c).unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     assert!(r.late.is_empty(), "{:?}", r.late);
