@@ -97,9 +97,14 @@ async def check_commitment(sub, netuid, c):
         problems.append(f"first field is not RawN: {fields[0] if fields else 'no fields'}")
     elif got != want:
         problems.append(f"chain data {got.hex()} != tally {want.hex()}")
+    return verdict(who, problems, f"block {rec['block']}, {len(got or b'')} bytes")
+
+
+def verdict(who, problems, ok):
+    """(ok, message) for one check: its problems, or what matched."""
     if problems:
         return False, f"{who}: " + "; ".join(problems)
-    return True, f"{who}: block {rec['block']}, {len(got)} bytes"
+    return True, f"{who}: {ok}"
 
 
 async def check_weights(sub, netuid, w):
@@ -116,9 +121,7 @@ async def check_weights(sub, netuid, w):
         problems.append(f"uid {w['uid']} is {hotkey} on chain")
     if got != want:
         problems.append(f"chain {json.dumps([list(p) for p in got])} != tally {json.dumps([list(p) for p in want])}")
-    if problems:
-        return False, f"{who}: " + "; ".join(problems)
-    return True, f"{who}: {len(got)} pairs"
+    return verdict(who, problems, f"{len(got)} pairs")
 
 
 async def run(bt, url, netuid, commitments, weights, shim):

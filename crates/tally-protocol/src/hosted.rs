@@ -13,7 +13,7 @@
 
 use crate::commit_book::{CommitBook, RevealError};
 use crate::kind::Kind;
-use crate::payload::{hoster_commitment, DType, HosterReveal, Tensor};
+use crate::payload::{element_count, hoster_commitment, DType, HosterReveal, Tensor};
 use tally_core::hash::tagged_sha256;
 use tally_core::{Hash32, Hotkey};
 
@@ -49,11 +49,9 @@ impl HostedMiss {
 /// The input every node derives from `seed` when the epoch has no valid challenge: `shape`'s
 /// elements, each in `[-1, 1)`, from SHA-256 blocks tagged `tally/challenge-input/v1`.
 pub fn fallback_input(seed: &Hash32, shape: &[u32]) -> Result<Tensor, String> {
-    let count = shape
-        .iter()
-        .try_fold(1usize, |n, d| n.checked_mul(*d as usize))
-        .ok_or("tensor shape overflows")?;
-    let mut values = Vec::with_capacity(count.min(1 << 16));
+    // bounded before anything is generated
+    let count = element_count(shape)?;
+    let mut values = Vec::with_capacity(count);
     let mut block = 0u64;
     while values.len() < count {
         let h = tagged_sha256(
@@ -144,6 +142,9 @@ mod tests {
         assert!(v.iter().any(|x| *x != v[0]));
         assert_eq!(values(&fallback_input(&[1; 32], &[2, 3]).unwrap()).len(), 6);
         assert!(fallback_input(&[1; 32], &[0]).is_err());
+        // refused before anything is generated
+        assert!(fallback_input(&[1; 32], &[u32::MAX, u32::MAX]).is_err());
+        assert!(fallback_input(&[1; 32], &[16 * 1024 + 1]).is_err());
     }
 
     #[test]

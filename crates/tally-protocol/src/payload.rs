@@ -102,12 +102,7 @@ impl Tensor {
         if self.shape.is_empty() || self.shape.contains(&0) {
             return Err("tensor shape must have 1 to 4 dimensions, each at least 1".into());
         }
-        let count = self
-            .shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d as usize))
-            .filter(|&c| c <= MAX_TENSOR_ELEMENTS)
-            .ok_or_else(|| format!("tensor has more than {MAX_TENSOR_ELEMENTS} elements"))?;
+        let count = element_count(&self.shape)?;
         if self.data.len() != count * self.dtype.size() {
             return Err(format!(
                 "tensor data is {} bytes, shape and dtype need {}",
@@ -138,6 +133,15 @@ pub struct HosterReveal {
     pub salt: [u8; 32],
     /// The output.
     pub output: Tensor,
+}
+
+/// The elements a tensor of `shape` holds, at most [`MAX_TENSOR_ELEMENTS`].
+pub fn element_count(shape: &[u32]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d as usize))
+        .filter(|&c| c <= MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| format!("tensor has more than {MAX_TENSOR_ELEMENTS} elements"))
 }
 
 /// The commitment to a hoster's output: `tagged_sha256("tally/hoster-output/v1", [salt,

@@ -132,14 +132,14 @@ impl Machine {
         let mut fetched = fetched;
         // exchange rounds: peers with an API that did not answer with what they hold were not
         // reached, so they are asked again (a peer with no axon on chain has nothing to ask)
+        let reachable: std::collections::BTreeSet<Hotkey> = members
+            .iter()
+            .filter(|m| !m.axon.is_empty())
+            .map(|m| m.hotkey)
+            .collect();
         let silent: Vec<Hotkey> = fetched
             .iter()
-            .filter(|f| {
-                !f.exchanged
-                    && members
-                        .iter()
-                        .any(|m| m.hotkey == f.hotkey && !m.axon.is_empty())
-            })
+            .filter(|f| !f.exchanged && reachable.contains(&f.hotkey))
             .map(|f| f.hotkey)
             .collect();
         let mut relays: Vec<Fetched> = Vec::new();

@@ -239,6 +239,38 @@ pub fn dht(nodes: usize, rounds: usize, json_out: bool) -> Result<u8, Failure> {
     })
 }
 
+/// A devnet for a benchmark: honest, decentralized, real execution, progress on stderr, in a
+/// fresh directory under the system's temporary directory named after `name`.
+fn bench_devnet(
+    name: &str,
+    validators: usize,
+    miners: usize,
+    epochs: u64,
+) -> Result<tally::devnet::DevnetConfig, Failure> {
+    let out = std::env::temp_dir().join(format!("tally-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(tally::devnet::DevnetConfig {
+        binary: std::env::current_exe()?,
+        validators,
+        miners,
+        epochs,
+        mode: tally_consensus::WeightMode::Decentralized,
+        seed: 5,
+        block_ms: 250,
+        epoch_length: 20,
+        byzantine: vec![],
+        offline: 0,
+        offline_after: None,
+        out,
+        progress: true,
+        restart: None,
+        dense: false,
+        synthetic: false,
+        hostile: 0,
+        subtensor: None,
+    })
+}
+
 pub fn subtensor(
     chain: &str,
     sudo_seed: &str,
@@ -255,31 +287,16 @@ pub fn subtensor(
     }
     let sudo = tally_core::Keypair::from_uri(sudo_seed)
         .map_err(|e| Failure::input(anyhow!("--sudo-seed: {e}")))?;
-    let dir = std::env::temp_dir().join(format!("tally-bench-subtensor-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let cfg = tally::devnet::DevnetConfig {
-        binary: std::env::current_exe()?,
-        validators,
-        miners,
-        epochs,
-        mode: tally_consensus::WeightMode::Decentralized,
-        seed: 5,
         block_ms: 1_000,
         epoch_length: 40,
-        byzantine: vec![],
-        offline: 0,
-        offline_after: None,
-        out: dir.clone(),
-        progress: true,
-        restart: None,
-        dense: false,
-        synthetic: false,
-        hostile: 0,
         subtensor: Some(tally::devnet::SubtensorTarget {
             url: chain.to_string(),
             sudo,
         }),
+        ..bench_devnet("subtensor", validators, miners, epochs)?
     };
+    let dir = cfg.out.clone();
     let report = tally::devnet::run(cfg).map_err(|e| anyhow!(e))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !report.mismatches.is_empty() {
@@ -331,28 +348,14 @@ pub fn aggregation(
             "--validators 2..=64, --miners 1..=4096, --epochs 1..=20"
         )));
     }
-    let dir = std::env::temp_dir().join(format!("tally-bench-agg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let cfg = tally::devnet::DevnetConfig {
-        binary: std::env::current_exe()?,
-        validators,
-        miners,
-        epochs,
-        mode: tally_consensus::WeightMode::Decentralized,
-        seed: 5,
         block_ms: 250,
         epoch_length: 20,
-        byzantine: vec![],
-        offline: 0,
-        offline_after: None,
-        out: dir.clone(),
-        progress: true,
-        restart: None,
         dense: true,
         synthetic: true,
-        hostile: 0,
-        subtensor: None,
+        ..bench_devnet("agg", validators, miners, epochs)?
     };
+    let dir = cfg.out.clone();
     eprintln!(
         "devnet: {validators} validators, {miners} miners, {epochs} runs of 20 blocks x 250 ms"
     );

@@ -982,6 +982,17 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut checks_commit = Vec::new();
     let mut checks_weights = Vec::new();
     let first = honest[0];
+    // validators' uids, read once: the devnet's registrations do not change while it runs
+    let uid_of: std::collections::HashMap<Hotkey, u16> = match &sub_chain {
+        Some(_) => chain
+            .metagraph(netuid)
+            .map_err(|e| e.to_string())?
+            .neurons
+            .iter()
+            .map(|m| (m.hotkey, m.uid))
+            .collect(),
+        None => Default::default(),
+    };
     for r in runs_watched.clone() {
         let base = outcomes.get(&(first, r)).ok_or("missing outcome")?.clone();
         for i in &honest {
@@ -1003,18 +1014,12 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                         let (uids, values) = tally_chain::subtensor::weights_for_chain(want);
                         let want: Vec<(u16, u16)> = uids.into_iter().zip(values).collect();
                         let rows = sc.weights_at(netuid, block).map_err(|e| e.to_string())?;
-                        let uid = rows.iter().find(|w| w.validator == me);
-                        if let Some(u) = chain
-                            .metagraph_at(netuid, block)
-                            .map_err(|e| e.to_string())?
-                            .neurons
-                            .iter()
-                            .find(|m| m.hotkey == me)
-                        {
+                        let row = rows.iter().find(|w| w.validator == me);
+                        if let Some(uid) = uid_of.get(&me) {
                             checks_weights.push(json!({"run": r, "validator": me.to_ss58(),
-                                "uid": u.uid, "at_block": block, "weights": want}));
+                                "uid": uid, "at_block": block, "weights": want}));
                         }
-                        uid.is_some_and(|w| w.block == block && w.weights == want)
+                        row.is_some_and(|w| w.block == block && w.weights == want)
                     }
                     None => chain
                         .weights_history(netuid, &me)

@@ -94,11 +94,10 @@ fn short(ss58: &str) -> String {
     ss58.chars().take(8).collect()
 }
 
-pub fn run_cmd(mut a: DevnetArgs) -> Result<u8, Failure> {
+pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
     let epoch_length = a
         .epoch_length
         .unwrap_or(if a.chain.is_some() { 40 } else { 20 });
-    a.epoch_length = Some(epoch_length);
     if !(20..=60_000).contains(&a.block_ms) || !(5..=10_000).contains(&epoch_length) {
         return Err(Failure::input(anyhow!(
             "--block-ms must be 20..=60000 and --epoch-length 5..=10000"
