@@ -125,6 +125,28 @@ fn bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// The accuracy of `output` against `reference` in fixed point (units of 1e-9): [`accuracy`] of
+/// the relative L2 error, rounded once so every validator computes the same. Output of another
+/// length scores 0. Validator-hosted scoring and the miner-hosted scorer both use it.
+pub fn accuracy_units(reference: &[f32], output: &[f32]) -> u64 {
+    if output.len() != reference.len() {
+        return 0;
+    }
+    let diff: f64 = output
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = reference
+        .iter()
+        .map(|b| (*b as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-9);
+    (accuracy(diff / norm) * 1e9).round() as u64
+}
+
 /// The accuracy curve of the relative L2 error.
 pub fn accuracy(e: f64) -> f64 {
     if !e.is_finite() || e >= 0.5 {
@@ -232,22 +254,7 @@ impl Family for Inference {
                 reference.len()
             ))));
         }
-        let (y, r) = (f32s(out), f32s(reference));
-        let diff: f64 = y
-            .iter()
-            .zip(&r)
-            .map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = r
-            .iter()
-            .map(|b| (*b as f64).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            .max(1e-9);
-        let acc = accuracy(diff / norm);
-        // fixed point from here on: every validator computes the same
-        let acc_units = (acc * 1e9).round() as u64;
+        let acc_units = accuracy_units(&f32s(reference), &f32s(out));
         let eff_units = ((self.ref_fuel as u128 * 1_000_000_000) / m.fuel.max(1) as u128)
             .min(1_000_000_000) as u64;
         let score = acc_units * eff_units / 1_000_000_000;

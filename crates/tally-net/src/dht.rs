@@ -105,6 +105,8 @@ pub struct Rejection {
     pub kind: Option<Kind>,
     /// The claimed publisher, when the record decoded.
     pub publisher: Option<Hotkey>,
+    /// The record's epoch, when the record decoded.
+    pub epoch: Option<u64>,
     /// The peer that sent it (inbound puts) or returned it (reads).
     pub from: Option<PeerId>,
     /// Store or read.
@@ -382,6 +384,20 @@ impl Dht {
         payload: Vec<u8>,
         ttl: Duration,
     ) -> Result<Hash32, DhtError> {
+        let until = self.now_ms().saturating_add(ttl.as_millis() as u64);
+        self.publish_until(kind, epoch, payload, until).await
+    }
+
+    /// [`Dht::publish`] with a fixed expiry (unix ms). A node that persisted the expiry with
+    /// the payload publishes byte-identical record bodies after a restart: peers take the second
+    /// copy as a replica, not as a conflicting record of a write-once slot.
+    pub async fn publish_until(
+        &self,
+        kind: Kind,
+        epoch: u64,
+        payload: Vec<u8>,
+        expires_at_ms: u64,
+    ) -> Result<Hash32, DhtError> {
         let netuid = self.view().map(|v| v.netuid).ok_or(DhtError::Closed)?;
         // a write-once slot holds one record: a retry with the same payload re-sends it (a
         // record signed again would differ in its expiry and be refused as a conflict, and
@@ -406,7 +422,7 @@ impl Dht {
             epoch,
             publisher: self.hotkey.hotkey(),
             payload: BoundedBytes::new(payload).map_err(|e| DhtError::Build(e.to_string()))?,
-            expires_at_ms: self.now_ms().saturating_add(ttl.as_millis() as u64),
+            expires_at_ms,
         };
         let record =
             SignedRecord::sign(body, &self.hotkey).map_err(|e| DhtError::Build(e.to_string()))?;
@@ -613,6 +629,7 @@ impl EventLoop {
                     reason: *reason,
                     kind: parsed.as_ref().map(|p| p.body().kind),
                     publisher: parsed.as_ref().map(|p| p.body().publisher),
+                    epoch: parsed.as_ref().map(|p| p.body().epoch),
                     from,
                     mode,
                 });

@@ -7,15 +7,17 @@
 //! | peers | [`PeerPort`] | [`crate::peer::PeerClient`] (signed HTTP requests) |
 //! | store | [`StorePort`] | [`crate::store::NodeStore`] (redb) |
 //! | scorer | [`crate::scorer::Scorer`] | `ExecScorer` (wasmtime), `SyntheticScorer` |
+//! | hosted scorer | [`crate::hosted_scorer::HostedScorer`] | `MlpHostedScorer` (native reference model) |
 //!
 //! Blocking ports (chain, peers, scorer, store) are called from `spawn_blocking`.
 
 use crate::peer::PeerPath;
 use futures::future::BoxFuture;
 use std::time::Duration;
+use tally_core::hash::Hash32;
 use tally_core::Hotkey;
 use tally_net::Dht;
-use tally_protocol::payload::Payload;
+use tally_protocol::payload::{HosterReveal, Payload, Tensor};
 use tally_protocol::{ChainView, Kind};
 
 /// The DHT as the driver uses it.
@@ -33,6 +35,24 @@ pub trait DhtPort: Send + Sync {
     /// The report in `publisher`'s `validator-reveal` record for `run`, if one passes the
     /// predicate.
     fn reveal(&self, run: u64, publisher: Hotkey) -> BoxFuture<'_, Option<Vec<u8>>>;
+    /// Each of `hosters`' `hoster-commit` for `run` that passes the predicate.
+    fn hoster_commits(
+        &self,
+        run: u64,
+        hosters: Vec<Hotkey>,
+    ) -> BoxFuture<'_, Vec<(Hotkey, Hash32)>>;
+    /// `elected`'s `challenge` for `run` and each of `hosters`' `hoster-reveal`, those that pass
+    /// the predicate.
+    fn hosted(
+        &self,
+        run: u64,
+        elected: Option<Hotkey>,
+        hosters: Vec<Hotkey>,
+    ) -> BoxFuture<'_, (Option<Tensor>, Vec<(Hotkey, HosterReveal)>)>;
+    /// The stream of records this node refused (for late hoster reveals), if it has one.
+    fn rejections(&self) -> Option<tokio::sync::broadcast::Receiver<tally_net::dht::Rejection>> {
+        None
+    }
 }
 
 impl DhtPort for Dht {
@@ -63,6 +83,60 @@ impl DhtPort for Dht {
                 _ => None,
             }
         })
+    }
+    fn hoster_commits(
+        &self,
+        run: u64,
+        hosters: Vec<Hotkey>,
+    ) -> BoxFuture<'_, Vec<(Hotkey, Hash32)>> {
+        Box::pin(async move {
+            self.get_many(Kind::HosterCommit, run, &hosters)
+                .await
+                .into_iter()
+                .filter_map(|(h, r)| match r {
+                    Ok(Some(v)) => match v.payload {
+                        Payload::Commit(c) => Some((h, c)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+    fn hosted(
+        &self,
+        run: u64,
+        elected: Option<Hotkey>,
+        hosters: Vec<Hotkey>,
+    ) -> BoxFuture<'_, (Option<Tensor>, Vec<(Hotkey, HosterReveal)>)> {
+        Box::pin(async move {
+            let challenge = match elected {
+                Some(e) => match self.get(Kind::Challenge, run, &e).await {
+                    Ok(Some(v)) => match v.payload {
+                        Payload::Challenge(t) => Some(t),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                None => None,
+            };
+            let reveals = self
+                .get_many(Kind::HosterReveal, run, &hosters)
+                .await
+                .into_iter()
+                .filter_map(|(h, r)| match r {
+                    Ok(Some(v)) => match v.payload {
+                        Payload::HosterReveal(x) => Some((h, x)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            (challenge, reveals)
+        })
+    }
+    fn rejections(&self) -> Option<tokio::sync::broadcast::Receiver<tally_net::dht::Rejection>> {
+        Some(Dht::rejections(self))
     }
 }
 

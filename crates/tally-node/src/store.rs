@@ -3,8 +3,9 @@
 //! Tables: the node's own signed reports (exact wire bytes, so a restart serves byte-identical
 //! reports), its measured scores, peer reports it accepted, the reports it rejected with
 //! reasons, evidence (equivocation proofs), commitment snapshots, run outcomes, the divergence
-//! window, the weight history and the node's progress (the last step done per run, so a restart
-//! resumes where it was). Every write is one transaction.
+//! window, the weight history, the node's progress (the last step done per run, so a restart
+//! resumes where it was) and miner-hosted state per run (the hoster commit snapshot, this node's
+//! verdicts, whether it published the challenge). Every write is one transaction.
 
 use parity_scale_codec::{Decode, Encode};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -24,6 +25,17 @@ const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
 const WEIGHTS: TableDefinition<u64, &[u8]> = TableDefinition::new("weights");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PROGRESS: TableDefinition<u64, u8> = TableDefinition::new("progress");
+/// Miner-hosted mode, per run: `SCALE(HostedState)`.
+const HOSTED: TableDefinition<u64, &[u8]> = TableDefinition::new("hosted");
+
+/// A run's miner-hosted state as stored: the hoster commit snapshot (the first stays), this
+/// node's verdicts (the first stay) and whether it published the run's challenge.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+struct HostedState {
+    commits: Option<Vec<(Hotkey, Hash32)>>,
+    verdicts: Option<Vec<tally_validator::HostedVerdict>>,
+    challenge_sent: bool,
+}
 
 /// Store errors.
 #[derive(Debug, Error)]
@@ -71,6 +83,7 @@ impl NodeStore {
         tx.open_table(WEIGHTS).map_err(db)?;
         tx.open_table(META).map_err(db)?;
         tx.open_table(PROGRESS).map_err(db)?;
+        tx.open_table(HOSTED).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(NodeStore { db: d })
     }
@@ -332,29 +345,69 @@ impl NodeStore {
         }
     }
 
+    /// Changes `run`'s miner-hosted state with `f`, in one transaction.
+    fn update_hosted(&self, run: u64, f: impl FnOnce(&mut HostedState)) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(HOSTED).map_err(db)?;
+            let mut h = match t.get(run).map_err(db)? {
+                Some(v) => HostedState::decode(&mut v.value()).map_err(db)?,
+                None => HostedState::default(),
+            };
+            f(&mut h);
+            t.insert(run, &h.encode()[..]).map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn hosted(&self, run: u64) -> Result<HostedState, StoreError> {
+        match self.get_u64(HOSTED, run)? {
+            None => Ok(HostedState::default()),
+            Some(b) => HostedState::decode(&mut &b[..]).map_err(db),
+        }
+    }
+
+    /// This node's verdicts on `run`'s hosters (miner-hosted mode).
+    pub fn hosted_verdicts(
+        &self,
+        run: u64,
+    ) -> Result<Option<Vec<tally_validator::HostedVerdict>>, StoreError> {
+        Ok(self.hosted(run)?.verdicts)
+    }
+
     /// The most recent `limit` runs the node has any progress for, with what a restarted
     /// machine needs, and the divergence window.
     pub fn load(&self, limit: usize) -> Result<Stored, StoreError> {
         let runs: Vec<(u64, u8)> = {
             let tx = self.db.begin_read().map_err(db)?;
             let t = tx.open_table(PROGRESS).map_err(db)?;
-            let mut v = Vec::new();
+            let mut v = std::collections::BTreeMap::new();
             for e in t.iter().map_err(db)?.rev().take(limit) {
                 let (k, s) = e.map_err(db)?;
-                v.push((k.value(), s.value()));
+                v.insert(k.value(), s.value());
             }
-            v
+            // runs with only miner-hosted state so far (a snapshot taken before scoring)
+            let h = tx.open_table(HOSTED).map_err(db)?;
+            for e in h.iter().map_err(db)?.rev().take(limit) {
+                let (k, _) = e.map_err(db)?;
+                v.entry(k.value()).or_insert(0);
+            }
+            v.into_iter().rev().take(limit).collect()
         };
         let mut out = Stored {
             runs: Vec::new(),
             divergence: self.meta("divergence")?,
         };
         for (run, step) in runs {
+            let hosted = self.hosted(run)?;
             out.runs.push(StoredRun {
                 run,
                 step: Step::from_u8(step),
                 own_report: self.own_report(run)?,
                 members: self.members(run)?,
+                hoster_commits: hosted.commits,
+                hosted: hosted.verdicts,
+                challenge_sent: hosted.challenge_sent,
             });
         }
         Ok(out)
@@ -384,6 +437,13 @@ impl NodeStore {
             } => self.put_rejected(*run, validator, reason),
             Persist::Evidence { bytes } => self.put_evidence(bytes).map(|_| ()),
             Persist::Divergence { bytes } => self.put_meta("divergence", bytes),
+            Persist::HosterSnapshot { run, commits } => self.update_hosted(*run, |h| {
+                h.commits.get_or_insert_with(|| commits.clone());
+            }),
+            Persist::Hosted { run, verdicts } => self.update_hosted(*run, |h| {
+                h.verdicts.get_or_insert_with(|| verdicts.clone());
+            }),
+            Persist::ChallengeSent { run } => self.update_hosted(*run, |h| h.challenge_sent = true),
             Persist::Finish { outcome } => {
                 let mut o = (**outcome).clone();
                 o.aggregated_at_ms = Some(now_ms);

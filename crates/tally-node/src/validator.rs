@@ -51,6 +51,9 @@ pub struct Ports {
     pub dht: Option<Arc<dyn DhtPort>>,
     /// The scorer.
     pub scorer: Arc<dyn Scorer>,
+    /// The hosted scorer (miner-hosted mode); without one, hosters' outputs cannot be scored
+    /// and the node abstains on them.
+    pub hosted: Option<Arc<dyn crate::hosted_scorer::HostedScorer>>,
     /// Signed HTTP to peers and the owner.
     pub peers: Arc<dyn PeerPort>,
     /// The node's key (signs chain calls).
@@ -200,6 +203,37 @@ fn input_name(i: &Input) -> &'static str {
         Input::Incumbent { .. } => "incumbent",
         Input::OwnerPick { .. } => "owner_pick",
         Input::WeightsSet { .. } => "weights_set",
+        Input::HosterCommits { .. } => "hoster_commits",
+        Input::Hosted { .. } => "hosted",
+        Input::HostedScored { .. } => "hosted_scored",
+        Input::LateReveal { .. } => "late_reveal",
+    }
+}
+
+/// The next late hoster reveal the node's DHT refused, as an input (`None` for any other
+/// refusal; pending forever without a stream).
+async fn next_refusal(
+    rx: &mut Option<tokio::sync::broadcast::Receiver<tally_net::dht::Rejection>>,
+) -> Option<Input> {
+    use tally_protocol::predicate::Reject;
+    let Some(r) = rx.as_mut() else {
+        return std::future::pending().await;
+    };
+    match r.recv().await {
+        Ok(x) => match (x.kind, x.publisher, x.epoch, x.reason) {
+            (
+                Some(tally_protocol::Kind::HosterReveal),
+                Some(hoster),
+                Some(run),
+                Reject::OutsideWindow | Reject::WrongEpoch,
+            ) => Some(Input::LateReveal { run, hoster }),
+            _ => None,
+        },
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+            *rx = None;
+            None
+        }
     }
 }
 
@@ -304,8 +338,14 @@ impl Driver {
         let mut interval = tokio::time::interval(self.cfg.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = None;
+        let mut refused = self.ports.dht.as_ref().and_then(|d| d.rejections());
         loop {
             tokio::select! {
+                r = next_refusal(&mut refused) => {
+                    if let Some(i) = r {
+                        self.feed(i).await;
+                    }
+                }
                 _ = interval.tick() => {
                     let chain = self.ports.chain.clone();
                     match blocking(move || chain.head()).await {
@@ -454,6 +494,16 @@ impl Driver {
                         "tally_reports_rejected_total",
                         &format!("reason=\"{reason}\""),
                     );
+                }
+                if let Persist::Hosted { run, verdicts } = &x {
+                    for v in verdicts {
+                        let reason = v.reason.as_deref().unwrap_or("scored");
+                        p.api.metrics.inc(
+                            "tally_hosters_scored_total",
+                            &format!("reason=\"{reason}\""),
+                        );
+                    }
+                    info!(validator = %p.key.hotkey(), run, hosters = verdicts.len(), "hosters judged");
                 }
                 if let Persist::Finish { outcome } = &x {
                     p.api
@@ -621,6 +671,46 @@ impl Driver {
                     Input::OwnerPick { req, run, pick }
                 })
             }
+            Effect::ReadHosterCommits { req, run, hosters } => self.answer(async move {
+                let result = match &p.dht {
+                    Some(d) => Ok(d.hoster_commits(run, hosters).await),
+                    None => Err("no DHT".to_string()),
+                };
+                Input::HosterCommits { req, run, result }
+            }),
+            Effect::ReadHosted {
+                req,
+                run,
+                elected,
+                hosters,
+            } => self.answer(async move {
+                let (challenge, reveals) = match &p.dht {
+                    Some(d) => d.hosted(run, elected, hosters).await,
+                    None => (None, Vec::new()),
+                };
+                Input::Hosted {
+                    req,
+                    run,
+                    challenge,
+                    reveals,
+                }
+            }),
+            Effect::ScoreHosted {
+                run,
+                input,
+                outputs,
+            } => self.answer(async move {
+                let result = match p.hosted.clone() {
+                    Some(s) => blocking(move || s.score(run, &input, &outputs))
+                        .await
+                        .unwrap_or_else(|| Err("hosted scorer panicked".into())),
+                    None => Err("no hosted scorer configured".into()),
+                };
+                if let Err(e) = &result {
+                    warn!(validator = %p.key.hotkey(), run, "hosters not scored: {e}");
+                }
+                Input::HostedScored { run, result }
+            }),
             Effect::SetWeights { run, weights } => {
                 let write = self.chain_write(move || extrinsic::set_weights(weights.clone()), 3);
                 self.answer(async move {

@@ -97,6 +97,19 @@ impl Tensor {
         Ok(t)
     }
 
+    /// The values of an f32 tensor (`None` for another dtype or a ragged buffer).
+    pub fn f32_values(&self) -> Option<Vec<f32>> {
+        if self.dtype != DType::F32 || self.data.len() % 4 != 0 {
+            return None;
+        }
+        Some(
+            self.data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    }
+
     /// Checks shape, size and finite values.
     pub fn check(&self) -> Result<(), String> {
         if self.shape.is_empty() || self.shape.contains(&0) {

@@ -51,6 +51,16 @@ impl Window {
     }
 }
 
+/// The first block at which `window` of a record of `epoch` has closed for everyone: its end
+/// plus the skew allowance `skew_mb`. From there on no node stores a record of that window, so
+/// what a node reads is final: hosters fall back to the seed's input when no challenge was found
+/// by the challenge window's close, validators snapshot hoster commits at the commit window's
+/// close and read reveals at the reveal window's close.
+pub fn window_closed_block(window: &Window, clock: &EpochClock, skew_mb: u64, epoch: u64) -> u64 {
+    let (_, end) = window.bounds_mb(clock, epoch);
+    ceil_block(end + skew_mb as u128)
+}
+
 fn ceil_block(mb: u128) -> u64 {
     mb.div_ceil(1000).min(u64::MAX as u128) as u64
 }

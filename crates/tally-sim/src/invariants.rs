@@ -12,13 +12,21 @@
 //!    proven and excluded by every honest validator that aggregated the run;
 //! 5. a quorum miss holds: no weights, and the incumbent stays the winner;
 //! 6. honest validators that aggregated a run accepted the same reports and excluded the same
-//!    validators (split views converge at the exchange).
+//!    validators (split views converge at the exchange);
+//! 7. miner-hosted mode: no hoster whose strategy must score 0
+//!    ([`crate::HosterStrategy::scores_zero`]) gets a score above 0 in any honest validator's
+//!    report, and the DHT holds no `hoster-commit` of a copycat nor a `hoster-reveal` of a late
+//!    hoster (the records every store must refuse never entered);
+//! 8. miner-hosted mode: each hoster's score is the same in every honest report of a run that
+//!    scores it, and an honest hoster's is exactly 1.0.
 
+use crate::hoster::HosterStrategy;
 use crate::world::{World, NETUID};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_chain::Chain;
-use tally_core::{Hotkey, ScoreReport};
+use tally_core::{Hotkey, Score, ScoreReport};
 use tally_protocol::rules::commitment_data;
+use tally_protocol::Kind;
 use tally_validator::RunOutcome;
 
 pub(crate) fn check(w: &World) -> Vec<String> {
@@ -162,6 +170,75 @@ pub(crate) fn check(w: &World) -> Vec<String> {
                 ));
             }
         }
+        hosted(w, run, &mut v);
     }
+    refused_records(w, &mut v);
     v
+}
+
+/// Invariants 7 (scores) and 8 over the honest reports of `run`.
+fn hosted(w: &World, run: u64, v: &mut Vec<String>) {
+    let reports = w
+        .honest_scores
+        .get(&run)
+        .map(|x| x.as_slice())
+        .unwrap_or(&[]);
+    for (j, h) in w.hosters.iter().enumerate() {
+        let hk = h.key.hotkey();
+        let name = h.strategy.name();
+        let scores: Vec<(Hotkey, Score)> = reports
+            .iter()
+            .filter_map(|(validator, scores)| {
+                scores
+                    .iter()
+                    .find(|(m, _)| *m == hk)
+                    .map(|(_, s)| (*validator, *s))
+            })
+            .collect();
+        // 7. the strategies that must score 0 do
+        if h.strategy.scores_zero() {
+            for (validator, s) in scores.iter().filter(|(_, s)| *s > Score::ZERO) {
+                v.push(format!(
+                    "run {run}: honest validator {validator} scored {name} hoster {j} ({hk}) {s:?}, above 0"
+                ));
+            }
+        }
+        // 8. one score per hoster and run; 1.0 for an honest one
+        let distinct: BTreeSet<Score> = scores.iter().map(|(_, s)| *s).collect();
+        if distinct.len() > 1 {
+            v.push(format!(
+                "run {run}: honest validators gave {name} hoster {j} ({hk}) different scores: {scores:?}"
+            ));
+        }
+        if h.strategy == HosterStrategy::Honest {
+            for (validator, s) in scores.iter().filter(|(_, s)| *s != Score::ONE) {
+                v.push(format!(
+                    "run {run}: honest validator {validator} scored honest hoster {j} ({hk}) {s:?}, not 1.0"
+                ));
+            }
+        }
+    }
+}
+
+/// Invariant 7 (records): no copycat's commit and no late hoster's reveal in the DHT.
+fn refused_records(w: &World, v: &mut Vec<String>) {
+    for (j, h) in w.hosters.iter().enumerate() {
+        let kind = match h.strategy {
+            HosterStrategy::Copycat => Kind::HosterCommit,
+            HosterStrategy::Late => Kind::HosterReveal,
+            _ => continue,
+        };
+        let hk = h.key.hotkey();
+        for r in w.dht.values() {
+            let b = r.body();
+            if b.kind == kind && b.publisher == hk {
+                v.push(format!(
+                    "the DHT holds a {} of {} hoster {j} ({hk}) for epoch {}: it should have been refused",
+                    kind.name(),
+                    h.strategy.name(),
+                    b.epoch
+                ));
+            }
+        }
+    }
 }

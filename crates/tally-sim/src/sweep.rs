@@ -1,7 +1,10 @@
 //! Many seeds: each seed's subnet mixes byzantine strategies (below the stated stake threshold)
 //! and faults unless they are fixed, runs, and is checked; one hash covers every seed's trace.
+//! With `hosters`, every subnet also runs that many hosters of miner-hosted mode, cycling
+//! through [`HosterStrategy::ALL`].
 
 use crate::byzantine::Strategy;
+use crate::hoster::HosterStrategy;
 use crate::world::{Faults, SimConfig, SimResult, World};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +28,15 @@ pub struct SweepConfig {
     pub byzantine: Option<Vec<Strategy>>,
     /// Fixed faults; `None` mixes loss, partitions and crashes per seed.
     pub faults: Option<Faults>,
+    /// Hosters per subnet, their strategies cycling through [`HosterStrategy::ALL`] (honest,
+    /// noisy, lazy, copycat, no-reveal, mismatch, late, honest, ...); 0 for validator-hosted
+    /// mode only.
+    pub hosters: usize,
+}
+
+/// `n` hosters' strategies: [`HosterStrategy::ALL`], cycled.
+pub fn hoster_strategies(n: usize) -> Vec<HosterStrategy> {
+    HosterStrategy::ALL.iter().copied().cycle().take(n).collect()
 }
 
 /// The configuration seed `seed` of a sweep runs.
@@ -49,14 +61,21 @@ pub fn seed_config(c: &SweepConfig, seed: u64) -> SimConfig {
         crashes: rng.gen_bool(0.5),
         abstain: rng.gen_bool(0.5),
     });
+    s.hosters = hoster_strategies(c.hosters);
     s
 }
 
-/// The command that replays one seed of a sweep.
+/// The command that replays one seed of a sweep (`--hosters N` when it has hosters: a sweep's
+/// hosters always cycle through [`HosterStrategy::ALL`]).
 pub fn replay_command(s: &SimConfig) -> String {
     let byz: Vec<&str> = s.byzantine.iter().map(|b| b.name()).collect();
+    let hosters = if s.hosters.is_empty() {
+        String::new()
+    } else {
+        format!(" --hosters {}", s.hosters.len())
+    };
     format!(
-        "tally sim --seeds 1 --first-seed {} --validators {} --miners {} --epochs {} --byzantine '{}' --faults '{}'",
+        "tally sim --seeds 1 --first-seed {} --validators {} --miners {} --epochs {} --byzantine '{}' --faults '{}'{hosters}",
         s.seed,
         s.validators,
         s.miners,

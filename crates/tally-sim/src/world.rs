@@ -6,6 +6,7 @@
 //! trace; every effect executed is folded into the trace hash.
 
 use crate::byzantine::{Byzantine, Strategy};
+use crate::hoster::{ByzantineHoster, HosterStrategy};
 use crate::invariants;
 use parity_scale_codec::Encode;
 use rand::{Rng, SeedableRng};
@@ -17,10 +18,15 @@ use tally_chain::{extrinsic, Chain, Genesis, LocalChain, SubnetParams};
 use tally_consensus::WeightMode;
 use tally_core::hash::Hash32;
 use tally_core::{BoundedBytes, FamilyId, Hotkey, Keypair, Score};
-use tally_protocol::predicate::{check, check_without_signature, Mode};
+use tally_protocol::payload::Payload;
+use tally_protocol::predicate::{check, check_without_signature, Mode, Reject};
 use tally_protocol::record::{RecordBody, SignedRecord};
+use tally_protocol::view::challenge_seed;
 use tally_protocol::{
     record_key, ChainTime, ChainView, EpochClock, Kind, Metagraph, Neuron, PhaseWindows,
+};
+use tally_validator::hoster::{
+    Hoster, HosterActor, HosterConfig, HosterEffect, HosterEntry, HosterInput,
 };
 use tally_validator::*;
 
@@ -118,6 +124,12 @@ pub struct SimConfig {
     /// Test-only: break the rule of which commitment counts (see
     /// `tally_validator::Config::broken_any_commitment`).
     pub broken_rule: bool,
+    /// Hosters of miner-hosted mode, one per strategy listed (registered after the miners,
+    /// without permit or stake). When there are any, validators run `Execution::Both`: the
+    /// miners keep their synthetic scores and the hosters are judged on the epoch's challenge
+    /// against the toy model. Empty (the default): validator-hosted mode only, and the trace
+    /// is the one this simulator always gave.
+    pub hosters: Vec<HosterStrategy>,
 }
 
 impl SimConfig {
@@ -133,6 +145,7 @@ impl SimConfig {
             epoch_length: 20,
             block_ms: 1_000,
             broken_rule: false,
+            hosters: Vec::new(),
         }
     }
 }
@@ -152,8 +165,31 @@ pub struct SimResult {
     pub quorum_runs: u64,
     /// Exclusions by reason, over honest outcomes.
     pub exclusions: BTreeMap<String, u64>,
-    /// Effects executed.
+    /// Effects executed (hosters' included).
     pub effects: u64,
+    /// The hosters, as the honest validators judged them (empty without hosters).
+    pub hosters: Vec<HosterSummary>,
+}
+
+/// One simulated hoster, as the honest validators judged it over the runs simulated.
+#[derive(Clone, Debug)]
+pub struct HosterSummary {
+    /// Its hotkey.
+    pub hotkey: Hotkey,
+    /// Its strategy.
+    pub strategy: HosterStrategy,
+    /// Its consensus score in each honest outcome that scored it.
+    pub consensus: Vec<f64>,
+    /// Honest outcomes that named it the winner.
+    pub wins: u64,
+    /// Its verdicts in the honest outcomes, by reason (`scored` for a score without one).
+    pub reasons: BTreeMap<String, u64>,
+    /// Epochs whose `hoster-commit` of it the DHT holds.
+    pub commits: u64,
+    /// Epochs whose `hoster-reveal` of it the DHT holds.
+    pub reveals: u64,
+    /// Times it crashed and restarted from its entries.
+    pub restarts: u64,
 }
 
 /// What a node persisted: enough to restart it.
@@ -211,6 +247,29 @@ impl SimStore {
                 r.step = Some(Step::Done);
                 self.outcomes.insert(outcome.run, (**outcome).clone());
             }
+            Persist::HosterSnapshot { run, commits } => {
+                let r = self.runs.entry(*run).or_insert_with(|| StoredRun {
+                    run: *run,
+                    ..Default::default()
+                });
+                r.hoster_commits.get_or_insert_with(|| commits.clone());
+            }
+            Persist::Hosted { run, verdicts } => {
+                let r = self.runs.entry(*run).or_insert_with(|| StoredRun {
+                    run: *run,
+                    ..Default::default()
+                });
+                r.hosted.get_or_insert_with(|| verdicts.clone());
+            }
+            Persist::ChallengeSent { run } => {
+                self.runs
+                    .entry(*run)
+                    .or_insert_with(|| StoredRun {
+                        run: *run,
+                        ..Default::default()
+                    })
+                    .challenge_sent = true;
+            }
             Persist::Snapshot { .. } | Persist::PeerReport { .. } | Persist::Rejected { .. } => {}
         }
     }
@@ -240,11 +299,30 @@ pub(crate) struct Node {
     down_until: Option<u64>,
 }
 
+/// A simulated hoster: its actor, what it persisted, and whether it is down.
+pub(crate) struct HosterNode {
+    pub key: Keypair,
+    pub strategy: HosterStrategy,
+    actor: Option<Box<dyn HosterActor>>,
+    gen: u64,
+    /// Persisted entries, the first of each epoch (the last few epochs).
+    entries: Vec<HosterEntry>,
+    /// Down until this block (crashed).
+    down_until: Option<u64>,
+    restarts: u64,
+}
+
 enum Ev {
     Block,
     Deliver { node: usize, gen: u64, input: Input },
     Call { node: usize, gen: u64, call: Call },
     Restart { node: usize },
+    HosterDeliver {
+        hoster: usize,
+        gen: u64,
+        input: HosterInput,
+    },
+    HosterRestart { hoster: usize },
 }
 
 enum Call {
@@ -261,7 +339,8 @@ pub struct World {
     queue: BTreeMap<(u64, u64), Ev>,
     pub(crate) chain: LocalChain,
     pub(crate) nodes: Vec<Node>,
-    dht: BTreeMap<Hash32, SignedRecord>,
+    pub(crate) hosters: Vec<HosterNode>,
+    pub(crate) dht: BTreeMap<Hash32, SignedRecord>,
     /// Reveals read back this block: `key -> (block, report)`. The read-mode predicate depends
     /// only on the record and the view, which changes once a block.
     dht_reads: BTreeMap<Hash32, (u64, Option<Vec<u8>>)>,
@@ -297,6 +376,9 @@ impl World {
         }
         if cfg.epoch_length < 10 {
             return Err("epochs must be at least 10 blocks".into());
+        }
+        if cfg.hosters.len() > 256 {
+            return Err("hosters must be 0..=256".into());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nb = cfg.byzantine.len();
@@ -354,6 +436,12 @@ impl World {
         for k in &miners {
             neurons.push(neuron(k, 0, false, String::new()));
         }
+        let hoster_keys: Vec<Keypair> = (0..cfg.hosters.len())
+            .map(|i| key_for(cfg.seed, "hoster", i))
+            .collect();
+        for k in &hoster_keys {
+            neurons.push(neuron(k, 0, false, String::new()));
+        }
         let chain = LocalChain::in_memory(&Genesis {
             timestamp_ms: 0,
             subnets: vec![params],
@@ -379,6 +467,45 @@ impl World {
             node.actor = Some(Self::actor(&cfg, &family, &node, rng.gen()));
             nodes.push(node);
         }
+        let mut hosters = Vec::new();
+        for (key, strategy) in hoster_keys.iter().zip(&cfg.hosters) {
+            let mut h = HosterNode {
+                key: key.clone(),
+                strategy: *strategy,
+                actor: None,
+                gen: 0,
+                entries: Vec::new(),
+                down_until: None,
+                restarts: 0,
+            };
+            h.actor = Some(Self::hoster_actor(&h, rng.gen()));
+            hosters.push(h);
+        }
+        // the predicate's metagraph: the validators, and the hosters (uids after the miners)
+        let first_hoster_uid = 1 + n + cfg.miners;
+        let registered = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    k.hotkey(),
+                    Neuron {
+                        uid: i as u16 + 1,
+                        stake: stakes[i],
+                        validator_permit: true,
+                    },
+                )
+            })
+            .chain(hoster_keys.iter().enumerate().map(|(j, k)| {
+                (
+                    k.hotkey(),
+                    Neuron {
+                        uid: (first_hoster_uid + j) as u16,
+                        stake: 0,
+                        validator_permit: false,
+                    },
+                )
+            }));
         let view = ChainView::new(
             NETUID,
             EpochClock {
@@ -391,16 +518,7 @@ impl World {
                 at_ms: 0,
                 block_ms: cfg.block_ms,
             },
-            Metagraph::new(keys.iter().enumerate().map(|(i, k)| {
-                (
-                    k.hotkey(),
-                    Neuron {
-                        uid: i as u16 + 1,
-                        stake: stakes[i],
-                        validator_permit: true,
-                    },
-                )
-            }))?,
+            Metagraph::new(registered)?,
             1_000,
         );
         let mut w = World {
@@ -411,6 +529,7 @@ impl World {
             queue: BTreeMap::new(),
             chain,
             nodes,
+            hosters,
             dht: BTreeMap::new(),
             dht_reads: BTreeMap::new(),
             view,
@@ -441,12 +560,50 @@ impl World {
             );
         }
         w.push(w.cfg.block_ms, Ev::Block);
+        for j in 0..w.hosters.len() {
+            let input = HosterInput::Restore(Vec::new());
+            w.push(
+                0,
+                Ev::HosterDeliver {
+                    hoster: j,
+                    gen: 0,
+                    input,
+                },
+            );
+        }
+        w.learn_seeds(0);
         Ok(w)
+    }
+
+    fn hoster_actor(h: &HosterNode, seed: [u8; 32]) -> Box<dyn HosterActor> {
+        let inner = Hoster::new(HosterConfig::new(NETUID), h.key.clone(), seed);
+        Box::new(ByzantineHoster::new(inner, h.strategy))
+    }
+
+    /// Gives the predicate's view the challenge seeds of `head`'s epoch and the one before,
+    /// derived as `read_snapshot` derives them (from each epoch's first block), so the view's
+    /// `elected()` agrees with the machines'.
+    fn learn_seeds(&mut self, head: u64) {
+        let clock = self.view.clock;
+        let Some(epoch) = clock.epoch_of(head) else {
+            return;
+        };
+        for e in [epoch.saturating_sub(1), epoch] {
+            if self.view.seed(e).is_some() {
+                continue;
+            }
+            if let Ok(Some(b)) = self.chain.block(clock.start_of(e)) {
+                self.view.set_seed(e, challenge_seed(&b.hash, NETUID, e));
+            }
+        }
     }
 
     fn actor(cfg: &SimConfig, family: &FamilyId, node: &Node, seed: [u8; 32]) -> Box<dyn Actor> {
         let mut c = Config::new(NETUID, family.clone(), WeightMode::Decentralized);
         c.broken_any_commitment = cfg.broken_rule;
+        if !cfg.hosters.is_empty() {
+            c.execution = Execution::Both;
+        }
         let m = Machine::new(c, node.key.clone(), seed);
         match node.strategy {
             Some(s) => Box::new(Byzantine::new(m, node.key.clone(), s)),
@@ -491,6 +648,10 @@ impl World {
                 Ev::Deliver { node, gen, input } => self.deliver(node, gen, input),
                 Ev::Call { node, gen, call } => self.call(node, gen, call),
                 Ev::Restart { node } => self.restart(node),
+                Ev::HosterDeliver { hoster, gen, input } => {
+                    self.hoster_deliver(hoster, gen, input)
+                }
+                Ev::HosterRestart { hoster } => self.hoster_restart(hoster),
             }
         }
         let violations = invariants::check(&self);
@@ -520,6 +681,7 @@ impl World {
                 !os.is_empty() && os.iter().all(|o| o.quorum_met)
             })
             .count() as u64;
+        let hosters = self.hoster_summaries();
         SimResult {
             seed: self.cfg.seed,
             violations,
@@ -528,7 +690,49 @@ impl World {
             quorum_runs,
             exclusions,
             effects: self.effects,
+            hosters,
         }
+    }
+
+    fn hoster_summaries(&self) -> Vec<HosterSummary> {
+        let outcomes: Vec<&RunOutcome> = self
+            .nodes
+            .iter()
+            .filter(|n| n.strategy.is_none())
+            .flat_map(|n| n.store.outcomes.values())
+            .filter(|o| o.run < self.cfg.epochs)
+            .collect();
+        self.hosters
+            .iter()
+            .map(|h| {
+                let hk = h.key.hotkey();
+                let mut reasons = BTreeMap::new();
+                for o in &outcomes {
+                    if let Some(r) = o.hosters.get(&hk) {
+                        let why = r.reason.clone().unwrap_or_else(|| "scored".into());
+                        *reasons.entry(why).or_insert(0) += 1;
+                    }
+                }
+                let held = |kind| {
+                    (0..self.cfg.epochs)
+                        .filter(|e| self.dht.contains_key(&record_key(NETUID, kind, *e, &hk)))
+                        .count() as u64
+                };
+                HosterSummary {
+                    hotkey: hk,
+                    strategy: h.strategy,
+                    consensus: outcomes
+                        .iter()
+                        .filter_map(|o| o.consensus.get(&hk).copied())
+                        .collect(),
+                    wins: outcomes.iter().filter(|o| o.winner == Some(hk)).count() as u64,
+                    reasons,
+                    commits: held(Kind::HosterCommit),
+                    reveals: held(Kind::HosterReveal),
+                    restarts: h.restarts,
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn config(&self) -> &SimConfig {
@@ -547,6 +751,7 @@ impl World {
             block_ms: self.cfg.block_ms,
         };
         self.trace.update(b.hash);
+        self.learn_seeds(b.number);
         // faults
         if let Some((_, until)) = &self.partition {
             if *until <= b.number {
@@ -573,6 +778,7 @@ impl World {
                 node.gen += 1;
                 node.served.clear();
                 node.down_until = Some(back);
+                if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} crash until {back}", self.now); }
                 let at = self.now + (back - b.number) * self.cfg.block_ms + 10;
                 self.push(at, Ev::Restart { node: i });
             }
@@ -595,9 +801,214 @@ impl World {
                 },
             );
         }
+        if !self.hosters.is_empty() {
+            self.hoster_block(b.number, b.timestamp_ms);
+        }
         if b.number < self.last_block() {
             let next = self.now + self.cfg.block_ms;
             self.push(next, Ev::Block);
+        }
+    }
+
+    /// The hosters' share of a block: an honest hoster may crash (see [`World::hoster_crash`]),
+    /// and every hoster that is up gets the head, after a latency.
+    fn hoster_block(&mut self, number: u64, timestamp_ms: u64) {
+        if self.cfg.faults.crashes && self.rng.gen_range(0..4) == 0 {
+            let honest: Vec<usize> = (0..self.hosters.len())
+                .filter(|j| self.hosters[*j].strategy == HosterStrategy::Honest)
+                .collect();
+            if !honest.is_empty() {
+                let j = honest[self.rng.gen_range(0..honest.len())];
+                self.hoster_crash(j, number);
+            }
+        }
+        for j in 0..self.hosters.len() {
+            if self.hosters[j].down_until.is_some() {
+                continue;
+            }
+            let at = self.now + self.latency(0, 50);
+            let gen = self.hosters[j].gen;
+            self.push(
+                at,
+                Ev::HosterDeliver {
+                    hoster: j,
+                    gen,
+                    input: HosterInput::Head(Head {
+                        number,
+                        timestamp_ms,
+                    }),
+                },
+            );
+        }
+    }
+
+    /// Crashes honest hoster `j` at block `b` if that cannot cost it its score, and schedules
+    /// its restart from its entries: between its commit and its reveal (it comes back in time to
+    /// reveal inside the window: the first head it sees is the one after its restart), or once
+    /// its reveal is out (it comes back before the next epoch starts, in time to read the next
+    /// challenge).
+    fn hoster_crash(&mut self, j: usize, b: u64) {
+        if self.hosters[j].down_until.is_some() {
+            return;
+        }
+        let clock = self.view.clock;
+        let w = self.view.windows;
+        let Some(e) = clock.epoch_of(b) else { return };
+        let hk = self.hosters[j].key.hotkey();
+        let held = |kind| self.dht.contains_key(&record_key(NETUID, kind, e, &hk));
+        let last = if held(Kind::HosterReveal) {
+            clock.start_of(e + 1).saturating_sub(1)
+        } else if held(Kind::HosterCommit) {
+            w.hoster_reveal.end_block(&clock, e).saturating_sub(2)
+        } else {
+            return;
+        };
+        if b + 1 > last {
+            return;
+        }
+        let back = self.rng.gen_range(b + 1..=last);
+        let h = &mut self.hosters[j];
+        h.actor = None;
+        h.gen += 1;
+        h.down_until = Some(back);
+        let at = self.now + (back - b) * self.cfg.block_ms + 10;
+        self.trace.update(format!("hcrash {j} {b} {back}"));
+        self.push(at, Ev::HosterRestart { hoster: j });
+    }
+
+    fn hoster_restart(&mut self, j: usize) {
+        let seed: [u8; 32] = self.rng.gen();
+        let h = &mut self.hosters[j];
+        h.down_until = None;
+        h.gen += 1;
+        h.restarts += 1;
+        h.actor = Some(Self::hoster_actor(h, seed));
+        let entries = h.entries.clone();
+        let gen = h.gen;
+        self.trace.update(format!("hrestart {j}"));
+        self.hoster_deliver(j, gen, HosterInput::Restore(entries));
+    }
+
+    fn hoster_deliver(&mut self, j: usize, gen: u64, input: HosterInput) {
+        if self.hosters[j].gen != gen {
+            return;
+        }
+        let Some(actor) = self.hosters[j].actor.as_mut() else {
+            return;
+        };
+        let effects = actor.handle(input);
+        for e in effects {
+            self.hoster_execute(j, e);
+        }
+    }
+
+    fn hoster_answer(&mut self, j: usize, delay: u64, input: HosterInput) {
+        let gen = self.hosters[j].gen;
+        self.push(
+            self.now + delay,
+            Ev::HosterDeliver {
+                hoster: j,
+                gen,
+                input,
+            },
+        );
+    }
+
+    fn hoster_digest(&mut self, j: usize, e: &HosterEffect) {
+        self.effects += 1;
+        let t = &mut self.trace;
+        t.update(self.now.to_le_bytes());
+        t.update(b"hoster");
+        t.update((j as u64).to_le_bytes());
+        match e {
+            HosterEffect::ReadChain { req, at_block } => t.update((0u8, req, at_block).encode()),
+            HosterEffect::View(_) => t.update([1u8]),
+            HosterEffect::Time(c) => t.update((2u8, c.block).encode()),
+            HosterEffect::ReadChallenge { epoch, elected } => {
+                t.update((3u8, epoch, elected).encode())
+            }
+            HosterEffect::Infer { epoch, input } => t.update((4u8, epoch, input).encode()),
+            HosterEffect::Persist(entry) => t.update((5u8, entry).encode()),
+            HosterEffect::Publish {
+                kind,
+                epoch,
+                payload,
+                expires_at_ms,
+                raw,
+            } => t.update((6u8, kind.name(), epoch, payload, expires_at_ms, raw).encode()),
+            HosterEffect::ReadReveals { epoch, hosters } => {
+                t.update((7u8, epoch, hosters).encode())
+            }
+        }
+    }
+
+    fn hoster_execute(&mut self, j: usize, e: HosterEffect) {
+        self.hoster_digest(j, &e);
+        match e {
+            HosterEffect::ReadChain { req, at_block } => {
+                let result = read_snapshot(&self.chain, NETUID, at_block);
+                let d = self.latency(5, 100);
+                self.hoster_answer(j, d, HosterInput::Snapshot { req, result });
+            }
+            HosterEffect::View(_) | HosterEffect::Time(_) => {}
+            HosterEffect::ReadChallenge { epoch, elected } => {
+                let found = match self.dht_payload(Kind::Challenge, epoch, &elected) {
+                    Some(Payload::Challenge(t)) => Some(t),
+                    _ => None,
+                };
+                let d = self.latency(10, 300);
+                self.hoster_answer(j, d, HosterInput::Challenge { epoch, found });
+            }
+            HosterEffect::Infer { epoch, input } => {
+                let result = crate::toy_model::reference(&input);
+                let d = self.latency(20, 300);
+                self.hoster_answer(j, d, HosterInput::Inferred { epoch, result });
+            }
+            HosterEffect::Persist(entry) => {
+                let entries = &mut self.hosters[j].entries;
+                if !entries.iter().any(|x| x.epoch == entry.epoch) {
+                    entries.push(entry);
+                    entries.sort_by_key(|x| x.epoch);
+                    while entries.len() > 8 {
+                        entries.remove(0);
+                    }
+                }
+            }
+            HosterEffect::Publish {
+                kind,
+                epoch,
+                payload,
+                expires_at_ms,
+                ..
+            } => {
+                // raw or not: the in-memory DHT is one store, every record passes its predicate
+                let key = self.hosters[j].key.clone();
+                let verdict = self.publish_as(&format!("h{j}"), &key, kind, epoch, payload, expires_at_ms);
+                if kind == Kind::HosterReveal
+                    && matches!(verdict, Some(Err(Reject::OutsideWindow | Reject::WrongEpoch)))
+                {
+                    // every validator's DHT refused it as late: its driver tells the machine
+                    let hoster = key.hotkey();
+                    for i in 0..self.nodes.len() {
+                        if self.nodes[i].down_until.is_some() {
+                            continue;
+                        }
+                        let d = self.latency(10, 300);
+                        self.answer(i, d, Input::LateReveal { run: epoch, hoster });
+                    }
+                }
+            }
+            HosterEffect::ReadReveals { epoch, hosters } => {
+                let reveals = hosters
+                    .iter()
+                    .filter_map(|h| match self.dht_payload(Kind::HosterReveal, epoch, h) {
+                        Some(Payload::HosterReveal(r)) => Some((*h, r)),
+                        _ => None,
+                    })
+                    .collect();
+                let d = self.latency(10, 300);
+                self.hoster_answer(j, d, HosterInput::Reveals { epoch, reveals });
+            }
         }
     }
 
@@ -611,6 +1022,7 @@ impl World {
         let stored = node.store.stored();
         let gen = node.gen;
         self.trace.update(b"restart");
+        if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} restart", self.now); }
         self.trace.update((i as u64).to_le_bytes());
         self.deliver(i, gen, Input::Restore(stored));
     }
@@ -651,6 +1063,7 @@ impl World {
                     .and_then(|c| tally_chain::submit_call(&self.chain, &key, NETUID, c))
                     .map_err(|e| e.to_string());
                 self.trace.update(format!("commit {i} {run} {result:?}"));
+                if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} commit run {run} {result:?}", self.now); }
                 self.deliver(i, gen, Input::Committed { run, result });
             }
             Call::Weights { run, weights } => {
@@ -710,6 +1123,18 @@ impl World {
                         6
                     }
                     Persist::Divergence { .. } => 7,
+                    Persist::HosterSnapshot { commits, .. } => {
+                        t.update(commits.encode());
+                        9
+                    }
+                    Persist::Hosted { verdicts, .. } => {
+                        t.update(verdicts.encode());
+                        10
+                    }
+                    Persist::ChallengeSent { run } => {
+                        t.update(run.encode());
+                        11
+                    }
                     Persist::Finish { outcome } => {
                         let o = outcome;
                         t.update(
@@ -753,6 +1178,20 @@ impl World {
                 t.update((10u8, req, run, at_block).encode())
             }
             Effect::FetchOwnerPick { req, run } => t.update((11u8, req, run).encode()),
+            Effect::ReadHosterCommits { req, run, hosters } => {
+                t.update((14u8, req, run, hosters).encode())
+            }
+            Effect::ReadHosted {
+                req,
+                run,
+                elected,
+                hosters,
+            } => t.update((15u8, req, run, elected, hosters).encode()),
+            Effect::ScoreHosted {
+                run,
+                input,
+                outputs,
+            } => t.update((16u8, run, input, outputs).encode()),
             Effect::SetWeights { run, weights } => t.update((12u8, run, weights).encode()),
         }
     }
@@ -777,23 +1216,35 @@ impl World {
             .collect()
     }
 
+    /// Validator `i` publishes a record that lives four epochs.
     fn publish(&mut self, i: usize, kind: Kind, run: u64, payload: Vec<u8>) {
         let key = self.nodes[i].key.clone();
         let ttl = (self.cfg.block_ms * self.cfg.epoch_length * 4).min(kind.max_ttl_ms());
-        let Ok(payload) = BoundedBytes::new(payload) else {
-            return;
-        };
+        let expires_at_ms = self.now + ttl;
+        self.publish_as(&i.to_string(), &key, kind, run, payload, expires_at_ms);
+    }
+
+    /// `key` signs and stores a record in the DHT if the predicate takes it; `who` names the
+    /// publisher in the trace. The verdict, or `None` when no record could be made.
+    fn publish_as(
+        &mut self,
+        who: &str,
+        key: &Keypair,
+        kind: Kind,
+        run: u64,
+        payload: Vec<u8>,
+        expires_at_ms: u64,
+    ) -> Option<Result<bool, Reject>> {
+        let payload = BoundedBytes::new(payload).ok()?;
         let body = RecordBody {
             kind,
             netuid: NETUID,
             epoch: run,
             publisher: key.hotkey(),
             payload,
-            expires_at_ms: self.now + ttl,
+            expires_at_ms,
         };
-        let Ok(rec) = SignedRecord::sign(body, &key) else {
-            return;
-        };
+        let rec = SignedRecord::sign(body, key).ok()?;
         let k = rec.key();
         let bytes = rec.to_bytes();
         let verdict = check(
@@ -804,17 +1255,34 @@ impl World {
             self.dht.get(&k),
             Mode::Store,
         );
+        let verdict = verdict.map(|v| v.replica);
         self.trace.update(
             format!(
-                "dht {i} {} {run} {:?}",
+                "dht {who} {} {run} {:?}",
                 kind.name(),
-                verdict.as_ref().map(|v| v.replica).map_err(|r| r.name())
+                verdict.map_err(|r| r.name())
             )
             .as_bytes(),
         );
         if verdict.is_ok() {
             self.dht.insert(k, rec);
         }
+        Some(verdict)
+    }
+
+    /// `publisher`'s record of `kind` for `run`, if it passes the predicate in read mode now.
+    pub(crate) fn dht_payload(
+        &self,
+        kind: Kind,
+        run: u64,
+        publisher: &Hotkey,
+    ) -> Option<Payload> {
+        let k = record_key(NETUID, kind, run, publisher);
+        let rec = self.dht.get(&k)?;
+        // the signature was checked when the record was stored
+        check_without_signature(&k, &rec.to_bytes(), self.now, &self.view, None, Mode::Read)
+            .ok()
+            .map(|v| v.payload)
     }
 
     fn dht_reveal(&mut self, run: u64, publisher: &Hotkey) -> Option<Vec<u8>> {
@@ -830,7 +1298,7 @@ impl World {
             check_without_signature(&k, &rec.to_bytes(), self.now, &self.view, None, Mode::Read)
                 .ok()
                 .and_then(|v| match v.payload {
-                    tally_protocol::payload::Payload::ValidatorReveal(r) => Some(r.to_bytes()),
+                    Payload::ValidatorReveal(r) => Some(r.to_bytes()),
                     _ => None,
                 });
         self.dht_reads.insert(k, (self.head, r.clone()));
@@ -988,6 +1456,55 @@ impl World {
             }
             Effect::SetWeights { run, weights } => {
                 self.chain_call(i, Call::Weights { run, weights })
+            }
+            Effect::ReadHosterCommits { req, run, hosters } => {
+                let result = Ok(hosters
+                    .iter()
+                    .filter_map(|h| match self.dht_payload(Kind::HosterCommit, run, h) {
+                        Some(Payload::Commit(c)) => Some((*h, c)),
+                        _ => None,
+                    })
+                    .collect());
+                let d = self.latency(10, 300);
+                self.answer(i, d, Input::HosterCommits { req, run, result });
+            }
+            Effect::ReadHosted {
+                req,
+                run,
+                elected,
+                hosters,
+            } => {
+                let challenge = elected.and_then(|e| match self.dht_payload(Kind::Challenge, run, &e) {
+                    Some(Payload::Challenge(t)) => Some(t),
+                    _ => None,
+                });
+                let reveals = hosters
+                    .iter()
+                    .filter_map(|h| match self.dht_payload(Kind::HosterReveal, run, h) {
+                        Some(Payload::HosterReveal(r)) => Some((*h, r)),
+                        _ => None,
+                    })
+                    .collect();
+                let d = self.latency(10, 300);
+                self.answer(
+                    i,
+                    d,
+                    Input::Hosted {
+                        req,
+                        run,
+                        challenge,
+                        reveals,
+                    },
+                );
+            }
+            Effect::ScoreHosted {
+                run,
+                input,
+                outputs,
+            } => {
+                let result = crate::toy_model::score_all(&input, &outputs);
+                let d = self.latency(10, 200);
+                self.answer(i, d, Input::HostedScored { run, result });
             }
         }
     }

@@ -80,6 +80,7 @@ fn a_sweep_mixing_strategies_and_faults_keeps_every_invariant() {
         epochs: 4,
         byzantine: None,
         faults: None,
+        hosters: 0,
     };
     let r = sweep(&c, |_, _| {}).unwrap();
     let bad: Vec<_> = r

@@ -243,6 +243,7 @@ impl Machine {
         let eligible = self.eligible(run);
         let me = self.key.hotkey();
         let (netuid, family) = (self.cfg.netuid, self.cfg.family.clone());
+        let hosters = self.hosted_results(run);
         let Some(mut st) = self.runs.remove(&run) else {
             return;
         };
@@ -400,6 +401,18 @@ impl Machine {
             reveal_closed_block: reveal_close_block(&clock, &self.cfg.windows, run),
             aggregated_at_block: self.head.map(|h| h.number).unwrap_or(0),
             aggregated_at_ms: None,
+            hosters: hosters
+                .into_iter()
+                .map(|v| {
+                    (
+                        v.hoster,
+                        crate::outcome::HosterResult {
+                            score: v.score.to_f64(),
+                            reason: v.reason,
+                        },
+                    )
+                })
+                .collect(),
         };
         match uid_w {
             Some(weights) => {

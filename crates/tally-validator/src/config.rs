@@ -4,6 +4,39 @@ use tally_consensus::{Params, WeightMode};
 use tally_core::{FamilyId, Fraction};
 use tally_protocol::PhaseWindows;
 
+/// Which miners a subnet scores, and how (a per-subnet setting every validator shares).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Execution {
+    /// Validator-hosted: the validator executes miners' submissions itself.
+    #[default]
+    Validator,
+    /// Miner-hosted: hosters commit and reveal inference on the epoch's challenge; the
+    /// validator scores what was revealed against its own reference.
+    Hosted,
+    /// Both families side by side: a miner's score is the higher of the two.
+    Both,
+}
+
+impl Execution {
+    /// Whether the validator executes submissions.
+    pub fn executes(self) -> bool {
+        matches!(self, Execution::Validator | Execution::Both)
+    }
+    /// Whether the validator scores hosters.
+    pub fn hosted(self) -> bool {
+        matches!(self, Execution::Hosted | Execution::Both)
+    }
+    /// From its config name (`validator`, `hosted`, `both`).
+    pub fn parse(s: &str) -> Option<Execution> {
+        match s {
+            "validator" => Some(Execution::Validator),
+            "hosted" => Some(Execution::Hosted),
+            "both" => Some(Execution::Both),
+            _ => None,
+        }
+    }
+}
+
 /// Settings of one validator.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -31,6 +64,12 @@ pub struct Config {
     /// to catch a broken rule. Honoured only in builds with the `test-switches` feature (tests);
     /// a shipped binary ignores it.
     pub broken_any_commitment: bool,
+    /// Which miners are scored, and how.
+    pub execution: Execution,
+    /// Miner-hosted mode: the shape of the epoch's input (the reference model's input).
+    pub hosted_input_shape: Vec<u32>,
+    /// Miner-hosted mode: the shape of a hoster's output (the reference model's output).
+    pub hosted_output_shape: Vec<u32>,
 }
 
 impl Config {
@@ -47,6 +86,9 @@ impl Config {
             collect_from: Fraction::saturating_from_units(300_000_000),
             keep_runs: 4,
             broken_any_commitment: false,
+            execution: Execution::Validator,
+            hosted_input_shape: vec![64],
+            hosted_output_shape: vec![16],
         }
     }
 }

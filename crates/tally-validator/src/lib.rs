@@ -16,6 +16,7 @@
 //! | step | module | when, for run `e` |
 //! | --- | --- | --- |
 //! | score | [`score`] | epoch `e`, once its chain snapshot and challenge seed are known |
+//! | hosted | [`hosted`] | miner-hosted mode, epoch `e`: publish the challenge (the elected validator), snapshot hoster commits when their window closes, judge and score reveals when theirs closes |
 //! | commit | [`commit`] | from the first block of the validator-commit window until the reveal window opens |
 //! | reveal | [`reveal`] | inside the validator-reveal window (epoch `e+1`) |
 //! | collect | [`collect`] | from the configured share of the reveal window until it closes |
@@ -30,6 +31,8 @@ pub mod aggregate;
 pub mod collect;
 pub mod commit;
 pub mod config;
+pub mod hosted;
+pub mod hoster;
 pub mod machine;
 pub mod outcome;
 pub mod reveal;
@@ -37,11 +40,12 @@ pub mod score;
 pub mod types;
 pub mod verify;
 
-pub use config::Config;
+pub use config::{Config, Execution};
+pub use hoster::{Hoster, HosterActor, HosterConfig, HosterEffect, HosterEntry, HosterInput};
 pub use machine::{view_of, Machine};
-pub use outcome::{uid_weights, Excluded, RunOutcome, WeightsDecision};
+pub use outcome::{uid_weights, Excluded, HosterResult, RunOutcome, WeightsDecision};
 pub use types::{
-    Actor, ChainSnapshot, Effect, Fetched, Head, HeldReport, Input, Member, NetParams, OwnerPick,
-    Persist, Step, Stored, StoredRun, Target,
+    Actor, ChainSnapshot, Effect, Fetched, Head, HeldReport, HostedVerdict, Input, Member,
+    NetParams, OwnerPick, Persist, Step, Stored, StoredRun, Target,
 };
 pub use verify::{check_report, judge, verify_report, Exclusion};

@@ -9,7 +9,9 @@ use tally_consensus::divergence::DivergenceTracker;
 use tally_consensus::equivocation::Equivocation;
 use tally_core::hash::Hash32;
 use tally_core::{Hotkey, Keypair, ScoreReport};
-use tally_protocol::{ChainTime, ChainView, EpochClock, Metagraph, Neuron, PhaseWindows};
+use tally_protocol::{
+    ChainTime, ChainView, CommitBook, EpochClock, Kind, Metagraph, Neuron, PhaseWindows,
+};
 
 /// One run's state.
 #[derive(Default)]
@@ -43,6 +45,10 @@ pub(crate) struct RunState {
     pub agg: Option<crate::aggregate::Agg>,
     /// The outcome waiting for the weights call to return.
     pub finishing: Option<crate::outcome::RunOutcome>,
+    /// The executed scores, once the scorer answered (held until every part is in).
+    pub exec: Option<Vec<(Hotkey, tally_core::Score)>>,
+    /// Miner-hosted mode's state.
+    pub hosted: crate::hosted::HostedRun,
 }
 
 /// A validator's state machine. See the crate documentation.
@@ -56,6 +62,8 @@ pub struct Machine {
     next_req: u64,
     pub(crate) runs: BTreeMap<u64, RunState>,
     pub(crate) divergence: Option<DivergenceTracker>,
+    /// Hoster commit snapshots (miner-hosted mode).
+    pub(crate) book: CommitBook,
 }
 
 impl Machine {
@@ -63,6 +71,7 @@ impl Machine {
     /// randomness, the simulator its own RNG).
     pub fn new(cfg: Config, key: Keypair, seed: [u8; 32]) -> Machine {
         Machine {
+            book: CommitBook::new(cfg.keep_runs.max(2)),
             cfg,
             key,
             rng: ChaCha20Rng::from_seed(seed),
@@ -146,6 +155,17 @@ impl Machine {
             Input::Incumbent { req, run, result } => self.on_incumbent(req, run, result, &mut out),
             Input::OwnerPick { req, run, pick } => self.on_owner_pick(req, run, pick, &mut out),
             Input::WeightsSet { run, result } => self.on_weights_set(run, result, &mut out),
+            Input::HosterCommits { req, run, result } => {
+                self.on_hoster_commits(req, run, result, &mut out)
+            }
+            Input::Hosted {
+                req,
+                run,
+                challenge,
+                reveals,
+            } => self.on_hosted(req, run, challenge, reveals, &mut out),
+            Input::HostedScored { run, result } => self.on_hosted_scored(run, result, &mut out),
+            Input::LateReveal { run, hoster } => self.on_late_reveal(run, hoster),
         }
         out
     }
@@ -161,6 +181,11 @@ impl Machine {
             st.wire = report.as_ref().and(r.own_report.clone());
             st.report = report;
             st.members = r.members;
+            st.hosted.challenge_sent = r.challenge_sent;
+            st.hosted.verdicts = r.hosted;
+            if let Some(c) = r.hoster_commits {
+                self.book.snapshot(Kind::HosterCommit, r.run, c);
+            }
             if st.step >= Some(Step::Revealed) {
                 if let Some(w) = &st.wire {
                     out.push(Effect::Serve {
@@ -216,6 +241,7 @@ impl Machine {
             return;
         }
         self.step_score(epoch, h.number, out);
+        self.step_hosted(epoch, h.number, out);
         self.step_commit(epoch, h.number, out);
         if epoch >= 1 {
             let run = epoch - 1;

@@ -66,6 +66,20 @@ pub struct RunOutcome {
     /// Unix milliseconds when the driver stored the outcome (drivers stamp it; the machine has
     /// no clock).
     pub aggregated_at_ms: Option<u64>,
+    /// Miner-hosted mode: this node's own verdict on each hoster it judged (hosters it abstained
+    /// on are absent).
+    #[serde(default)]
+    pub hosters: BTreeMap<Hotkey, HosterResult>,
+}
+
+/// A validator's verdict on one hoster, as the outcome shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HosterResult {
+    /// Its score.
+    pub score: f64,
+    /// Why it scores 0 (`no_commit`, `no_reveal`, `late_reveal`, `mismatch`, `bad_output`,
+    /// `inaccurate`), if it does.
+    pub reason: Option<String>,
 }
 
 impl RunOutcome {

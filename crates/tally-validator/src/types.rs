@@ -9,6 +9,7 @@
 use parity_scale_codec::{Decode, Encode};
 use tally_core::hash::Hash32;
 use tally_core::{Hotkey, Score};
+use tally_protocol::payload::{HosterReveal, Tensor};
 use tally_protocol::{ChainTime, ChainView, Kind};
 
 use crate::outcome::RunOutcome;
@@ -105,6 +106,24 @@ pub struct StoredRun {
     pub own_report: Option<Vec<u8>>,
     /// The metagraph the run was scored against.
     pub members: Option<Vec<Member>>,
+    /// Miner-hosted mode: the hoster commits snapshotted when the run's commit window closed.
+    pub hoster_commits: Option<Vec<(Hotkey, Hash32)>>,
+    /// Miner-hosted mode: this node's verdict on each hoster.
+    pub hosted: Option<Vec<HostedVerdict>>,
+    /// Miner-hosted mode: this node published the run's challenge (it is not published again).
+    pub challenge_sent: bool,
+}
+
+/// A validator's verdict on one hoster for a run: its score, and why it is 0 when it is.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct HostedVerdict {
+    /// The hoster.
+    pub hoster: Hotkey,
+    /// Its score.
+    pub score: Score,
+    /// Why it scores 0 (`no_commit`, `no_reveal`, `mismatch`, `bad_output`, `inaccurate`), if
+    /// it does.
+    pub reason: Option<String>,
 }
 
 /// What a restarted node reads back from its store.
@@ -252,6 +271,42 @@ pub enum Input {
         /// The pick.
         pick: Option<OwnerPick>,
     },
+    /// The answer to [`Effect::ReadHosterCommits`]: each hoster's commit found in the DHT.
+    HosterCommits {
+        /// Request id.
+        req: u64,
+        /// The run.
+        run: u64,
+        /// `(hoster, commit)`, or why the DHT could not be read.
+        result: Result<Vec<(Hotkey, Hash32)>, String>,
+    },
+    /// The answer to [`Effect::ReadHosted`]: the run's challenge and the hosters' reveals found.
+    Hosted {
+        /// Request id.
+        req: u64,
+        /// The run.
+        run: u64,
+        /// The elected validator's challenge, if one passed the predicate.
+        challenge: Option<Tensor>,
+        /// The reveals that passed the predicate (hosters absent here revealed nothing).
+        reveals: Vec<(Hotkey, HosterReveal)>,
+    },
+    /// The answer to [`Effect::ScoreHosted`]: each output's score, or why the reference could
+    /// not be computed (the node then abstains on the hosters it would have scored).
+    HostedScored {
+        /// The run.
+        run: u64,
+        /// Scores, in any order.
+        result: Result<Vec<(Hotkey, Score)>, String>,
+    },
+    /// The node's DHT refused `hoster`'s reveal for `run` as outside its window (the reason of a
+    /// 0 becomes `late_reveal` instead of `no_reveal`; the score does not change).
+    LateReveal {
+        /// The run.
+        run: u64,
+        /// The hoster.
+        hoster: Hotkey,
+    },
     /// The answer to [`Effect::SetWeights`].
     WeightsSet {
         /// The run.
@@ -322,6 +377,25 @@ pub enum Persist {
     Divergence {
         /// Tracker bytes.
         bytes: Vec<u8>,
+    },
+    /// The hoster commits that count for a run (the first snapshot stays).
+    HosterSnapshot {
+        /// The run.
+        run: u64,
+        /// `(hoster, commit)`.
+        commits: Vec<(Hotkey, Hash32)>,
+    },
+    /// This node's verdicts on the hosters of a run.
+    Hosted {
+        /// The run.
+        run: u64,
+        /// One per hoster judged.
+        verdicts: Vec<HostedVerdict>,
+    },
+    /// This node published the run's challenge.
+    ChallengeSent {
+        /// The run.
+        run: u64,
     },
     /// A run's outcome and weights; marks the run done.
     Finish {
@@ -434,6 +508,38 @@ pub enum Effect {
         req: u64,
         /// The run.
         run: u64,
+    },
+    /// Read each hoster's `hoster-commit` record for `run` from the DHT; answer with
+    /// [`Input::HosterCommits`].
+    ReadHosterCommits {
+        /// Request id.
+        req: u64,
+        /// The run.
+        run: u64,
+        /// The hosters.
+        hosters: Vec<Hotkey>,
+    },
+    /// Read `elected`'s `challenge` record and each hoster's `hoster-reveal` record for `run`;
+    /// answer with [`Input::Hosted`].
+    ReadHosted {
+        /// Request id.
+        req: u64,
+        /// The run.
+        run: u64,
+        /// The validator elected to publish the challenge, if any.
+        elected: Option<Hotkey>,
+        /// The hosters.
+        hosters: Vec<Hotkey>,
+    },
+    /// Score each hoster's revealed output against this node's reference output on `input`;
+    /// answer with [`Input::HostedScored`].
+    ScoreHosted {
+        /// The run.
+        run: u64,
+        /// The epoch's input.
+        input: Tensor,
+        /// The outputs whose reveals counted.
+        outputs: Vec<(Hotkey, Tensor)>,
     },
     /// Set `weights` (`(uid, u16 share)`) on chain; answer with [`Input::WeightsSet`].
     SetWeights {

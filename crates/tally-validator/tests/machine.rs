@@ -423,6 +423,7 @@ fn restored(step: Option<Step>, wire: &[u8]) -> Machine {
             step,
             own_report: step.map(|_| wire.to_vec()),
             members: Some(members()),
+            ..Default::default()
         }],
         divergence: None,
     }));

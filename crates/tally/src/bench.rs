@@ -87,6 +87,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Miner-hosted mode, one epoch over a real DHT on 127.0.0.1 (V validator and H hoster
+    /// nodes in this process): the records and bytes each validator reads, and the time from
+    /// the reveal window's close to all hosters scored.
+    Hosted {
+        /// Validators.
+        #[arg(long, default_value_t = 16)]
+        validators: usize,
+        /// Hosters.
+        #[arg(long, default_value_t = 64)]
+        hosters: usize,
+        /// Print `{"validators":V,"hosters":H,"records_per_validator":…,"bytes_per_validator":…,
+        /// "scored_p50_ms":…,"scored_max_ms":…}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// A devnet's aggregation latency: from each run's reveal-window close to the end of every
     /// honest validator's aggregation.
     Aggregation {
@@ -256,6 +271,11 @@ pub fn run(cmd: BenchCommand) -> Result<u8, Failure> {
         } => crate::bench_api::load(idle, idle_sources, requests, threads, flood_threads, json),
         BenchCommand::ApiServer => crate::bench_api::server(),
         BenchCommand::Exec { json } => crate::bench_net::exec(json),
+        BenchCommand::Hosted {
+            validators,
+            hosters,
+            json,
+        } => crate::bench_hosted::hosted(validators, hosters, json),
         BenchCommand::Aggregation {
             validators,
             miners,

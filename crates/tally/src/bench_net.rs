@@ -268,6 +268,9 @@ fn bench_devnet(
         synthetic: false,
         hostile: 0,
         subtensor: None,
+        hosters: 0,
+        hoster_strategies: Vec::new(),
+        restart_hoster: None,
     })
 }
 

@@ -1,7 +1,9 @@
 //! A whole subnet on one machine, every node its own process of this binary on 127.0.0.1: the
 //! embedded chain (`tally chain serve`), the owner (`tally owner`) and N validators (`tally
 //! devnet-node`, which is `tally validator` plus an optional byzantine actor from `tally-sim`),
-//! each validator with its own config file, DHT node, HTTP API, database and hotkey.
+//! each validator with its own config file, DHT node, HTTP API, database and hotkey, and, for
+//! miner-hosted mode, M hosters (`tally devnet-hoster`, which is `tally hoster` around a
+//! hoster strategy from `tally-sim`), each with its own config, DHT node, database and hotkey.
 //!
 //! [`run`] writes the keys (`OUT/keys/`, throwaway), the genesis and every config, starts the
 //! processes, writes `OUT/devnet.json` once they are up, then starts the blocks and watches the
@@ -32,6 +34,7 @@ use tally_node::scorer::SyntheticScorer;
 use tally_node::store::NodeStore;
 use tally_node::submissions::upload;
 use tally_protocol::{rules, EpochClock, PhaseWindows};
+pub use tally_sim::HosterStrategy;
 pub use tally_sim::Strategy as Byzantine;
 use tally_validator::RunOutcome;
 
@@ -79,6 +82,15 @@ pub struct DevnetConfig {
     pub hostile: usize,
     /// Run on this Subtensor development chain instead of the embedded chain.
     pub subtensor: Option<SubtensorTarget>,
+    /// Hosters (miner-hosted mode): processes that commit and reveal inference on each
+    /// epoch's challenge. With hosters, validators score them (`execution = "hosted"`, or
+    /// `"both"` when there are miners too).
+    pub hosters: usize,
+    /// The hosters' strategies, cycled over them (empty: [`HosterStrategy::ALL`]).
+    pub hoster_strategies: Vec<HosterStrategy>,
+    /// Kill hoster `i` with SIGKILL between its commit and its reveal of the first run, and
+    /// restart it.
+    pub restart_hoster: Option<usize>,
 }
 
 /// A running Subtensor development chain to put the devnet's subnet on.
@@ -135,6 +147,9 @@ pub struct RunSummary {
     pub consensus: BTreeMap<String, f64>,
     /// `(validator, reason)` left out.
     pub excluded: Vec<(String, String)>,
+    /// Miner-hosted mode: the first honest validator's verdict per hoster (SS58): score and the
+    /// reason of a 0.
+    pub hosted: BTreeMap<String, (f64, Option<String>)>,
 }
 
 /// What a devnet run produced.
@@ -171,6 +186,11 @@ pub struct Report {
     /// Peak resident memory (KiB) of each validator process still running at the end, read
     /// from `/proc` just before it is stopped (empty where `/proc` is not there).
     pub peak_rss_kib: Vec<u64>,
+    /// `(hotkey, strategy)` of each hoster.
+    pub hosters: Vec<(Hotkey, HosterStrategy)>,
+    /// Whether the hoster asked for was killed between its commit and its reveal and
+    /// restarted.
+    pub hoster_restarted: bool,
 }
 
 /// A process's peak resident set size in KiB (`VmHWM` in `/proc/PID/status`).
@@ -222,6 +242,9 @@ struct Procs {
     nodes: Vec<Option<Child>>,
     /// `devnet-node` arguments per validator.
     args: Vec<Vec<String>>,
+    hosters: Vec<Option<Child>>,
+    /// `devnet-hoster` arguments per hoster.
+    hoster_args: Vec<Vec<String>>,
 }
 
 impl Procs {
@@ -244,6 +267,12 @@ impl Procs {
     fn start_node(&mut self, i: usize) -> Result<(), String> {
         let c = self.spawn(&format!("validator-{i}"), &self.args[i].clone())?;
         self.nodes[i] = Some(c);
+        Ok(())
+    }
+
+    fn start_hoster(&mut self, i: usize) -> Result<(), String> {
+        let c = self.spawn(&format!("hoster-{i}"), &self.hoster_args[i].clone())?;
+        self.hosters[i] = Some(c);
         Ok(())
     }
 
@@ -273,7 +302,7 @@ impl Procs {
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in self.nodes.iter_mut().flatten() {
+        for c in self.nodes.iter_mut().chain(self.hosters.iter_mut()).flatten() {
             Self::stop(c, Duration::from_secs(5));
         }
         for c in [self.owner.as_mut(), self.chain.as_mut()]
@@ -389,11 +418,38 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     if !(2..=64).contains(&n) {
         return Err("--validators must be 2..=64".into());
     }
-    if cfg.miners == 0 || (cfg.miners > SyntheticScorer::MAX_MINERS && !cfg.dense) {
+    if (cfg.miners == 0 && cfg.hosters == 0)
+        || (cfg.miners > SyntheticScorer::MAX_MINERS && !cfg.dense)
+    {
         return Err(format!(
-            "--miners must be 1..={}",
+            "--miners must be 1..={} (0 only with --hosters)",
             SyntheticScorer::MAX_MINERS
         ));
+    }
+    if cfg.hosters > 64 {
+        return Err("--hosters must be 0..=64".into());
+    }
+    if cfg.hosters > 0 && cfg.synthetic && cfg.miners > 0 {
+        // the synthetic scorer scores every miner the chain lists, hosters included
+        return Err(
+            "--hosters with --synthetic needs --miners 0 (or real execution for miners)".into(),
+        );
+    }
+    let hoster_strategy = |i: usize| {
+        let list: &[HosterStrategy] = if cfg.hoster_strategies.is_empty() {
+            &HosterStrategy::ALL
+        } else {
+            &cfg.hoster_strategies
+        };
+        list[i % list.len()]
+    };
+    if let Some(i) = cfg.restart_hoster {
+        if i >= cfg.hosters || hoster_strategy(i) != HosterStrategy::Honest {
+            return Err(
+                "--restart-hoster must name an honest hoster (whose score shows the reveal survived)"
+                    .into(),
+            );
+        }
     }
     if cfg.byzantine.len() + cfg.offline >= n {
         return Err("too many byzantine or offline validators for the number of validators".into());
@@ -437,6 +493,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mkeys: Vec<Keypair> = (0..cfg.miners)
         .map(|i| derive_key(cfg.seed, "miner", i))
         .collect();
+    let hkeys: Vec<Keypair> = (0..cfg.hosters)
+        .map(|i| derive_key(cfg.seed, "hoster", i))
+        .collect();
     let owner_key = derive_key(cfg.seed, "owner", 0);
     let nb = cfg.byzantine.len();
     let strategy = |i: usize| (i >= n - nb).then(|| cfg.byzantine[i - (n - nb)]);
@@ -469,6 +528,11 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     for (i, k) in mkeys.iter().enumerate() {
         key_file(&format!("miner-{i}"), k)?;
     }
+    let hfiles: Vec<PathBuf> = hkeys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| key_file(&format!("hoster-{i}"), k))
+        .collect::<Result<_, _>>()?;
 
     // addresses, fixed up front so genesis and every config can name them; Subtensor refuses
     // 127.0.0.1 as an axon, so its nodes listen on 127.0.0.2 (loopback too)
@@ -520,7 +584,8 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                     )
                 })
                 .collect();
-            let miner_keys: Vec<Hotkey> = mkeys.iter().map(|k| k.hotkey()).collect();
+            // hosters register like miners
+            let miner_keys: Vec<Hotkey> = mkeys.iter().chain(&hkeys).map(|k| k.hotkey()).collect();
             let netuid = crate::subtensor_setup::create_subnet(
                 &sc,
                 &t.sudo,
@@ -535,13 +600,14 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             (netuid, Some(Arc::new(sc)))
         }
         None => {
+            let neurons: Vec<Keypair> = mkeys.iter().chain(&hkeys).cloned().collect();
             write_genesis(
                 &cfg,
                 &out,
                 &owner_key,
                 &owner_addr,
                 &vkeys,
-                &mkeys,
+                &neurons,
                 &api,
                 &stake,
             )?;
@@ -601,7 +667,18 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             }
         })
         .map(|q| q.0)
-        .ok_or("no miners")?;
+        // without miners, an honest hoster (it scores 1.0)
+        .or_else(|| {
+            (0..cfg.hosters)
+                .find(|i| hoster_strategy(*i) == HosterStrategy::Honest)
+                .map(|i| hkeys[i].hotkey())
+        })
+        .ok_or("no miners and no honest hoster")?;
+    let execution = match (cfg.hosters > 0, cfg.miners > 0) {
+        (false, _) => "validator",
+        (true, false) => "hosted",
+        (true, true) => "both",
+    };
 
     // configs
     let owner_cfg = json!({
@@ -633,7 +710,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {netuid}\nfamily = {:?}\napi_listen = {:?}\n\
              dht_listen = {:?}\nbootstrap = [{}]\ndata_dir = {:?}\nowner_url = {owner_addr:?}\n\
              owner_hotkey = {:?}\nmode = {:?}\nscorer = {:?}\nmodel_seed = {}\ntick_ms = {tick_ms}\nhttp_timeout_ms = {http_timeout}\n\
-             chain_timeout_ms = {chain_timeout}\n",
+             chain_timeout_ms = {chain_timeout}\nexecution = {execution:?}\n",
             vfiles[i].display().to_string(),
             family.as_str(),
             api[i],
@@ -671,6 +748,34 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         }
         args.push(a);
     }
+    // hosters: bootstrapped from every validator's DHT address
+    let mut hoster_args = Vec::new();
+    for i in 0..cfg.hosters {
+        let dir = out.join("nodes").join(format!("hoster-{i}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let toml = format!(
+            "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {netuid}\ndht_listen = \"/ip4/127.0.0.1/tcp/{}\"\n\
+             bootstrap = [{}]\ndata_dir = {:?}\nmodel_seed = {}\ntick_ms = {tick_ms}\n\
+             chain_timeout_ms = {chain_timeout}\n",
+            hfiles[i].display().to_string(),
+            free_port()?,
+            dht.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.display().to_string(),
+            cfg.seed,
+        );
+        let path = out.join("nodes").join(format!("hoster-{i}.toml"));
+        write(&path, toml.as_bytes())?;
+        hoster_args.push(vec![
+            "devnet-hoster".to_string(),
+            "--config".into(),
+            path.display().to_string(),
+            "--strategy".into(),
+            hoster_strategy(i).name().into(),
+        ]);
+    }
 
     // processes
     let mut procs = Procs {
@@ -680,6 +785,8 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         owner: None,
         nodes: (0..n).map(|_| None).collect(),
         args,
+        hosters: (0..cfg.hosters).map(|_| None).collect(),
+        hoster_args,
     };
     let start_file = out.join("start");
     if sub_chain.is_none() {
@@ -746,6 +853,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             wait_healthy(&client, &k.hotkey(), addr, Duration::from_secs(60))?;
         }
     }
+    for i in 0..cfg.hosters {
+        procs.start_hoster(i)?;
+    }
     let params = chain.params(netuid).map_err(|e| e.to_string())?;
     let clock = EpochClock {
         length: params.epoch_length,
@@ -766,6 +876,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             .collect::<Vec<_>>(),
         "miners": mkeys.iter().enumerate().map(|(i, k)| json!({"hotkey": k.hotkey().to_ss58(),
             "key_file": out.join("keys").join(format!("miner-{i}.json"))})).collect::<Vec<_>>(),
+        "hosters": hkeys.iter().enumerate().map(|(i, k)| json!({"hotkey": k.hotkey().to_ss58(),
+            "strategy": hoster_strategy(i).name(), "pid": pid(&procs.hosters[i]),
+            "key_file": hfiles[i], "config": out.join("nodes").join(format!("hoster-{i}.toml"))})).collect::<Vec<_>>(),
     });
     write(
         &out.join("devnet.json"),
@@ -814,6 +927,7 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     let mut seen_times: BTreeMap<(usize, u64), (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut last_epoch = u64::MAX;
     let mut restart_bytes = None;
+    let mut hoster_restarted = false;
     let mut restart = cfg.restart.map(|(i, k)| (i, first_run + k));
     let offline_after = cfg.offline_after.map(|k| first_run + k);
     let mut offline_done = false;
@@ -886,6 +1000,25 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             );
             last_epoch = epoch;
         }
+        // the hoster restart: SIGKILL two blocks before the first run's reveal window opens
+        // (its commit went out when the commit window opened), then start it again
+        if let (Some(i), false) = (cfg.restart_hoster, hoster_restarted) {
+            let at = windows.hoster_reveal.first_block(&clock, first_run);
+            if head.number + 2 >= at && head.number < at {
+                if let Some(mut c) = procs.hosters[i].take() {
+                    let _ = c.kill(); // SIGKILL
+                    let _ = c.wait();
+                }
+                procs.start_hoster(i)?;
+                hoster_restarted = true;
+                if cfg.progress {
+                    eprintln!(
+                        "hoster {i} killed (SIGKILL) at block {} between its commit and its reveal, and restarted",
+                        head.number
+                    );
+                }
+            }
+        }
         if let Some((i, r)) = restart {
             if let Some(before) = served_wire(i, r) {
                 if let Some(mut c) = procs.nodes[i].take() {
@@ -944,6 +1077,16 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 out.join("logs").display()
             ));
         }
+        if let Some(i) = (0..cfg.hosters).find(|i| {
+            procs.hosters[*i]
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        }) {
+            return Err(format!(
+                "hoster {i} exited; see {}",
+                out.join("logs").join(format!("hoster-{i}.log")).display()
+            ));
+        }
         if let Some(i) = (0..n).find(|i| {
             procs.nodes[*i]
                 .as_mut()
@@ -973,6 +1116,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         .collect();
     for i in 0..n {
         procs.stop_node(i);
+    }
+    for c in procs.hosters.iter_mut().flatten() {
+        Procs::stop(c, Duration::from_secs(5));
     }
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
@@ -1004,6 +1150,15 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
             {
                 mismatches.push(format!(
                     "run {r}: validator {i} decided differently from validator {first}"
+                ));
+            }
+            // every honest validator gives every hoster the same score
+            let scores = |o: &RunOutcome| -> BTreeMap<Hotkey, f64> {
+                o.hosters.iter().map(|(k, v)| (*k, v.score)).collect()
+            };
+            if scores(o) != scores(&base) {
+                mismatches.push(format!(
+                    "run {r}: validator {i} scored the hosters differently from validator {first}"
                 ));
             }
             // the weights it decided are the weights on chain at the block it set them
@@ -1096,6 +1251,11 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
                 .iter()
                 .map(|x| (x.validator.to_ss58(), x.reason.clone()))
                 .collect(),
+            hosted: base
+                .hosters
+                .iter()
+                .map(|(k, v)| (k.to_ss58(), (v.score, v.reason.clone())))
+                .collect(),
         });
     }
     let chain_checks = if sub_chain.is_some() {
@@ -1150,7 +1310,9 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         .collect();
     let summary = json!({
         "chain": chain_url, "netuid": netuid,
+        "hosters": hkeys.iter().enumerate().map(|(i, k)| json!({"hotkey": k.hotkey().to_ss58(), "strategy": hoster_strategy(i).name()})).collect::<Vec<_>>(),
         "runs": runs.iter().map(|r| json!({"run": r.run, "winner": r.winner, "quorum_met": r.quorum_met, "consensus": r.consensus,
+            "hosted": r.hosted.iter().map(|(k, (s, why))| (k.clone(), json!({"score": s, "reason": why}))).collect::<serde_json::Map<_, _>>(),
             "excluded": r.excluded.iter().map(|(v, why)| json!({"validator": v, "reason": why})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "validators": validators.iter().map(|(k, s, b)| json!({"hotkey": k.to_ss58(), "stake": s, "byzantine": b.map(|b| b.name())})).collect::<Vec<_>>(),
         "miners": qualities.iter().map(|(k, q)| json!({"hotkey": k.to_ss58(), "true_quality": q.to_f64()})).collect::<Vec<_>>(),
@@ -1176,5 +1338,11 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
         weights_ms,
         chain_checks,
         peak_rss_kib: peak_rss,
+        hosters: hkeys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.hotkey(), hoster_strategy(i)))
+            .collect(),
+        hoster_restarted,
     })
 }

@@ -4,7 +4,7 @@ use crate::Failure;
 use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
-use tally::devnet::Byzantine;
+use tally::devnet::{Byzantine, HosterStrategy};
 use tally::devnet::{run, DevnetConfig};
 use tally_consensus::WeightMode;
 
@@ -88,6 +88,20 @@ pub struct DevnetArgs {
     /// that it serves the same signed report and finishes every run.
     #[arg(long, value_name = "I")]
     restart_validator: Option<usize>,
+    /// Hosters (miner-hosted mode, 0 to 64): each runs the inference family's reference model
+    /// on every epoch's challenge, commits to its output and reveals it; validators score
+    /// them against their own reference (with --miners 0 only hosters are scored, otherwise
+    /// both families side by side).
+    #[arg(long, default_value_t = 0)]
+    hosters: usize,
+    /// The hosters' strategies, cycled over them, comma-separated [default: honest, noisy,
+    /// lazy, copycat, no-reveal, mismatch, late].
+    #[arg(long, value_delimiter = ',')]
+    hoster_strategies: Vec<HosterStrategy>,
+    /// Kill hoster I (an honest one) with SIGKILL between its commit and its reveal of the
+    /// first run, restart it, and check that it still scores 1.0.
+    #[arg(long, value_name = "I")]
+    restart_hoster: Option<usize>,
 }
 
 fn short(ss58: &str) -> String {
@@ -150,16 +164,20 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         synthetic: a.synthetic,
         hostile: a.hostile_miners,
         subtensor,
+        hosters: a.hosters,
+        hoster_strategies: a.hoster_strategies,
+        restart_hoster: a.restart_hoster,
     };
     let blocks = match &cfg.subtensor {
         Some(t) => format!("{} blocks on {}", cfg.epoch_length, t.url),
         None => format!("{} blocks x {} ms", cfg.epoch_length, cfg.block_ms),
     };
     eprintln!(
-        "devnet: {} validators ({} byzantine), {} miners, {} runs of {blocks}, mode {:?}, out {}",
+        "devnet: {} validators ({} byzantine), {} miners, {} hosters, {} runs of {blocks}, mode {:?}, out {}",
         cfg.validators,
         cfg.byzantine.len(),
         cfg.miners,
+        cfg.hosters,
         cfg.epochs,
         cfg.mode,
         out.display()
@@ -178,7 +196,9 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             || e.contains("already holds")
             || e.contains("one half")
             || e.contains("at most")
-            || e.contains("needs real execution");
+            || e.contains("needs real execution")
+            || e.contains("--hosters")
+            || e.contains("--restart-hoster");
         Failure {
             code: if unusable { 2 } else { 1 },
             error: anyhow!(e),
@@ -227,6 +247,25 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             .map(|(k, v)| format!("{} {:.3}", short(k), v))
             .collect();
         println!("  consensus: {}", scores.join(", "));
+        if !report.hosters.is_empty() {
+            println!("  hosters (strategy, consensus score, the first honest validator's verdict):");
+            for (k, s) in &report.hosters {
+                let ss58 = k.to_ss58();
+                let consensus = r.consensus.get(&ss58).copied();
+                let verdict = r.hosted.get(&ss58);
+                println!(
+                    "    {}  {:<9}  {}  {}",
+                    short(&ss58),
+                    s.name(),
+                    consensus.map_or("  -  ".into(), |c| format!("{c:.3}")),
+                    match verdict {
+                        Some((_, Some(why))) => why.clone(),
+                        Some((_, None)) => "scored".into(),
+                        None => "abstained".into(),
+                    }
+                );
+            }
+        }
         if r.excluded.is_empty() {
             println!("  excluded: none");
         }
@@ -278,6 +317,18 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
         eprintln!("LATE: {l}");
     }
     let late_fails = a.hostile_miners > 0 && !report.late.is_empty();
+    if a.restart_hoster.is_some() {
+        println!(
+            "restart: hoster {} {}",
+            a.restart_hoster.unwrap_or(0),
+            if report.hoster_restarted {
+                "was killed (SIGKILL) between its commit and its reveal and restarted"
+            } else {
+                "was NOT restarted"
+            }
+        );
+        restart_failed |= !report.hoster_restarted;
+    }
     if report.mismatches.is_empty() && !late_fails && !restart_failed {
         println!("every honest validator set the weights the consensus decided");
         Ok(0)

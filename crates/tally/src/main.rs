@@ -10,11 +10,13 @@
 mod audit_cmd;
 mod bench;
 mod bench_api;
+mod bench_hosted;
 mod bench_net;
 mod chain_cmd;
 mod consensus_cmd;
 mod devnet_cmd;
 mod exec_cmd;
+mod hoster_cmd;
 mod key_cmd;
 mod owner_cmd;
 mod sim_cmd;
@@ -39,6 +41,9 @@ enum Command {
     Devnet(devnet_cmd::DevnetArgs),
     /// Run one validator node: score, commit, reveal, aggregate and set weights.
     Validator(validator_cmd::ValidatorArgs),
+    /// Run one hoster (miner-hosted mode): run the model on each epoch's challenge, commit to
+    /// the output and reveal it over the DHT.
+    Hoster(hoster_cmd::HosterArgs),
     /// A devnet's validator process, with an optional byzantine strategy (used by `tally devnet`).
     #[command(hide = true)]
     DevnetNode(validator_cmd::DevnetNodeArgs),
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
         Command::Consensus(a) => consensus_cmd::run(a),
         Command::Sim(a) => sim_cmd::run(a),
         Command::Validator(a) => validator_cmd::run(a),
+        Command::Hoster(a) => hoster_cmd::run(a),
         Command::DevnetNode(a) => validator_cmd::run_devnet_node(a),
         Command::Bench(b) => bench::run(b),
     };

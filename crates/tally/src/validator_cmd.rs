@@ -47,8 +47,12 @@ Config file (TOML), every key optional in the file if given by env or flag:
   owner_hotkey = \"5…\"                  # the owner's hotkey, pinned: rosters must carry its
                                         # signature, requests to the owner are signed for it
   mode = \"decentralized\"               # owner | shadow | decentralized
+  execution = \"validator\"              # validator (run submissions) | hosted (score hosters'
+                                        # committed inference) | both (the higher score counts);
+                                        # every validator of a subnet must use the same
   scorer = \"exec\"                      # exec (run submissions) | synthetic:SEED (devnets only)
-  model_seed = 7                        # the inference family's reference model seed
+  model_seed = 7                        # the inference family's reference model seed (also the
+                                        # reference hosters' outputs are scored against)
   tick_ms = 500                         # how often the chain head is read
   http_timeout_ms = 2000                # per peer request
   chain_timeout_ms = 10000              # per chain read (a write waits for its block, up to a minute)
@@ -102,6 +106,9 @@ pub struct ValidatorArgs {
     /// Weight mode: owner, shadow or decentralized.
     #[arg(long, env = "TALLY_MODE")]
     pub mode: Option<String>,
+    /// Execution: validator, hosted or both.
+    #[arg(long, env = "TALLY_EXECUTION")]
+    pub execution: Option<String>,
     /// Scorer: exec or synthetic:SEED.
     #[arg(long, env = "TALLY_SCORER")]
     pub scorer: Option<String>,
@@ -134,6 +141,7 @@ struct FileConfig {
     owner_url: Option<String>,
     owner_hotkey: Option<String>,
     mode: Option<String>,
+    execution: Option<String>,
     scorer: Option<String>,
     model_seed: Option<u64>,
     tick_ms: Option<u64>,
@@ -178,6 +186,8 @@ pub struct Settings {
     pub owner_hotkey: Option<Hotkey>,
     /// Weight mode.
     pub mode: WeightMode,
+    /// Which miners are scored, and how.
+    pub execution: tally_validator::Execution,
     /// Scorer.
     pub scorer: ScorerKind,
     /// Model seed.
@@ -190,11 +200,11 @@ pub struct Settings {
     pub chain_timeout: Duration,
 }
 
-fn field(name: &str, e: impl std::fmt::Display) -> Failure {
+pub(crate) fn field(name: &str, e: impl std::fmt::Display) -> Failure {
     Failure::input(anyhow!("config: {name}: {e}"))
 }
 
-fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
+pub(crate) fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
     v.ok_or_else(|| {
         field(
             name,
@@ -336,7 +346,21 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
             ))
         }
     };
-    if scorer == ScorerKind::Exec && (owner_url.is_none() || owner_hotkey.is_none()) {
+    let execution_name = a
+        .execution
+        .clone()
+        .or(f.execution)
+        .unwrap_or_else(|| "validator".into());
+    let execution = tally_validator::Execution::parse(&execution_name).ok_or_else(|| {
+        field(
+            "execution",
+            format!("{execution_name:?}: use validator, hosted or both"),
+        )
+    })?;
+    if execution.executes()
+        && scorer == ScorerKind::Exec
+        && (owner_url.is_none() || owner_hotkey.is_none())
+    {
         return Err(field(
             "owner_url",
             "the exec scorer fetches the owner's signed roster: set owner_url and owner_hotkey",
@@ -367,6 +391,7 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         owner_url,
         owner_hotkey,
         mode,
+        execution,
         scorer,
         model_seed: a.model_seed.or(f.model_seed).unwrap_or(7),
         tick: Duration::from_millis(tick_ms),
@@ -594,6 +619,7 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         };
         let mut mcfg = MachineConfig::new(s.netuid, s.family.clone(), s.mode);
         mcfg.has_owner = s.owner_url.is_some();
+        mcfg.execution = s.execution;
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed)?;
         let machine = Machine::new(mcfg, s.key.clone(), seed);
@@ -607,6 +633,11 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
             api: state,
             dht: Some(Arc::new(dht)),
             scorer,
+            hosted: s.execution.hosted().then(|| {
+                Arc::new(tally_node::hosted_scorer::MlpHostedScorer::new(
+                    tally_exec::inference::Inference::default_mlp(s.model_seed),
+                )) as Arc<dyn tally_node::hosted_scorer::HostedScorer>
+            }),
             peers: Arc::new(PeerClient::new(
                 s.key.clone(),
                 s.http_timeout,

@@ -3,7 +3,7 @@
 //! restart. Short epochs (20 blocks of 80 ms), one devnet at a time, keep each test to a few seconds.
 
 use tally::devnet::Byzantine;
-use tally::devnet::{run, DevnetConfig, Report};
+use tally::devnet::{run, DevnetConfig, HosterStrategy, Report};
 use tally_consensus::WeightMode;
 
 /// The devnets run one at a time: each is a dozen tasks on tight block times, and running them
@@ -36,6 +36,9 @@ fn config(dir: &tempfile::TempDir, validators: usize, byzantine: Vec<Byzantine>)
         synthetic: true,
         hostile: 0,
         subtensor: None,
+        hosters: 0,
+        hoster_strategies: Vec::new(),
+        restart_hoster: None,
     }
 }
 
@@ -259,4 +262,66 @@ fn hostile_miners_do_not_delay_any_aggregation() {
             );
         }
     }
+}
+
+/// Miner-hosted mode over the network on 127.0.0.1: four honest validators and seven hosters,
+/// one per strategy, the honest one killed (SIGKILL) between its commit and its reveal of the
+/// first run and restarted. The honest hoster scores 1.0 and wins; copycat, lazy, no-reveal,
+/// mismatch and late score 0 with their reasons; every honest validator gives every hoster the
+/// same score (the devnet reports a mismatch otherwise).
+#[test]
+fn hosted_subnet_scores_honest_hosters_and_zeroes_every_cheat() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir, 4, vec![]);
+    cfg.miners = 0;
+    cfg.hosters = 7;
+    cfg.restart_hoster = Some(0);
+    // hosted judging and signing fit between the reveal window's close (block 13 of 20) and
+    // the scoring deadline (block 16): blocks of 300 ms leave a second for it
+    cfg.block_ms = 300;
+    let r = run(cfg).unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert!(r.hoster_restarted);
+    let by = |s: HosterStrategy| {
+        r.hosters
+            .iter()
+            .find(|h| h.1 == s)
+            .map(|h| h.0.to_ss58())
+            .unwrap()
+    };
+    for run in &r.runs {
+        assert!(run.quorum_met, "run {}: {:?}", run.run, run);
+        let honest = by(HosterStrategy::Honest);
+        assert_eq!(run.winner.as_deref(), Some(honest.as_str()), "{run:?}");
+        assert_eq!(run.consensus[&honest], 1.0, "{run:?}");
+        assert_eq!(run.hosted[&honest], (1.0, None));
+        let noisy = run.consensus[&by(HosterStrategy::Noisy)];
+        assert!(noisy > 0.0 && noisy < 1.0, "noisy {noisy}");
+        for (s, reasons) in [
+            (HosterStrategy::Lazy, &["inaccurate"][..]),
+            (HosterStrategy::Copycat, &["no_commit"][..]),
+            (HosterStrategy::NoReveal, &["no_reveal"][..]),
+            (HosterStrategy::Mismatch, &["mismatch"][..]),
+            (HosterStrategy::Late, &["late_reveal", "no_reveal"][..]),
+        ] {
+            let h = by(s);
+            assert_eq!(run.consensus[&h], 0.0, "{} in {run:?}", s.name());
+            let (score, why) = &run.hosted[&h];
+            assert_eq!(*score, 0.0);
+            assert!(
+                why.as_deref().is_some_and(|w| reasons.contains(&w)),
+                "{}: {why:?}",
+                s.name()
+            );
+        }
+    }
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out").join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let hosters = summary["hosters"].as_array().unwrap();
+    assert_eq!(hosters.len(), 7);
+    assert_eq!(hosters[3]["strategy"], "copycat");
+    assert!(summary["runs"][0]["consensus"][hosters[0]["hotkey"].as_str().unwrap()].is_number());
 }
