@@ -25,6 +25,8 @@ const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes");
 const WEIGHTS: TableDefinition<u64, &[u8]> = TableDefinition::new("weights");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PROGRESS: TableDefinition<u64, u8> = TableDefinition::new("progress");
+/// Runs whose own report this node revealed (`Step::Done` alone does not say).
+const REVEALED: TableDefinition<u64, u8> = TableDefinition::new("revealed");
 /// Miner-hosted mode, per run: `SCALE(HostedState)`.
 const HOSTED: TableDefinition<u64, &[u8]> = TableDefinition::new("hosted");
 
@@ -84,6 +86,7 @@ impl NodeStore {
         tx.open_table(META).map_err(db)?;
         tx.open_table(PROGRESS).map_err(db)?;
         tx.open_table(HOSTED).map_err(db)?;
+        tx.open_table(REVEALED).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(NodeStore { db: d })
     }
@@ -153,8 +156,21 @@ impl NodeStore {
             let mut p = tx.open_table(PROGRESS).map_err(db)?;
             let cur = p.get(run).map_err(db)?.map(|v| v.value()).unwrap_or(0);
             p.insert(run, cur.max(step as u8)).map_err(db)?;
+            if step == Step::Revealed {
+                tx.open_table(REVEALED)
+                    .map_err(db)?
+                    .insert(run, 1)
+                    .map_err(db)?;
+            }
         }
         tx.commit().map_err(db)
+    }
+
+    /// Whether this node revealed its report for `run`.
+    pub fn revealed(&self, run: u64) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REVEALED).map_err(db)?;
+        Ok(t.get(run).map_err(db)?.is_some())
     }
 
     /// The last step done for `run`.
@@ -408,6 +424,7 @@ impl NodeStore {
                 hoster_commits: hosted.commits,
                 hosted: hosted.verdicts,
                 challenge_sent: hosted.challenge_sent,
+                revealed: self.revealed(run)?,
             });
         }
         Ok(out)

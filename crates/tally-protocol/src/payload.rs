@@ -99,7 +99,7 @@ impl Tensor {
 
     /// The values of an f32 tensor (`None` for another dtype or a ragged buffer).
     pub fn f32_values(&self) -> Option<Vec<f32>> {
-        if self.dtype != DType::F32 || self.data.len() % 4 != 0 {
+        if self.dtype != DType::F32 || !self.data.len().is_multiple_of(4) {
             return None;
         }
         Some(

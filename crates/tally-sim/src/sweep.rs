@@ -36,7 +36,12 @@ pub struct SweepConfig {
 
 /// `n` hosters' strategies: [`HosterStrategy::ALL`], cycled.
 pub fn hoster_strategies(n: usize) -> Vec<HosterStrategy> {
-    HosterStrategy::ALL.iter().copied().cycle().take(n).collect()
+    HosterStrategy::ALL
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect()
 }
 
 /// The configuration seed `seed` of a sweep runs.

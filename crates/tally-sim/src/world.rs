@@ -2,8 +2,11 @@
 //! in-memory backend producing a block every `block_ms` of virtual time, an in-memory DHT that
 //! runs the real predicate on the virtual clock, HTTP links with latency, loss and partitions,
 //! and validators (honest [`Machine`]s or [`Byzantine`] wrappers) that crash and restart from
-//! what they persisted. Nothing reads the wall clock or the OS RNG, so one seed replays the same
-//! trace; every effect executed is folded into the trace hash.
+//! what they persisted. With [`SimConfig::hosters`], hosters of miner-hosted mode
+//! ([`ByzantineHoster`]s around the honest [`Hoster`], the toy model as their model) read the
+//! elected validator's challenge, commit and reveal in the same DHT, and the honest ones crash
+//! and restart from their entries too. Nothing reads the wall clock or the OS RNG, so one seed
+//! replays the same trace; every effect executed is folded into the trace hash.
 
 use crate::byzantine::{Byzantine, Strategy};
 use crate::hoster::{ByzantineHoster, HosterStrategy};
@@ -130,6 +133,10 @@ pub struct SimConfig {
     /// against the toy model. Empty (the default): validator-hosted mode only, and the trace
     /// is the one this simulator always gave.
     pub hosters: Vec<HosterStrategy>,
+    /// Test-only: the in-memory DHT stores the records hosters send raw (past the predicate, as
+    /// the `late` and `copycat` strategies do) without checking them, as a store that forgot the
+    /// window rule would, so the tests can show invariant 7 catches it.
+    pub broken_hoster_store: bool,
 }
 
 impl SimConfig {
@@ -146,6 +153,7 @@ impl SimConfig {
             block_ms: 1_000,
             broken_rule: false,
             hosters: Vec::new(),
+            broken_hoster_store: false,
         }
     }
 }
@@ -190,6 +198,8 @@ pub struct HosterSummary {
     pub reveals: u64,
     /// Times it crashed and restarted from its entries.
     pub restarts: u64,
+    /// Of those, the times it crashed after its commit and before its reveal.
+    pub restarts_before_reveal: u64,
 }
 
 /// What a node persisted: enough to restart it.
@@ -229,6 +239,7 @@ impl SimStore {
                     ..Default::default()
                 });
                 r.step = r.step.max(Some(*step));
+                r.revealed |= *step == Step::Revealed;
             }
             Persist::Evidence { bytes } => {
                 if let Ok(e) = tally_consensus::equivocation::Equivocation::from_bytes(bytes) {
@@ -310,19 +321,32 @@ pub(crate) struct HosterNode {
     /// Down until this block (crashed).
     down_until: Option<u64>,
     restarts: u64,
+    restarts_before_reveal: u64,
 }
 
 enum Ev {
     Block,
-    Deliver { node: usize, gen: u64, input: Input },
-    Call { node: usize, gen: u64, call: Call },
-    Restart { node: usize },
+    Deliver {
+        node: usize,
+        gen: u64,
+        input: Input,
+    },
+    Call {
+        node: usize,
+        gen: u64,
+        call: Call,
+    },
+    Restart {
+        node: usize,
+    },
     HosterDeliver {
         hoster: usize,
         gen: u64,
         input: HosterInput,
     },
-    HosterRestart { hoster: usize },
+    HosterRestart {
+        hoster: usize,
+    },
 }
 
 enum Call {
@@ -358,6 +382,24 @@ pub struct World {
     family: FamilyId,
     /// Node index by hotkey.
     index: BTreeMap<Hotkey, usize>,
+}
+
+/// The body of `key`'s record of `kind` for `epoch`, or `None` for an oversized payload.
+fn record_body(
+    key: &Keypair,
+    kind: Kind,
+    epoch: u64,
+    payload: Vec<u8>,
+    expires_at_ms: u64,
+) -> Option<RecordBody> {
+    Some(RecordBody {
+        kind,
+        netuid: NETUID,
+        epoch,
+        publisher: key.hotkey(),
+        payload: BoundedBytes::new(payload).ok()?,
+        expires_at_ms,
+    })
 }
 
 fn key_for(seed: u64, role: &str, i: usize) -> Keypair {
@@ -477,6 +519,7 @@ impl World {
                 entries: Vec::new(),
                 down_until: None,
                 restarts: 0,
+                restarts_before_reveal: 0,
             };
             h.actor = Some(Self::hoster_actor(&h, rng.gen()));
             hosters.push(h);
@@ -648,9 +691,7 @@ impl World {
                 Ev::Deliver { node, gen, input } => self.deliver(node, gen, input),
                 Ev::Call { node, gen, call } => self.call(node, gen, call),
                 Ev::Restart { node } => self.restart(node),
-                Ev::HosterDeliver { hoster, gen, input } => {
-                    self.hoster_deliver(hoster, gen, input)
-                }
+                Ev::HosterDeliver { hoster, gen, input } => self.hoster_deliver(hoster, gen, input),
                 Ev::HosterRestart { hoster } => self.hoster_restart(hoster),
             }
         }
@@ -730,6 +771,7 @@ impl World {
                     commits: held(Kind::HosterCommit),
                     reveals: held(Kind::HosterReveal),
                     restarts: h.restarts,
+                    restarts_before_reveal: h.restarts_before_reveal,
                 }
             })
             .collect()
@@ -778,7 +820,6 @@ impl World {
                 node.gen += 1;
                 node.served.clear();
                 node.down_until = Some(back);
-                if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} crash until {back}", self.now); }
                 let at = self.now + (back - b.number) * self.cfg.block_ms + 10;
                 self.push(at, Ev::Restart { node: i });
             }
@@ -856,7 +897,8 @@ impl World {
         let Some(e) = clock.epoch_of(b) else { return };
         let hk = self.hosters[j].key.hotkey();
         let held = |kind| self.dht.contains_key(&record_key(NETUID, kind, e, &hk));
-        let last = if held(Kind::HosterReveal) {
+        let revealed = held(Kind::HosterReveal);
+        let last = if revealed {
             clock.start_of(e + 1).saturating_sub(1)
         } else if held(Kind::HosterCommit) {
             w.hoster_reveal.end_block(&clock, e).saturating_sub(2)
@@ -868,6 +910,9 @@ impl World {
         }
         let back = self.rng.gen_range(b + 1..=last);
         let h = &mut self.hosters[j];
+        if !revealed {
+            h.restarts_before_reveal += 1;
+        }
         h.actor = None;
         h.gen += 1;
         h.down_until = Some(back);
@@ -979,13 +1024,18 @@ impl World {
                 epoch,
                 payload,
                 expires_at_ms,
-                ..
+                raw,
             } => {
                 // raw or not: the in-memory DHT is one store, every record passes its predicate
                 let key = self.hosters[j].key.clone();
-                let verdict = self.publish_as(&format!("h{j}"), &key, kind, epoch, payload, expires_at_ms);
+                let unchecked = raw && self.cfg.broken_hoster_store;
+                let body = record_body(&key, kind, epoch, payload, expires_at_ms);
+                let verdict = self.publish_as(&format!("h{j}"), &key, body, unchecked);
                 if kind == Kind::HosterReveal
-                    && matches!(verdict, Some(Err(Reject::OutsideWindow | Reject::WrongEpoch)))
+                    && matches!(
+                        verdict,
+                        Some(Err(Reject::OutsideWindow | Reject::WrongEpoch))
+                    )
                 {
                     // every validator's DHT refused it as late: its driver tells the machine
                     let hoster = key.hotkey();
@@ -1022,7 +1072,6 @@ impl World {
         let stored = node.store.stored();
         let gen = node.gen;
         self.trace.update(b"restart");
-        if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} restart", self.now); }
         self.trace.update((i as u64).to_le_bytes());
         self.deliver(i, gen, Input::Restore(stored));
     }
@@ -1063,7 +1112,6 @@ impl World {
                     .and_then(|c| tally_chain::submit_call(&self.chain, &key, NETUID, c))
                     .map_err(|e| e.to_string());
                 self.trace.update(format!("commit {i} {run} {result:?}"));
-                if std::env::var("DBG").is_ok() { eprintln!("DBG t={} v{i} commit run {run} {result:?}", self.now); }
                 self.deliver(i, gen, Input::Committed { run, result });
             }
             Call::Weights { run, weights } => {
@@ -1221,41 +1269,36 @@ impl World {
         let key = self.nodes[i].key.clone();
         let ttl = (self.cfg.block_ms * self.cfg.epoch_length * 4).min(kind.max_ttl_ms());
         let expires_at_ms = self.now + ttl;
-        self.publish_as(&i.to_string(), &key, kind, run, payload, expires_at_ms);
+        let body = record_body(&key, kind, run, payload, expires_at_ms);
+        self.publish_as(&i.to_string(), &key, body, false);
     }
 
-    /// `key` signs and stores a record in the DHT if the predicate takes it; `who` names the
-    /// publisher in the trace. The verdict, or `None` when no record could be made.
+    /// `key` signs `body` and stores the record in the DHT if the predicate takes it (or into an
+    /// empty slot unchecked, for [`SimConfig::broken_hoster_store`]); `who` names the publisher
+    /// in the trace. The verdict (`Ok(replica)`), or `None` when the record could not be made.
     fn publish_as(
         &mut self,
         who: &str,
         key: &Keypair,
-        kind: Kind,
-        run: u64,
-        payload: Vec<u8>,
-        expires_at_ms: u64,
+        body: Option<RecordBody>,
+        unchecked: bool,
     ) -> Option<Result<bool, Reject>> {
-        let payload = BoundedBytes::new(payload).ok()?;
-        let body = RecordBody {
-            kind,
-            netuid: NETUID,
-            epoch: run,
-            publisher: key.hotkey(),
-            payload,
-            expires_at_ms,
-        };
+        let body = body?;
+        let (kind, run) = (body.kind, body.epoch);
         let rec = SignedRecord::sign(body, key).ok()?;
         let k = rec.key();
         let bytes = rec.to_bytes();
-        let verdict = check(
+        let verdict = match check(
             &k,
             &bytes,
             self.now,
             &self.view,
             self.dht.get(&k),
             Mode::Store,
-        );
-        let verdict = verdict.map(|v| v.replica);
+        ) {
+            Err(_) if unchecked && !self.dht.contains_key(&k) => Ok(false),
+            v => v.map(|v| v.replica),
+        };
         self.trace.update(
             format!(
                 "dht {who} {} {run} {:?}",
@@ -1271,12 +1314,7 @@ impl World {
     }
 
     /// `publisher`'s record of `kind` for `run`, if it passes the predicate in read mode now.
-    pub(crate) fn dht_payload(
-        &self,
-        kind: Kind,
-        run: u64,
-        publisher: &Hotkey,
-    ) -> Option<Payload> {
+    pub(crate) fn dht_payload(&self, kind: Kind, run: u64, publisher: &Hotkey) -> Option<Payload> {
         let k = record_key(NETUID, kind, run, publisher);
         let rec = self.dht.get(&k)?;
         // the signature was checked when the record was stored
@@ -1474,10 +1512,11 @@ impl World {
                 elected,
                 hosters,
             } => {
-                let challenge = elected.and_then(|e| match self.dht_payload(Kind::Challenge, run, &e) {
-                    Some(Payload::Challenge(t)) => Some(t),
-                    _ => None,
-                });
+                let challenge =
+                    elected.and_then(|e| match self.dht_payload(Kind::Challenge, run, &e) {
+                        Some(Payload::Challenge(t)) => Some(t),
+                        _ => None,
+                    });
                 let reveals = hosters
                     .iter()
                     .filter_map(|h| match self.dht_payload(Kind::HosterReveal, run, h) {

@@ -186,7 +186,9 @@ impl Machine {
             if let Some(c) = r.hoster_commits {
                 self.book.snapshot(Kind::HosterCommit, r.run, c);
             }
-            if st.step >= Some(Step::Revealed) {
+            // serve again only what was revealed: a run aggregated without a commitment of
+            // this node's is done, and its report must stay unseen
+            if st.step == Some(Step::Revealed) || (st.step == Some(Step::Done) && r.revealed) {
                 if let Some(w) = &st.wire {
                     out.push(Effect::Serve {
                         run: r.run,

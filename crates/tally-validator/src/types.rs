@@ -112,6 +112,9 @@ pub struct StoredRun {
     pub hosted: Option<Vec<HostedVerdict>>,
     /// Miner-hosted mode: this node published the run's challenge (it is not published again).
     pub challenge_sent: bool,
+    /// The node revealed its report for the run (a run can be done without: it was never
+    /// committed; such a report is never served).
+    pub revealed: bool,
 }
 
 /// A validator's verdict on one hoster for a run: its score, and why it is 0 when it is.

@@ -423,6 +423,7 @@ fn restored(step: Option<Step>, wire: &[u8]) -> Machine {
             step,
             own_report: step.map(|_| wire.to_vec()),
             members: Some(members()),
+            revealed: step >= Some(Step::Revealed),
             ..Default::default()
         }],
         divergence: None,
@@ -473,6 +474,31 @@ fn restarts_in_every_step_resume_where_they_were() {
     assert!(!has(&out, is_commitments));
     let out = head(&mut m, 30);
     assert!(!has(&out, |e| matches!(e, Effect::SetWeights { .. })));
+}
+
+#[test]
+fn a_done_run_that_was_never_revealed_is_not_served_after_a_restart() {
+    // the node signed a report, never committed it (it was away), and aggregated the run: its
+    // report was never shown; serving it after a restart would show peers a report without a
+    // commitment (some would judge `no_commitment`, others `no_report`)
+    let (_, wire) = scored();
+    let mut m = Machine::new(
+        Config::new(NETUID, family(), WeightMode::Decentralized),
+        key(1),
+        [7; 32],
+    );
+    let out = m.handle(Input::Restore(Stored {
+        runs: vec![StoredRun {
+            run: 0,
+            step: Some(Step::Done),
+            own_report: Some(wire.to_vec()),
+            members: Some(members()),
+            revealed: false,
+            ..Default::default()
+        }],
+        divergence: None,
+    }));
+    assert!(!has(&out, is_serve), "{out:?}");
 }
 
 #[test]

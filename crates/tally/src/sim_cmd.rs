@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use clap::Args;
 use std::time::Instant;
 use tally_sim::sweep::{replay_command, seed_config};
-use tally_sim::{sweep, Faults, Strategy, SweepConfig, World};
+use tally_sim::{sweep, Faults, HosterStrategy, Strategy, SweepConfig, World};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -14,10 +14,23 @@ predicate, lossy HTTP links) of production validator state machines and runs it,
 invariants: honest validators that reach quorum set identical weights; every consensus score lies
 within the honest scores' range (byzantine stake is kept below one third); no report is accepted
 without a commitment made before the first honest reveal; every equivocation is proven and
-excluded by every honest validator; a quorum miss holds the incumbent.
+excluded by every honest validator; a quorum miss holds the incumbent; honest validators that
+aggregated a run accepted the same reports and excluded the same validators.
 
 By default every seed mixes byzantine strategies (inflate, equivocate, copy, withhold, forge,
-commit-late, split-view, silent) and faults (loss, partitions that heal, crashes with restarts, validators abstaining on some miners).
+commit-late, split-view, silent, lone-score, sway, split-reports) and faults (loss, partitions
+that heal, crashes with restarts, validators abstaining on some miners).
+
+--hosters N adds N hosters of miner-hosted mode to every subnet, their strategies cycling
+through honest, noisy, lazy, copycat, no-reveal, mismatch and late (--hosters 7 runs each
+strategy once); the validators then score the miners as before and judge the hosters on each
+epoch's challenge (execution `both`), and honest hosters crash and restart from their store too
+when crashes are on. The replay command of a seed with hosters ends in --hosters N. Two more invariants are checked: no hoster whose strategy must score 0 (lazy, copycat,
+no-reveal, mismatch, late) scores above 0 in an honest report, and the copycat's late commit and
+the late hoster's reveal never enter the DHT; each hoster scores the same in every honest report
+of a run, and an honest hoster exactly 1.0. A table of the hosters' consensus scores by strategy
+follows the summary.
+
 The same seed always gives the same trace hash.
 
 Exit status: 0 when no invariant was violated; 1 otherwise (the seed and the command replaying it
@@ -46,6 +59,11 @@ pub struct SimArgs {
     /// skips about a third of the miners each run), or none (default: a mix per seed).
     #[arg(long)]
     faults: Option<String>,
+    /// Hosters of miner-hosted mode per subnet (0..=256), strategies cycling through honest,
+    /// noisy, lazy, copycat, no-reveal, mismatch, late; 0 (default) for validator-hosted mode
+    /// only.
+    #[arg(long, default_value_t = 0)]
+    hosters: usize,
     /// Print `{"seeds":N,"violations":V,"trace":"<hex>"}` as the last line.
     #[arg(long)]
     json: bool,
@@ -69,9 +87,15 @@ fn parse_faults(s: &str) -> Result<Faults, Failure> {
 }
 
 pub fn run(a: SimArgs) -> Result<u8, Failure> {
-    if a.seeds == 0 || a.validators < 2 || a.validators > 256 || a.epochs == 0 || a.epochs > 1000 {
+    if a.seeds == 0
+        || a.validators < 2
+        || a.validators > 256
+        || a.epochs == 0
+        || a.epochs > 1000
+        || a.hosters > 256
+    {
         return Err(Failure::input(anyhow!(
-            "--seeds must be at least 1, --validators 2..=256 and --epochs 1..=1000"
+            "--seeds must be at least 1, --validators 2..=256, --epochs 1..=1000 and --hosters 0..=256"
         )));
     }
     let byzantine = a.byzantine.as_deref().map(parse_byzantine).transpose()?;
@@ -89,6 +113,7 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
         epochs: a.epochs,
         byzantine,
         faults,
+        hosters: a.hosters,
     };
     // fail on unusable settings before the first seed
     World::new(seed_config(&c, c.first_seed)).map_err(|e| Failure::input(anyhow!(e)))?;
@@ -145,6 +170,9 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
     for (n, (seeds, v)) in &by {
         println!("{n:<14}  {seeds:>6}  {v:>10}");
     }
+    if a.hosters > 0 {
+        print_hosters(&r);
+    }
     let violations = r.violations();
     for (s, x) in r.runs.iter().filter(|(_, x)| !x.violations.is_empty()) {
         eprintln!("\nVIOLATION (seed {}):", s.seed);
@@ -169,6 +197,40 @@ pub fn run(a: SimArgs) -> Result<u8, Failure> {
         );
     }
     Ok(if violations == 0 { 0 } else { 1 })
+}
+
+/// The hosters' consensus scores over every seed, by strategy: how many hosters, in how many
+/// honest outcomes they were scored, and the lowest, mean and highest consensus score.
+fn print_hosters(r: &tally_sim::SweepResult) {
+    // strategy -> (hosters, scores)
+    let mut by: std::collections::BTreeMap<HosterStrategy, (u64, Vec<f64>)> = Default::default();
+    for (_, x) in &r.runs {
+        for h in &x.hosters {
+            let e = by.entry(h.strategy).or_default();
+            e.0 += 1;
+            e.1.extend(&h.consensus);
+        }
+    }
+    println!(
+        "\n{:<14}  {:>7}  {:>7}  {:>6}  {:>6}  {:>6}",
+        "hoster", "hosters", "scored", "min", "mean", "max"
+    );
+    for (s, (n, scores)) in &by {
+        let (min, mean, max) = if scores.is_empty() {
+            (f64::NAN, f64::NAN, f64::NAN)
+        } else {
+            (
+                scores.iter().copied().fold(f64::INFINITY, f64::min),
+                scores.iter().sum::<f64>() / scores.len() as f64,
+                scores.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        };
+        println!(
+            "{:<14}  {n:>7}  {:>7}  {min:>6.3}  {mean:>6.3}  {max:>6.3}",
+            s.name(),
+            scores.len()
+        );
+    }
 }
 
 /// `tally bench sim`: one subnet of `validators` x `miners` for `epochs`, timed.
