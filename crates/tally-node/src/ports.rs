@@ -20,6 +20,9 @@ use tally_net::Dht;
 use tally_protocol::payload::{HosterReveal, Payload, Tensor};
 use tally_protocol::{ChainView, Kind};
 
+/// A run's challenge (if one passed the predicate) and the hosters' reveals found.
+pub type HostedRead = (Option<Tensor>, Vec<(Hotkey, HosterReveal)>);
+
 /// The DHT as the driver uses it.
 pub trait DhtPort: Send + Sync {
     /// Replaces the view the predicate reads.
@@ -48,7 +51,7 @@ pub trait DhtPort: Send + Sync {
         run: u64,
         elected: Option<Hotkey>,
         hosters: Vec<Hotkey>,
-    ) -> BoxFuture<'_, (Option<Tensor>, Vec<(Hotkey, HosterReveal)>)>;
+    ) -> BoxFuture<'_, HostedRead>;
     /// The stream of records this node refused (for late hoster reveals), if it has one.
     fn rejections(&self) -> Option<tokio::sync::broadcast::Receiver<tally_net::dht::Rejection>> {
         None
@@ -108,7 +111,7 @@ impl DhtPort for Dht {
         run: u64,
         elected: Option<Hotkey>,
         hosters: Vec<Hotkey>,
-    ) -> BoxFuture<'_, (Option<Tensor>, Vec<(Hotkey, HosterReveal)>)> {
+    ) -> BoxFuture<'_, HostedRead> {
         Box::pin(async move {
             let challenge = match elected {
                 Some(e) => match self.get(Kind::Challenge, run, &e).await {

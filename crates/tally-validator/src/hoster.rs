@@ -222,6 +222,9 @@ pub trait HosterActor: Send {
 struct EpochState {
     /// A challenge read is out.
     reading: bool,
+    /// The last challenge read, at or after the challenge window's close, was asked: what it
+    /// finds is final (a challenge published in the window's last block is not missed).
+    final_read: bool,
     /// The hoster was told it is not registered for this epoch.
     unregistered: bool,
     /// An inference is out.
@@ -470,7 +473,24 @@ impl Hoster {
             }
             return;
         }
-        match resolve_challenge(&seed, None, &self.cfg.input_shape) {
+        // closed: one last read, then the seed's input
+        let elected = self.view().and_then(|v| v.elected(epoch));
+        if let (Some(elected), Some(st)) = (elected, self.epochs.get_mut(&epoch)) {
+            if st.reading {
+                return;
+            }
+            if !st.final_read {
+                st.final_read = true;
+                st.reading = true;
+                out.push(HosterEffect::ReadChallenge { epoch, elected });
+                return;
+            }
+        }
+        self.fall_back(epoch, &seed, out);
+    }
+
+    fn fall_back(&mut self, epoch: u64, seed: &Hash32, out: &mut Vec<HosterEffect>) {
+        match resolve_challenge(seed, None, &self.cfg.input_shape) {
             Ok(input) => self.infer(epoch, input, out),
             Err(e) => self.error = Some(format!("epoch {epoch}: no input: {e}")),
         }
@@ -491,7 +511,12 @@ impl Hoster {
         if st.entry.is_some() || st.inferring || st.attempts >= MAX_INFER_ATTEMPTS {
             return;
         }
-        let (Some(t), Some(seed)) = (found, self.seed(epoch)) else {
+        let final_read = st.final_read;
+        let Some(seed) = self.seed(epoch) else { return };
+        let Some(t) = found else {
+            if final_read {
+                self.fall_back(epoch, &seed, out);
+            }
             return; // asked again on a later head, until the window closes
         };
         // the one rule for a valid challenge: resolve_challenge keeps it as it is
@@ -503,7 +528,10 @@ impl Hoster {
                     "epoch {epoch}: the elected validator's challenge is not an f32 tensor of \
                      shape {:?}; falling back to the seed's input when the window closes",
                     self.cfg.input_shape
-                ))
+                ));
+                if final_read {
+                    self.fall_back(epoch, &seed, out);
+                }
             }
         }
     }
@@ -605,7 +633,14 @@ impl Hoster {
                 raw: false,
             });
         }
-        if !st.revealed && st.may_reveal && inside(&w.hoster_reveal, clock, epoch, block) {
+        // the reveal goes out only once the commit window has closed for everyone (its end plus
+        // the skew): a reveal seen while a store still takes commits could be copied into one
+        let commits_closed = block >= window_closed_block(&w.hoster_commit, clock, w.skew_mb, epoch);
+        if !st.revealed
+            && st.may_reveal
+            && commits_closed
+            && inside(&w.hoster_reveal, clock, epoch, block)
+        {
             st.revealed = true;
             out.push(HosterEffect::Publish {
                 kind: Kind::HosterReveal,

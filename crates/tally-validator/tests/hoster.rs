@@ -124,6 +124,19 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// Feeds head `n` at or after the challenge window's close: the last challenge read it
+    /// asks for finds nothing; what that answer produced is added.
+    fn close(&mut self, n: u64) -> Vec<HosterEffect> {
+        let mut e = self.head(n);
+        if let Some((epoch, _)) = reads_challenge(&e) {
+            assert!(infers(&e).is_none(), "no fallback before the last read");
+            e.extend(self.h.handle(HosterInput::Challenge { epoch, found: None }));
+        }
+        e
+    }
+}
+
 fn reads_challenge(effects: &[HosterEffect]) -> Option<(u64, Hotkey)> {
     effects.iter().find_map(|e| match e {
         HosterEffect::ReadChallenge { epoch, elected } => Some((*epoch, *elected)),
@@ -171,7 +184,7 @@ fn to_inference(r: &mut Rig, out_value: f32) -> Vec<HosterEffect> {
             r.h.handle(HosterInput::Challenge { epoch, found: None });
         }
     }
-    let e = r.head(116);
+    let e = r.close(116);
     let (epoch, input) = infers(&e).expect("the fallback at the close");
     assert_eq!(epoch, 1);
     assert_eq!(input, fallback_input(&seed(1), &[64]).unwrap());
@@ -220,11 +233,13 @@ fn commit_only_in_its_window_reveal_only_in_its_window_and_the_reveal_opens_the_
     );
     let Commit(committed) = Commit::decode(&mut &payload[..]).unwrap();
     assert_eq!(r.h.entry(1), Some(&entry));
-    // once: nothing more until the reveal window opens
-    for n in 117..150 {
+    // once: nothing more until the reveal window opens and the commit window has closed for
+    // everyone (150 plus half a block of skew: block 151), so no store takes a commit once a
+    // reveal can be seen
+    for n in 117..151 {
         assert_eq!(all_publishes(&r.head(n)), 0, "block {n}");
     }
-    let e = r.head(150);
+    let e = r.head(151);
     let rv = publishes(&e, Kind::HosterReveal);
     assert_eq!(rv.len(), 1, "{e:?}");
     assert_eq!(all_publishes(&e), 1);
@@ -238,7 +253,7 @@ fn commit_only_in_its_window_reveal_only_in_its_window_and_the_reveal_opens_the_
     assert_eq!(reveal.output, output(0.25));
     assert_eq!(reveal.salt, entry.salt);
     // once, and never after the window
-    for n in 151..260 {
+    for n in 152..260 {
         let e = r.head(n);
         assert!(
             publishes(&e, Kind::HosterReveal).iter().all(|p| p.0 != 1),
@@ -298,8 +313,14 @@ fn a_challenge_of_the_wrong_shape_or_none_falls_back_only_after_the_close() {
         let (epoch, _) = reads_challenge(&e).expect("asked again");
         r.h.handle(HosterInput::Challenge { epoch, found: None });
     }
+    // at the close: one last read (a challenge of the window's last block is not missed),
+    // then the fallback
     let e = r.head(116);
-    assert!(reads_challenge(&e).is_none());
+    assert!(reads_challenge(&e).is_some() && infers(&e).is_none());
+    let e = r.h.handle(HosterInput::Challenge {
+        epoch: 1,
+        found: None,
+    });
     assert_eq!(
         infers(&e),
         Some((1, fallback_input(&seed(1), &[64]).unwrap()))
@@ -359,7 +380,9 @@ fn a_restart_reveals_the_same_bytes_with_the_same_expiry() {
     let e = to_inference(&mut r, 0.125);
     let first_commit = publishes(&e, Kind::HosterCommit);
     let entry = r.h.entry(1).unwrap().clone();
-    let first_reveal = publishes(&r.head(150), Kind::HosterReveal);
+    // the commit window closed for everyone at block 151 (150 plus half a block of skew)
+    assert!(publishes(&r.head(150), Kind::HosterReveal).is_empty());
+    let first_reveal = publishes(&r.head(151), Kind::HosterReveal);
     assert_eq!(first_reveal.len(), 1);
 
     // restarted in the reveal window, with another RNG: the stored salt and expiry
@@ -381,7 +404,7 @@ fn a_restart_reveals_the_same_bytes_with_the_same_expiry() {
     let e = r3.head(130);
     assert_eq!(publishes(&e, Kind::HosterCommit), first_commit);
     assert!(infers(&e).is_none() && reads_challenge(&e).is_none());
-    assert_eq!(publishes(&r3.head(150), Kind::HosterReveal), first_reveal);
+    assert_eq!(publishes(&r3.head(151), Kind::HosterReveal), first_reveal);
 }
 
 #[test]
@@ -392,7 +415,7 @@ fn a_bad_output_or_a_failed_model_is_not_committed() {
             r.h.handle(HosterInput::Challenge { epoch, found: None });
         }
     }
-    assert!(infers(&r.head(116)).is_some());
+    assert!(infers(&r.close(116)).is_some());
     let e = r.h.handle(HosterInput::Inferred {
         epoch: 1,
         result: Ok(Tensor::f32(&[8], &[0.5; 8]).unwrap()),

@@ -750,14 +750,14 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     }
     // hosters: bootstrapped from every validator's DHT address
     let mut hoster_args = Vec::new();
-    for i in 0..cfg.hosters {
+    for (i, hfile) in hfiles.iter().enumerate() {
         let dir = out.join("nodes").join(format!("hoster-{i}"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let toml = format!(
             "chain = {chain_url:?}\nhotkey = {:?}\nnetuid = {netuid}\ndht_listen = \"/ip4/127.0.0.1/tcp/{}\"\n\
              bootstrap = [{}]\ndata_dir = {:?}\nmodel_seed = {}\ntick_ms = {tick_ms}\n\
              chain_timeout_ms = {chain_timeout}\n",
-            hfiles[i].display().to_string(),
+            hfile.display().to_string(),
             free_port()?,
             dht.iter()
                 .map(|a| format!("{a:?}"))
@@ -1117,8 +1117,10 @@ pub fn run(cfg: DevnetConfig) -> Result<Report, String> {
     for i in 0..n {
         procs.stop_node(i);
     }
-    for c in procs.hosters.iter_mut().flatten() {
-        Procs::stop(c, Duration::from_secs(5));
+    for c in procs.hosters.iter_mut() {
+        if let Some(mut c) = c.take() {
+            Procs::stop(&mut c, Duration::from_secs(5));
+        }
     }
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();

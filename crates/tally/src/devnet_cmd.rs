@@ -214,7 +214,11 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             b.map(|b| b.name()).unwrap_or("honest")
         );
     }
-    println!("miners (true quality: the owner's own measurement, or the hidden synthetic value):");
+    if !report.miners.is_empty() {
+        println!(
+            "miners (true quality: the owner's own measurement, or the hidden synthetic value):"
+        );
+    }
     for (k, q) in &report.miners {
         println!(
             "  {}  {:.3}{}",

@@ -508,3 +508,22 @@ mod tests {
         );
     }
 }
+
+/// `tally devnet-hoster`: a devnet's hoster process, around a hoster strategy from `tally-sim`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DevnetHosterArgs {
+    #[command(flatten)]
+    pub h: HosterArgs,
+    /// The strategy: honest, noisy, lazy, copycat, no-reveal, mismatch or late.
+    #[arg(long, default_value = "honest")]
+    pub strategy: tally_sim::HosterStrategy,
+}
+
+pub fn run_devnet_hoster(a: DevnetHosterArgs) -> Result<u8, Failure> {
+    let s = settings(&a.h)?;
+    let strategy = a.strategy;
+    serve(
+        s,
+        Box::new(move |h| Box::new(tally_sim::ByzantineHoster::new(h, strategy))),
+    )
+}

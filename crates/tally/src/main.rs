@@ -47,6 +47,9 @@ enum Command {
     /// A devnet's validator process, with an optional byzantine strategy (used by `tally devnet`).
     #[command(hide = true)]
     DevnetNode(validator_cmd::DevnetNodeArgs),
+    /// A devnet's hoster process, with a hoster strategy (used by `tally devnet --hosters`).
+    #[command(hide = true)]
+    DevnetHoster(hoster_cmd::DevnetHosterArgs),
     /// Re-derive each run from signed evidence and the chain; exit 1 on any mismatch.
     Audit(audit_cmd::AuditArgs),
     /// Run the owner service: submissions in, signed rosters, archives and its pick out.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Validator(a) => validator_cmd::run(a),
         Command::Hoster(a) => hoster_cmd::run(a),
         Command::DevnetNode(a) => validator_cmd::run_devnet_node(a),
+        Command::DevnetHoster(a) => hoster_cmd::run_devnet_hoster(a),
         Command::Bench(b) => bench::run(b),
     };
     match result {
