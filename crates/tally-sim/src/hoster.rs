@@ -68,7 +68,6 @@ impl HosterStrategy {
         HosterStrategy::ALL.into_iter().find(|x| x.name() == s)
     }
 
-
     /// Whether a hoster with this strategy must score 0 from every honest validator.
     pub fn scores_zero(self) -> bool {
         !matches!(self, HosterStrategy::Honest | HosterStrategy::Noisy)
@@ -222,8 +221,7 @@ impl ByzantineHoster {
             HosterStrategy::Late => {
                 let held = std::mem::take(&mut self.held);
                 for (epoch, payload, expires_at_ms) in held {
-                    if h.number >= window_closed_block(&w.hoster_reveal, &clock, w.skew_mb, epoch)
-                    {
+                    if h.number >= window_closed_block(&w.hoster_reveal, &clock, w.skew_mb, epoch) {
                         out.push(HosterEffect::Publish {
                             kind: Kind::HosterReveal,
                             epoch,
@@ -242,12 +240,19 @@ impl ByzantineHoster {
                 };
                 let from = window_closed_block(&w.hoster_commit, &clock, w.skew_mb, epoch);
                 let to = w.hoster_reveal.end_block(&clock, epoch);
-                if h.number >= from && h.number < to && !self.copied.contains(&epoch) && !self.reading
+                if h.number >= from
+                    && h.number < to
+                    && !self.copied.contains(&epoch)
+                    && !self.reading
                 {
                     self.reading = true;
                     let me = self.inner.hotkey();
-                    let hosters: Vec<Hotkey> =
-                        self.inner.hosters().into_iter().filter(|k| *k != me).collect();
+                    let hosters: Vec<Hotkey> = self
+                        .inner
+                        .hosters()
+                        .into_iter()
+                        .filter(|k| *k != me)
+                        .collect();
                     out.push(HosterEffect::ReadReveals { epoch, hosters });
                 }
             }
@@ -266,7 +271,10 @@ impl ByzantineHoster {
         while self.copied.len() > 8 {
             self.copied.pop_first();
         }
-        let expires = self.inner.entry(epoch).map_or(u64::MAX / 2, |e| e.reveal_expires_at_ms);
+        let expires = self
+            .inner
+            .entry(epoch)
+            .map_or(u64::MAX / 2, |e| e.reveal_expires_at_ms);
         let commit = tally_protocol::payload::Commit(tally_protocol::payload::hoster_commitment(
             &r.salt, &r.output,
         ));

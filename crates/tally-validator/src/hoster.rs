@@ -635,7 +635,8 @@ impl Hoster {
         }
         // the reveal goes out only once the commit window has closed for everyone (its end plus
         // the skew): a reveal seen while a store still takes commits could be copied into one
-        let commits_closed = block >= window_closed_block(&w.hoster_commit, clock, w.skew_mb, epoch);
+        let commits_closed =
+            block >= window_closed_block(&w.hoster_commit, clock, w.skew_mb, epoch);
         if !st.revealed
             && st.may_reveal
             && commits_closed

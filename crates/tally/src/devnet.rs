@@ -302,7 +302,12 @@ impl Procs {
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in self.nodes.iter_mut().chain(self.hosters.iter_mut()).flatten() {
+        for c in self
+            .nodes
+            .iter_mut()
+            .chain(self.hosters.iter_mut())
+            .flatten()
+        {
             Self::stop(c, Duration::from_secs(5));
         }
         for c in [self.owner.as_mut(), self.chain.as_mut()]

@@ -4,8 +4,8 @@ use crate::Failure;
 use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
-use tally::devnet::{Byzantine, HosterStrategy};
 use tally::devnet::{run, DevnetConfig};
+use tally::devnet::{Byzantine, HosterStrategy};
 use tally_consensus::WeightMode;
 
 #[derive(Args)]
@@ -252,7 +252,9 @@ pub fn run_cmd(a: DevnetArgs) -> Result<u8, Failure> {
             .collect();
         println!("  consensus: {}", scores.join(", "));
         if !report.hosters.is_empty() {
-            println!("  hosters (strategy, consensus score, the first honest validator's verdict):");
+            println!(
+                "  hosters (strategy, consensus score, the first honest validator's verdict):"
+            );
             for (k, s) in &report.hosters {
                 let ss58 = k.to_ss58();
                 let consensus = r.consensus.get(&ss58).copied();
