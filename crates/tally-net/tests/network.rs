@@ -712,3 +712,67 @@ async fn a_flooding_hoster_cannot_crowd_out_a_validators_commit() {
         assert!(n.store_evictions() >= FLOOD - 2, "node {i}");
     }
 }
+
+/// A hoster restarted between its commit and its reveal publishes its commit again (the
+/// same payload and the same persisted expiry, from a new process with a new peer id): peers
+/// take it as a replica, not as a second record of a write-once slot. A republish that
+/// re-signs with a fresh expiry would be a conflict: refused and kept as evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hoster_republishes_its_commit_as_a_replica() {
+    let net = start(220).await; // epoch 2 hoster-commit window
+    let out = Tensor::f32(&[2], &[1.0, 2.0]).unwrap();
+    let payload = commit_payload([6; 32], &out);
+    let expires = (system_clock())() + 600_000;
+    let slot = record_key(NET, Kind::HosterCommit, 2, &net.keys[6].hotkey());
+    net.nodes[6]
+        .publish_until(Kind::HosterCommit, 2, payload.clone(), expires)
+        .await
+        .unwrap();
+    wait_for(
+        async || net.holders(slot).await >= HONEST - 1,
+        "the commit to replicate",
+    )
+    .await;
+    let conflicts = net.count(Reject::Conflict);
+    // "restart": a new node with the same hotkey, which kept nothing in memory
+    let restart = || async {
+        let boot = net.nodes[0].listen_addrs().await.unwrap()[0].clone();
+        let d = Dht::start(
+            DhtConfig {
+                bootstrap: vec![boot],
+                ..DhtConfig::default()
+            },
+            libp2p::identity::Keypair::generate_ed25519(),
+            key(6),
+            view_at(&net.metagraph, 221),
+            system_clock(),
+        )
+        .await
+        .unwrap();
+        for n in &net.nodes {
+            let _ = d.dial(n.listen_addrs().await.unwrap()[0].clone()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        d
+    };
+    let restarted = restart().await;
+    restarted
+        .publish_until(Kind::HosterCommit, 2, payload.clone(), expires)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(net.count(Reject::Conflict), conflicts, "a replica, not a conflict");
+    assert!(net.nodes.iter().all(|n| n.evidence().is_empty()));
+    // the same path with a fresh expiry (what a restart without the persisted expiry would
+    // send) is a conflict
+    let again = restart().await;
+    again
+        .publish_until(Kind::HosterCommit, 2, payload, expires + 1)
+        .await
+        .ok();
+    wait_for(
+        async || net.count(Reject::Conflict) > conflicts,
+        "the re-signed record to be refused",
+    )
+    .await;
+}

@@ -809,6 +809,7 @@ impl World {
                 cut.insert(self.rng.gen_range(0..n));
             }
             let len = self.rng.gen_range(1..=3);
+            if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} partition {:?} until {}", b.number, cut, b.number + len); }
             self.partition = Some((cut, b.number + len));
         }
         if self.cfg.faults.crashes && self.rng.gen_range(0..12) == 0 {
@@ -820,6 +821,7 @@ impl World {
                 node.gen += 1;
                 node.served.clear();
                 node.down_until = Some(back);
+                if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} crash {i} back {back}", b.number); }
                 let at = self.now + (back - b.number) * self.cfg.block_ms + 10;
                 self.push(at, Ev::Restart { node: i });
             }
@@ -1063,6 +1065,7 @@ impl World {
     }
 
     fn restart(&mut self, i: usize) {
+        if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} restart {i}", self.head); }
         let family = self.family.clone();
         let seed: [u8; 32] = self.rng.gen();
         let node = &mut self.nodes[i];
@@ -1376,6 +1379,14 @@ impl World {
                             .push((me, r.body().scores.to_vec()));
                     }
                 }
+                if std::env::var("TALLY_DBG").is_ok() {
+                    match &p {
+                        Persist::Rejected { run, validator, reason } => { let j = self.index.get(validator).copied(); eprintln!("DBG b{} {i} run {run} rejected {j:?} {reason}", self.head); }
+                        Persist::Finish { outcome } => eprintln!("DBG b{} {i} run {} finish acc {} exc {}", self.head, outcome.run, outcome.accepted.len(), outcome.excluded.len()),
+                        Persist::Evidence { .. } => eprintln!("DBG b{} {i} evidence", self.head),
+                        _ => {}
+                    }
+                }
                 self.nodes[i].store.apply(&p);
             }
             Effect::PostCommitment { run, data } => self.chain_call(i, Call::Commit { run, data }),
@@ -1449,6 +1460,9 @@ impl World {
                     } else {
                         None
                     };
+                    if std::env::var("TALLY_DBG").is_ok() {
+                        eprintln!("DBG b{} fetch {i}->{j} run {run} req {req} reach {reachable} t.http {} relay {} http {} alt {} dht {} exch {exchanged} relayed {} ev {}", self.head, t.http, t.relay, http.as_ref().map(|w| hex::encode(&tally_core::sha256(w)[..3])).unwrap_or_default(), self.nodes[j].actor.as_ref().and_then(|a| a.shown_to(run, &me)).is_some(), dht.is_some(), relayed.len(), evidence.len());
+                    }
                     fetched.push(Fetched {
                         hotkey: t.hotkey,
                         http,

@@ -54,3 +54,37 @@ fn unusable_arguments_exit_2() {
         assert_eq!(code, Some(2), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn hosters_get_a_table_by_strategy_and_the_sweep_holds() {
+    let (code, out, err) = sim(&[
+        "--seeds",
+        "3",
+        "--hosters",
+        "7",
+        "--faults",
+        "loss=50,partitions,crashes",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for s in [
+        "honest",
+        "noisy",
+        "lazy",
+        "copycat",
+        "no-reveal",
+        "mismatch",
+        "late",
+    ] {
+        assert!(out.contains(s), "{s} missing from\n{out}");
+    }
+    let honest = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("honest "))
+        .unwrap();
+    assert!(honest.contains("1.000"), "{honest}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["violations"], 0);
+    let (code, _, err) = sim(&["--seeds", "1", "--hosters", "9999"]);
+    assert_eq!(code, Some(2), "{err}");
+}
