@@ -487,6 +487,75 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hosted_state_and_the_revealed_mark_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        let h = |i: u8| Hotkey([i; 32]);
+        let verdict = |i: u8, reason: Option<&str>| tally_validator::HostedVerdict {
+            hoster: h(i),
+            score: tally_core::Score::ZERO,
+            reason: reason.map(str::to_string),
+        };
+        {
+            let s = NodeStore::open(&path).unwrap();
+            // run 7: only hosted state so far (a snapshot taken before the report was signed)
+            s.apply(
+                &Persist::HosterSnapshot {
+                    run: 7,
+                    commits: vec![(h(1), [1; 32])],
+                },
+                0,
+            )
+            .unwrap();
+            // the first snapshot and verdicts stay
+            s.apply(
+                &Persist::HosterSnapshot {
+                    run: 7,
+                    commits: vec![(h(2), [2; 32])],
+                },
+                0,
+            )
+            .unwrap();
+            s.apply(&Persist::ChallengeSent { run: 7 }, 0).unwrap();
+            s.apply(
+                &Persist::Hosted {
+                    run: 7,
+                    verdicts: vec![verdict(1, Some("no_reveal"))],
+                },
+                0,
+            )
+            .unwrap();
+            s.apply(
+                &Persist::Hosted {
+                    run: 7,
+                    verdicts: vec![verdict(1, None)],
+                },
+                0,
+            )
+            .unwrap();
+            // run 5 revealed then done; run 6 done without a reveal
+            s.mark(5, Step::Revealed).unwrap();
+            s.mark(5, Step::Done).unwrap();
+            s.mark(6, Step::Done).unwrap();
+        }
+        let s = NodeStore::open(&path).unwrap();
+        let l = s.load(8).unwrap();
+        let run = |r: u64| l.runs.iter().find(|x| x.run == r).unwrap().clone();
+        let r7 = run(7);
+        assert_eq!(r7.step, None);
+        assert_eq!(r7.hoster_commits, Some(vec![(h(1), [1; 32])]));
+        assert_eq!(r7.hosted, Some(vec![verdict(1, Some("no_reveal"))]));
+        assert!(r7.challenge_sent);
+        assert!(run(5).revealed && run(5).step == Some(Step::Done));
+        assert!(!run(6).revealed);
+        // the newest runs first, at most `limit`
+        assert_eq!(
+            s.load(2).unwrap().runs.iter().map(|r| r.run).collect::<Vec<_>>(),
+            vec![7, 6]
+        );
+    }
+
+    #[test]
     fn own_report_is_never_replaced_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("node.redb");
