@@ -761,7 +761,11 @@ async fn a_restarted_hoster_republishes_its_commit_as_a_replica() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(net.count(Reject::Conflict), conflicts, "a replica, not a conflict");
+    assert_eq!(
+        net.count(Reject::Conflict),
+        conflicts,
+        "a replica, not a conflict"
+    );
     assert!(net.nodes.iter().all(|n| n.evidence().is_empty()));
     // the same path with a fresh expiry (what a restart without the persisted expiry would
     // send) is a conflict

@@ -550,7 +550,12 @@ mod tests {
         assert!(!run(6).revealed);
         // the newest runs first, at most `limit`
         assert_eq!(
-            s.load(2).unwrap().runs.iter().map(|r| r.run).collect::<Vec<_>>(),
+            s.load(2)
+                .unwrap()
+                .runs
+                .iter()
+                .map(|r| r.run)
+                .collect::<Vec<_>>(),
             vec![7, 6]
         );
     }

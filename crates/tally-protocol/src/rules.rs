@@ -143,9 +143,15 @@ mod tests {
         let w = PhaseWindows::default();
         // hoster commits [3, 10) of a 20-block epoch: closed for everyone from 10.5, block 11
         assert_eq!(w.hoster_commit.end_block(&clock(), 0), 10);
-        assert_eq!(window_closed_block(&w.hoster_commit, &clock(), w.skew_mb, 0), 11);
+        assert_eq!(
+            window_closed_block(&w.hoster_commit, &clock(), w.skew_mb, 0),
+            11
+        );
         // the challenge window [0, 3): 3.5, block 4; epoch 2 starts at block 40
-        assert_eq!(window_closed_block(&w.challenge, &clock(), w.skew_mb, 2), 44);
+        assert_eq!(
+            window_closed_block(&w.challenge, &clock(), w.skew_mb, 2),
+            44
+        );
         // no skew: the end block itself
         assert_eq!(window_closed_block(&w.hoster_reveal, &clock(), 0, 0), 12);
         // a whole block of skew on an edge that falls between blocks (10-block epochs: the

@@ -12,7 +12,9 @@
 //! [`serve`] takes a function that wraps the honest [`Hoster`], so a devnet can run the same
 //! process with an adversarial actor.
 
-use crate::validator_cmd::{field, required};
+use crate::validator_cmd::{
+    bootstrap, chain_url, dht_listen, field, hotkey, read_config, required, tick,
+};
 use crate::Failure;
 use anyhow::{anyhow, Context};
 use clap::Args;
@@ -155,70 +157,15 @@ pub struct HosterSettings {
 
 /// Reads the file, overlays env and flags, validates every field and loads the model.
 pub fn settings(a: &HosterArgs) -> Result<HosterSettings, Failure> {
-    let f: FileConfig = match &a.config {
-        Some(p) => {
-            const MAX_CONFIG: u64 = 1 << 20;
-            if std::fs::metadata(p).is_ok_and(|m| m.len() > MAX_CONFIG) {
-                return Err(Failure::input(anyhow!(
-                    "config file {}: over {MAX_CONFIG} bytes; is this the right file?",
-                    p.display()
-                )));
-            }
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the config file {}", p.display()))
-                .map_err(Failure::input)?;
-            toml::from_str(&text)
-                .map_err(|e| Failure::input(anyhow!("config file {}: {e}", p.display())))?
-        }
-        None => FileConfig::default(),
-    };
-    let chain = required("chain", a.chain.clone().or(f.chain))?;
-    let chain = match crate::chain_cmd::resolve(&chain).map_err(|e| field("chain", e))? {
-        crate::chain_cmd::ChainUrl::Embedded(u) | crate::chain_cmd::ChainUrl::Subtensor(u) => {
-            u.to_string()
-        }
-    };
-    let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
-    let bytes = std::fs::read(&hotkey_path).map_err(|e| {
-        field(
-            "hotkey",
-            format!("cannot read {}: {e}", hotkey_path.display()),
-        )
-    })?;
-    let key = Keypair::from_keyfile_json(&bytes)
-        .map_err(|e| field("hotkey", format!("{}: {e}", hotkey_path.display())))?;
+    let f: FileConfig = read_config(a.config.as_deref())?;
+    let chain = chain_url(a.chain.clone().or(f.chain))?;
+    let key = hotkey(a.hotkey.clone().or(f.hotkey))?;
     let netuid = required("netuid", a.netuid.or(f.netuid))?;
-    let dht_listen: libp2p::Multiaddr = a
-        .dht_listen
-        .clone()
-        .or(f.dht_listen)
-        .unwrap_or_else(|| "/ip4/0.0.0.0/tcp/0".into())
-        .parse()
-        .map_err(|e| {
-            field(
-                "dht_listen",
-                format!("{e}: use a multiaddr like /ip4/0.0.0.0/tcp/4002"),
-            )
-        })?;
-    let bootstrap = a
-        .bootstrap
-        .clone()
-        .or(f.bootstrap)
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse().map_err(|e| {
-                field(
-                    "bootstrap",
-                    format!("{s:?}: {e}: use a multiaddr with /p2p/<peer id>"),
-                )
-            })
-        })
-        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()?;
-    if bootstrap.len() > 256 {
-        return Err(field("bootstrap", "at most 256 peers"));
-    }
+    let dht_listen = dht_listen(
+        a.dht_listen.clone().or(f.dht_listen),
+        "/ip4/0.0.0.0/tcp/4002",
+    )?;
+    let bootstrap = bootstrap(a.bootstrap.clone().or(f.bootstrap))?;
     let data_dir = required("data_dir", a.data_dir.clone().or(f.data_dir))?;
     let (model, model_source) = match (a.model.clone().or(f.model), a.model_seed.or(f.model_seed)) {
         (Some(_), Some(_)) => {
@@ -249,10 +196,7 @@ pub fn settings(a: &HosterArgs) -> Result<HosterSettings, Failure> {
             ),
         ));
     }
-    let tick_ms = a.tick_ms.or(f.tick_ms).unwrap_or(500);
-    if !(10..=60_000).contains(&tick_ms) {
-        return Err(field("tick_ms", "must be 10..=60000"));
-    }
+    let tick = tick(a.tick_ms.or(f.tick_ms))?;
     let http = a.http.clone().or(f.http).unwrap_or_default();
     if http.len() > 128 || http.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(field(
@@ -277,7 +221,7 @@ pub fn settings(a: &HosterArgs) -> Result<HosterSettings, Failure> {
         data_dir,
         model,
         model_source,
-        tick: Duration::from_millis(tick_ms),
+        tick,
         http,
         heartbeat: Duration::from_millis(heartbeat_ms),
         chain_timeout: Duration::from_millis(chain_timeout_ms),

@@ -217,40 +217,87 @@ pub(crate) fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
     })
 }
 
+/// The config file at `path` (TOML, at most 1 MiB), or the defaults without one.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&std::path::Path>,
+) -> Result<T, Failure> {
+    let Some(p) = path else {
+        return Ok(T::default());
+    };
+    const MAX_CONFIG: u64 = 1 << 20;
+    if std::fs::metadata(p).is_ok_and(|m| m.len() > MAX_CONFIG) {
+        return Err(Failure::input(anyhow!(
+            "config file {}: over {MAX_CONFIG} bytes; is this the right file?",
+            p.display()
+        )));
+    }
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read the config file {}", p.display()))
+        .map_err(Failure::input)?;
+    toml::from_str(&text).map_err(|e| Failure::input(anyhow!("config file {}: {e}", p.display())))
+}
+
+/// The `chain` key: an endpoint URL, or a network name resolved to one.
+pub(crate) fn chain_url(v: Option<String>) -> Result<String, Failure> {
+    let chain = required("chain", v)?;
+    match crate::chain_cmd::resolve(&chain).map_err(|e| field("chain", e))? {
+        crate::chain_cmd::ChainUrl::Embedded(u) | crate::chain_cmd::ChainUrl::Subtensor(u) => {
+            Ok(u.to_string())
+        }
+    }
+}
+
+/// The `hotkey` key: a key file (Bittensor keyfile layout).
+pub(crate) fn hotkey(v: Option<PathBuf>) -> Result<Keypair, Failure> {
+    let path = required("hotkey", v)?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| field("hotkey", format!("cannot read {}: {e}", path.display())))?;
+    Keypair::from_keyfile_json(&bytes)
+        .map_err(|e| field("hotkey", format!("{}: {e}", path.display())))
+}
+
+/// The `dht_listen` key (default: any address, a free port); `example` shows a good one.
+pub(crate) fn dht_listen(v: Option<String>, example: &str) -> Result<libp2p::Multiaddr, Failure> {
+    v.unwrap_or_else(|| "/ip4/0.0.0.0/tcp/0".into())
+        .parse()
+        .map_err(|e| field("dht_listen", format!("{e}: use a multiaddr like {example}")))
+}
+
+/// The `bootstrap` key: at most 256 multiaddrs (empty strings skipped).
+pub(crate) fn bootstrap(v: Option<Vec<String>>) -> Result<Vec<libp2p::Multiaddr>, Failure> {
+    let peers = v
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|e| {
+                field(
+                    "bootstrap",
+                    format!("{s:?}: {e}: use a multiaddr with /p2p/<peer id>"),
+                )
+            })
+        })
+        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()?;
+    if peers.len() > 256 {
+        return Err(field("bootstrap", "at most 256 peers"));
+    }
+    Ok(peers)
+}
+
+/// The `tick_ms` key (default 500).
+pub(crate) fn tick(v: Option<u64>) -> Result<Duration, Failure> {
+    let ms = v.unwrap_or(500);
+    if !(10..=60_000).contains(&ms) {
+        return Err(field("tick_ms", "must be 10..=60000"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 /// Reads the file, overlays env and flags, and validates every field.
 pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
-    let f: FileConfig = match &a.config {
-        Some(p) => {
-            const MAX_CONFIG: u64 = 1 << 20;
-            if std::fs::metadata(p).is_ok_and(|m| m.len() > MAX_CONFIG) {
-                return Err(Failure::input(anyhow!(
-                    "config file {}: over {MAX_CONFIG} bytes; is this the right file?",
-                    p.display()
-                )));
-            }
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the config file {}", p.display()))
-                .map_err(Failure::input)?;
-            toml::from_str(&text)
-                .map_err(|e| Failure::input(anyhow!("config file {}: {e}", p.display())))?
-        }
-        None => FileConfig::default(),
-    };
-    let chain = required("chain", a.chain.clone().or(f.chain))?;
-    let chain = match crate::chain_cmd::resolve(&chain).map_err(|e| field("chain", e))? {
-        crate::chain_cmd::ChainUrl::Embedded(u) | crate::chain_cmd::ChainUrl::Subtensor(u) => {
-            u.to_string()
-        }
-    };
-    let hotkey_path = required("hotkey", a.hotkey.clone().or(f.hotkey))?;
-    let bytes = std::fs::read(&hotkey_path).map_err(|e| {
-        field(
-            "hotkey",
-            format!("cannot read {}: {e}", hotkey_path.display()),
-        )
-    })?;
-    let key = Keypair::from_keyfile_json(&bytes)
-        .map_err(|e| field("hotkey", format!("{}: {e}", hotkey_path.display())))?;
+    let f: FileConfig = read_config(a.config.as_deref())?;
+    let chain = chain_url(a.chain.clone().or(f.chain))?;
+    let key = hotkey(a.hotkey.clone().or(f.hotkey))?;
     let netuid = required("netuid", a.netuid.or(f.netuid))?;
     let family_name = a
         .family
@@ -274,33 +321,11 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         ),
         None => (!api_listen.ip().is_unspecified()).then_some((api_listen, false)),
     };
-    let dht_listen: libp2p::Multiaddr = a
-        .dht_listen
-        .clone()
-        .or(f.dht_listen)
-        .unwrap_or_else(|| "/ip4/0.0.0.0/tcp/0".into())
-        .parse()
-        .map_err(|e| {
-            field(
-                "dht_listen",
-                format!("{e}: use a multiaddr like /ip4/0.0.0.0/tcp/4001"),
-            )
-        })?;
-    let bootstrap = a
-        .bootstrap
-        .clone()
-        .or(f.bootstrap)
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e| field("bootstrap", format!("{s:?}: {e}")))
-        })
-        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()?;
-    if bootstrap.len() > 256 {
-        return Err(field("bootstrap", "at most 256 peers"));
-    }
+    let dht_listen = dht_listen(
+        a.dht_listen.clone().or(f.dht_listen),
+        "/ip4/0.0.0.0/tcp/4001",
+    )?;
+    let bootstrap = bootstrap(a.bootstrap.clone().or(f.bootstrap))?;
     let data_dir = required("data_dir", a.data_dir.clone().or(f.data_dir))?;
     let owner_url = a.owner_url.clone().or(f.owner_url);
     if let Some(u) = &owner_url {
@@ -366,10 +391,7 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
             "the exec scorer fetches the owner's signed roster: set owner_url and owner_hotkey",
         ));
     }
-    let tick_ms = a.tick_ms.or(f.tick_ms).unwrap_or(500);
-    if !(10..=60_000).contains(&tick_ms) {
-        return Err(field("tick_ms", "must be 10..=60000"));
-    }
+    let tick = tick(a.tick_ms.or(f.tick_ms))?;
     let timeout_ms = a.http_timeout_ms.or(f.http_timeout_ms).unwrap_or(2_000);
     if !(100..=60_000).contains(&timeout_ms) {
         return Err(field("http_timeout_ms", "must be 100..=60000"));
@@ -394,7 +416,7 @@ pub fn settings(a: &ValidatorArgs) -> Result<Settings, Failure> {
         execution,
         scorer,
         model_seed: a.model_seed.or(f.model_seed).unwrap_or(7),
-        tick: Duration::from_millis(tick_ms),
+        tick,
         http_timeout: Duration::from_millis(timeout_ms),
         chain_timeout: Duration::from_millis(chain_timeout_ms),
     })
