@@ -76,6 +76,9 @@ impl Machine {
         }
         match result {
             Ok(scores) => st.exec = Some(scores),
+            // both families: the hosters can still be scored, so the report goes on without
+            // executed scores (its miners are abstained on)
+            Err(_) if self.cfg.execution.hosted() => st.exec = Some(Vec::new()),
             Err(e) => {
                 st.scoring = false;
                 st.unscorable = Some(e);

@@ -505,3 +505,37 @@ fn a_refused_late_reveal_is_named_in_the_outcome_but_scores_the_same() {
     );
     assert!(!v.iter().any(|x| x.hoster == key(77).hotkey()));
 }
+
+#[test]
+fn both_mode_still_reports_the_hosters_when_execution_fails() {
+    let mut m = machine(1, Execution::Both);
+    head(&mut m, 0);
+    // the roster could not be fetched: no executed score at all
+    let out = m.handle(Input::Scored {
+        run: 0,
+        result: Err("roster unavailable".into()),
+    });
+    assert!(own_report(&out).is_none());
+    let req = to_reveal_close(&mut m);
+    m.handle(Input::Hosted {
+        req,
+        run: 0,
+        challenge: None,
+        reveals: the_reveals(),
+    });
+    let out = m.handle(Input::HostedScored {
+        run: 0,
+        result: Ok(vec![(hoster(0), Score::ONE), (hoster(4), Score::ZERO)]),
+    });
+    let r = own_report(&out).expect("a report from the hosted verdicts alone");
+    assert!(r.body().scores.to_vec().contains(&(hoster(0), Score::ONE)));
+    // validator-hosted mode alone publishes nothing in the same case
+    let mut v = machine(1, Execution::Validator);
+    head(&mut v, 0);
+    let out = v.handle(Input::Scored {
+        run: 0,
+        result: Err("roster unavailable".into()),
+    });
+    assert!(own_report(&out).is_none());
+    assert_eq!(v.step(0), None);
+}
