@@ -239,7 +239,8 @@ impl ByzantineHoster {
                     return;
                 };
                 let from = window_closed_block(&w.hoster_commit, &clock, w.skew_mb, epoch);
-                let to = w.hoster_reveal.end_block(&clock, epoch);
+                // until the reveal window has closed for everyone: a copy stored in the skew counts
+                let to = window_closed_block(&w.hoster_reveal, &clock, w.skew_mb, epoch);
                 if h.number >= from
                     && h.number < to
                     && !self.copied.contains(&epoch)

@@ -9,7 +9,11 @@
 //!    first block at which any honest node served or published a report for that run (checked
 //!    against the chain and the trace, independently of the rule the machine applies);
 //! 4. every equivocation (two different reports a validator made available for one run) is
-//!    proven and excluded by every honest validator that aggregated the run;
+//!    proven and excluded by every honest validator that aggregated the run. A report is made
+//!    available when it is published in the DHT, or an honest validator received it (from its
+//!    author or relayed) and still held it after the run's reveal close: one served only to
+//!    byzantine peers, or held only by an honest node that crashed before the close (the
+//!    machine keeps no collected report across a restart), could not be proven by anyone;
 //! 5. a quorum miss holds: no weights, and the incumbent stays the winner;
 //! 6. honest validators that aggregated a run accepted the same reports and excluded the same
 //!    validators (split views converge at the exchange);
@@ -115,12 +119,12 @@ pub(crate) fn check(w: &World) -> Vec<String> {
         }
         // 4. equivocations proven and excluded by every honest aggregator
         for (j, n) in w.nodes.iter().enumerate() {
-            let shown = n.shown.get(&run).map(|s| s.len()).unwrap_or(0);
+            let shown = n.available.get(&run).map(|s| s.len()).unwrap_or(0);
             if shown < 2 {
                 continue;
             }
             let distinct: BTreeSet<Vec<u8>> = n
-                .shown
+                .available
                 .get(&run)
                 .into_iter()
                 .flatten()

@@ -24,6 +24,7 @@ use tally_core::{BoundedBytes, FamilyId, Hotkey, Keypair, Score};
 use tally_protocol::payload::Payload;
 use tally_protocol::predicate::{check, check_without_signature, Mode, Reject};
 use tally_protocol::record::{RecordBody, SignedRecord};
+use tally_protocol::rules::reveal_close_block;
 use tally_protocol::view::challenge_seed;
 use tally_protocol::{
     record_key, ChainTime, ChainView, EpochClock, Kind, Metagraph, Neuron, PhaseWindows,
@@ -302,8 +303,18 @@ pub(crate) struct Node {
     /// Other validators' reports it serves for the exchange, by run.
     pub held: BTreeMap<u64, Vec<tally_validator::HeldReport>>,
     pub store: SimStore,
-    /// Every report this node made available (served or published), by run.
+    /// Every report of this node shown to honest nodes, by run: served (an honest node's),
+    /// published in the DHT, or received by an honest node (an adversary's, first-hand or
+    /// relayed).
     pub shown: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// Of those, the reports of this node made available for invariant 4, by run: published,
+    /// served by an honest node, or received by an honest node that still held it after the
+    /// run's reveal close (see [`World::lose_memory`]).
+    pub available: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// Reports of others this honest node received before their run's reveal close, held in
+    /// memory only: `(author, run, wire)`. They become available once the close has passed
+    /// and are lost if the node crashes first.
+    got: Vec<(usize, u64, Vec<u8>)>,
     /// Runs it set weights for.
     pub weights_runs: BTreeSet<u64>,
     /// Down until this block (crashed).
@@ -503,6 +514,8 @@ impl World {
                 held: BTreeMap::new(),
                 store: SimStore::default(),
                 shown: BTreeMap::new(),
+                available: BTreeMap::new(),
+                got: Vec::new(),
                 weights_runs: BTreeSet::new(),
                 down_until: None,
             };
@@ -695,6 +708,9 @@ impl World {
                 Ev::HosterRestart { hoster } => self.hoster_restart(hoster),
             }
         }
+        for i in 0..self.nodes.len() {
+            self.lose_memory(i, u64::MAX);
+        }
         let violations = invariants::check(&self);
         let mut exclusions = BTreeMap::new();
         let mut outcomes = 0;
@@ -809,7 +825,6 @@ impl World {
                 cut.insert(self.rng.gen_range(0..n));
             }
             let len = self.rng.gen_range(1..=3);
-            if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} partition {:?} until {}", b.number, cut, b.number + len); }
             self.partition = Some((cut, b.number + len));
         }
         if self.cfg.faults.crashes && self.rng.gen_range(0..12) == 0 {
@@ -820,8 +835,10 @@ impl World {
                 node.actor = None;
                 node.gen += 1;
                 node.served.clear();
+                // the lists it served for the exchange were in memory too
+                node.held.clear();
                 node.down_until = Some(back);
-                if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} crash {i} back {back}", b.number); }
+                self.lose_memory(i, b.number);
                 let at = self.now + (back - b.number) * self.cfg.block_ms + 10;
                 self.push(at, Ev::Restart { node: i });
             }
@@ -1065,7 +1082,6 @@ impl World {
     }
 
     fn restart(&mut self, i: usize) {
-        if std::env::var("TALLY_DBG").is_ok() { eprintln!("DBG b{} restart {i}", self.head); }
         let family = self.family.clone();
         let seed: [u8; 32] = self.rng.gen();
         let node = &mut self.nodes[i];
@@ -1379,25 +1395,23 @@ impl World {
                             .push((me, r.body().scores.to_vec()));
                     }
                 }
-                if std::env::var("TALLY_DBG").is_ok() {
-                    match &p {
-                        Persist::Rejected { run, validator, reason } => { let j = self.index.get(validator).copied(); eprintln!("DBG b{} {i} run {run} rejected {j:?} {reason}", self.head); }
-                        Persist::Finish { outcome } => eprintln!("DBG b{} {i} run {} finish acc {} exc {}", self.head, outcome.run, outcome.accepted.len(), outcome.excluded.len()),
-                        Persist::Evidence { .. } => eprintln!("DBG b{} {i} evidence", self.head),
-                        _ => {}
-                    }
-                }
                 self.nodes[i].store.apply(&p);
             }
             Effect::PostCommitment { run, data } => self.chain_call(i, Call::Commit { run, data }),
             Effect::Publish { kind, run, payload } => {
                 if kind == Kind::ValidatorReveal {
                     self.shown(i, run, &payload);
+                    self.available(i, run, &payload);
                 }
                 self.publish(i, kind, run, payload);
             }
             Effect::Serve { run, wire } => {
-                self.shown(i, run, &wire);
+                // an honest node's report is out once served; an adversary's counts as made
+                // available once an honest node got it (see `FetchReports`)
+                if honest {
+                    self.shown(i, run, &wire);
+                    self.available(i, run, &wire);
+                }
                 self.nodes[i].served.insert(run, wire);
             }
             Effect::ServeHeld { run, reports, .. } => {
@@ -1415,7 +1429,8 @@ impl World {
             } => {
                 let me = self.nodes[i].key.hotkey();
                 let mut fetched = Vec::with_capacity(targets.len());
-                let mut alts = Vec::new();
+                // the reports an honest node got here, first-hand or relayed, by signer
+                let mut delivered: Vec<(usize, Vec<u8>)> = Vec::new();
                 for t in targets {
                     let Some(&j) = self.index.get(&t.hotkey) else {
                         continue;
@@ -1426,19 +1441,21 @@ impl World {
                     let http = (reachable && t.http && shows)
                         .then(|| {
                             let alt = peer.actor.as_ref().and_then(|a| a.shown_to(run, &me));
-                            if let Some(a) = &alt {
-                                alts.push((j, a.clone()));
-                            }
                             alt.or_else(|| peer.served.get(&run).cloned())
                         })
                         .flatten();
+                    if let (true, Some(w)) = (honest, &http) {
+                        delivered.push((j, w.clone()));
+                    }
                     let evidence = if reachable && t.evidence {
                         peer.store.evidence.get(&run).cloned().unwrap_or_default()
                     } else {
                         Vec::new()
                     };
-                    // the exchange: the peer's list of digests, then the reports not known
-                    let exchanged = reachable && t.relay && shows;
+                    // the exchange: the peer's list of digests, then the reports not known (a
+                    // peer that serves no list for the run, say one just restarted, answers
+                    // 404 and was not reached)
+                    let exchanged = reachable && t.relay && shows && peer.held.contains_key(&run);
                     let relayed = if exchanged {
                         peer.held
                             .get(&run)
@@ -1460,9 +1477,6 @@ impl World {
                     } else {
                         None
                     };
-                    if std::env::var("TALLY_DBG").is_ok() {
-                        eprintln!("DBG b{} fetch {i}->{j} run {run} req {req} reach {reachable} t.http {} relay {} http {} alt {} dht {} exch {exchanged} relayed {} ev {}", self.head, t.http, t.relay, http.as_ref().map(|w| hex::encode(&tally_core::sha256(w)[..3])).unwrap_or_default(), self.nodes[j].actor.as_ref().and_then(|a| a.shown_to(run, &me)).is_some(), dht.is_some(), relayed.len(), evidence.len());
-                    }
                     fetched.push(Fetched {
                         hotkey: t.hotkey,
                         http,
@@ -1472,8 +1486,27 @@ impl World {
                         exchanged,
                     });
                 }
-                for (j, a) in alts {
-                    self.shown(j, run, &a);
+                if honest {
+                    for f in &fetched {
+                        for w in &f.relayed {
+                            let signer = tally_core::ScoreReport::from_bytes(w)
+                                .ok()
+                                .filter(|r| r.verify().is_ok())
+                                .and_then(|r| self.index.get(&r.body().validator).copied());
+                            if let Some(j) = signer {
+                                delivered.push((j, w.clone()));
+                            }
+                        }
+                    }
+                }
+                let close = reveal_close_block(&self.view.clock, &self.view.windows, run);
+                for (j, w) in delivered {
+                    self.shown(j, run, &w);
+                    if self.head <= close {
+                        self.nodes[i].got.push((j, run, w));
+                    } else {
+                        self.available(j, run, &w);
+                    }
                 }
                 let d = self.latency(10, 500);
                 self.answer(i, d, Input::Reports { req, run, fetched });
@@ -1567,6 +1600,25 @@ impl World {
         let d = self.latency(20, 400);
         let gen = self.nodes[i].gen;
         self.push(self.now + d, Ev::Call { node: i, gen, call });
+    }
+
+    /// Node `i` crashes at block `b` (`u64::MAX`: the simulation ended): the reports it got
+    /// before a reveal close at or after `b` are lost with its memory (the machine keeps no
+    /// collected report across a restart, and it was down for the exchange); the others were
+    /// held past their close, in time for the exchange, and count as made available.
+    fn lose_memory(&mut self, i: usize, b: u64) {
+        for (j, run, w) in std::mem::take(&mut self.nodes[i].got) {
+            if reveal_close_block(&self.view.clock, &self.view.windows, run) < b {
+                self.available(j, run, &w);
+            }
+        }
+    }
+
+    fn available(&mut self, i: usize, run: u64, wire: &[u8]) {
+        let v = self.nodes[i].available.entry(run).or_default();
+        if !v.iter().any(|w| w == wire) {
+            v.push(wire.to_vec());
+        }
     }
 
     fn shown(&mut self, i: usize, run: u64, wire: &[u8]) {

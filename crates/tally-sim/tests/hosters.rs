@@ -79,9 +79,11 @@ fn every_hoster_strategy_gets_what_it_earns_and_the_honest_hoster_wins() {
         assert_eq!(h.restarts, 0, "no crashes without the fault");
     }
     // the copycat's late commit and the late hoster's reveal were refused by the store; the
-    // copycat's reveal (of another's output) was stored and counted for nothing
+    // copycat's reveals (of another's output), those it got in before the window closed, were
+    // stored and counted for nothing (how many depends on when the honest reveal reached it)
     let copycat = hoster(&r, HosterStrategy::Copycat);
-    assert_eq!((copycat.commits, copycat.reveals), (0, 4), "{copycat:?}");
+    assert_eq!(copycat.commits, 0, "{copycat:?}");
+    assert!((1..=4).contains(&copycat.reveals), "{copycat:?}");
     let late = hoster(&r, HosterStrategy::Late);
     assert_eq!((late.commits, late.reveals), (4, 0), "{late:?}");
     let no_reveal = hoster(&r, HosterStrategy::NoReveal);

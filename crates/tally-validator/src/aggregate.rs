@@ -1,12 +1,13 @@
 //! Step 5, aggregate: gather what the decision needs — from the collect block on, the
 //! commitments made on chain for the run and the incumbent (both fixed once the reveal window
-//! has opened); from the block at which the reveal window has closed, a final fetch of the
-//! reports still missing (after any collect round still out; when a report is held from one
-//! source only, every peer is asked for its equivocation proofs once more), and the
+//! has opened); from the block at which the reveal window has closed, the exchange (after any
+//! collect round still out: rounds asking every peer for the reports and proofs it holds, and
+//! for its own report when missing, until a quiet round; see [`crate::collect`]), and the
 //! incumbent, and in owner or shadow mode the owner's pick — each retried on a later head when
-//! its call fails. Then verify every report ([`crate::verify::judge`]) against the commitment
-//! that counts, decide the run (`tally_consensus::decide_run`), choose weights by mode, record
-//! divergence, and set the weights; the outcome is persisted once the chain answers.
+//! its call fails. A node that restarted and resumed at or after the close sits the run out
+//! (no outcome, no weights). Then verify every report ([`crate::verify::judge`]) against the
+//! commitment that counts, decide the run (`tally_consensus::decide_run`), choose weights by
+//! mode, record divergence, and set the weights; the outcome is persisted once the chain answers.
 
 use crate::machine::Machine;
 use crate::outcome::{decision, uid_weights, Excluded, RunOutcome};
@@ -28,8 +29,12 @@ pub(crate) struct Agg {
     pub fetched: bool,
     /// Exchange rounds done.
     pub exchange_rounds: u8,
-    /// Peers that answered nothing in the last exchange round: the next round asks only them.
-    pub unreached: Option<Vec<Hotkey>>,
+    /// Of those, the rounds answered by peers holding a quorum (with the node's own stake).
+    pub counted_rounds: u8,
+    /// The head of the last exchange round (rounds are one head apart).
+    pub round_head: u64,
+    /// The peers with an API asked in the last exchange round (those that can answer it).
+    pub asked: Vec<Hotkey>,
     /// The commitments read, while out.
     pub commits_req: Option<u64>,
     /// The commitments of the run.
@@ -69,25 +74,40 @@ impl Machine {
         if st.members.is_none() || st.step == Some(Step::Done) || st.finishing.is_some() {
             return;
         }
+        if self.sits_out(run) {
+            // what it collected is gone and peers may have decided without it: it takes no part
+            // in the run, and tells peers at the exchange that it holds nothing
+            if let Some(st) = self.runs.get_mut(&run) {
+                if !st.sat_out {
+                    st.sat_out = true;
+                    out.push(Effect::ServeHeld {
+                        run,
+                        reports: Vec::new(),
+                        proofs: Vec::new(),
+                    });
+                }
+            }
+            return;
+        }
         // issue whatever is neither in hand nor out
         let agg = st.agg.as_ref();
-        // a collect round still out is waited for: its answer is the bulk of the final fetch
+        // a collect round still out is waited for: its answer is the bulk of the final fetch;
+        // exchange rounds are one head apart
         let want_fetch = at_close
             && st.fetch_req.is_none()
-            && agg.is_none_or(|a| !a.fetched && a.fetch_req.is_none());
+            && agg.is_none_or(|a| {
+                !a.fetched
+                    && a.fetch_req.is_none()
+                    && (a.exchange_rounds == 0 || head > a.round_head)
+            });
         let want_commits = agg.is_none_or(|a| a.commits.is_none() && a.commits_req.is_none());
         let want_inc = agg.is_none_or(|a| a.incumbent.is_none() && a.inc_req.is_none());
         let want_pick = needs_pick && agg.is_none_or(|a| a.pick.is_none() && a.pick_req.is_none());
-        // the final round is the exchange: every peer is asked for the reports and proofs it
-        // holds, so split views converge before anything is decided; peers that answered
-        // nothing are asked again on the next heads (at most `MAX_EXCHANGE_ROUNDS` in all)
-        let unreached = agg.and_then(|a| a.unreached.clone());
+        // the final rounds are the exchange: every peer is asked for the reports and proofs it
+        // holds, so split views converge before anything is decided; rounds go on, one head
+        // apart, until a quiet one (see `crate::collect::MIN_EXCHANGE_ROUNDS`)
         let targets = if want_fetch {
-            let mut t = self.final_targets(run, true);
-            if let Some(u) = &unreached {
-                t.retain(|x| u.contains(&x.hotkey));
-            }
-            t
+            self.exchange_targets(run)
         } else {
             Vec::new()
         };
@@ -100,7 +120,13 @@ impl Machine {
             .unwrap_or_default();
         if want_fetch {
             agg.exchange_rounds += 1;
-            agg.unreached = None;
+            agg.round_head = head;
+            // a peer with no API on chain cannot answer: it is read from the DHT only
+            agg.asked = targets
+                .iter()
+                .filter(|t| !t.axon.is_empty())
+                .map(|t| t.hotkey)
+                .collect();
             if targets.is_empty() {
                 agg.fetched = true;
             } else {

@@ -8,11 +8,17 @@
 //!
 //! Split views: the node serves the other validators' reports it holds ([`Effect::ServeHeld`],
 //! one per validator, with the SHA-256 of each, and its proofs), and at reveal close its final
-//! round is an exchange: it asks every eligible peer for the list of what it holds and fetches
+//! rounds are an exchange: it asks every eligible peer for the list of what it holds and fetches
 //! only the reports whose digests it does not know ([`Effect::FetchReports`]'s `known`). A report
 //! a validator showed to some peers only reaches every honest node this way (it is checked
 //! against the signer's commitment like any copy), and different reports shown to different
-//! peers meet and become a proof. What is exchanged is bounded: at most
+//! peers meet and become a proof. Rounds are one head apart and each asks every peer again (a
+//! peer may have learned something since it answered, say first-hand in its own first round
+//! after a restart); the exchange ends at the first quiet round — every peer with an API
+//! answered and nothing new came in — from the [`MIN_EXCHANGE_ROUNDS`]th on, or after
+//! [`MAX_EXCHANGE_ROUNDS`] rounds answered by peers holding a quorum (a node cut off from most
+//! peers keeps asking). A node that restarted and resumed only at or after the close sits the
+//! run out (`Machine::sits_out`). What is exchanged is bounded: at most
 //! [`MAX_RELAYED_PER_PEER`] relayed reports and [`MAX_PROOFS_PER_PEER`] proofs from each peer,
 //! and in the honest case no report at all, only the lists.
 
@@ -27,9 +33,19 @@ use tally_protocol::rules::{reveal_close_block, reveal_open_block};
 pub const MAX_PROOFS_PER_PEER: usize = 64;
 /// Most relayed reports read from one peer's answer (one per eligible validator at most).
 pub const MAX_RELAYED_PER_PEER: usize = 256;
-/// Most exchange rounds at reveal close: the first asks every peer, the others only peers that
-/// relayed nothing (lost requests, partitions of a few blocks), one head apart.
+/// Fewest exchange rounds at reveal close: the first can meet a peer whose own last round of
+/// first-hand fetches is still in flight, so a second one, a head later, is always asked.
+pub const MIN_EXCHANGE_ROUNDS: u8 = 2;
+/// Most exchange rounds at reveal close that peers holding a quorum answered, one head apart:
+/// after [`MIN_EXCHANGE_ROUNDS`] the exchange ends at the first quiet round (every peer with an
+/// API answered with what it holds and nothing new was learned); peers that do not answer (a
+/// silent validator, lost requests, partitions of a few blocks, a restart) keep it going until
+/// this many rounds were answered by peers holding, with the node, a quorum of the eligible
+/// stake. A round fewer answered does not count: a node cut off from most of its peers waits
+/// for them (up to [`EXCHANGE_ROUND_CAP`]) rather than decide on what it alone collected.
 pub const MAX_EXCHANGE_ROUNDS: u8 = 6;
+/// Most exchange rounds in all, counted or not.
+pub const EXCHANGE_ROUND_CAP: u8 = 3 * MAX_EXCHANGE_ROUNDS;
 
 impl Machine {
     /// The first block at which reports of `run` are collected.
@@ -49,13 +65,13 @@ impl Machine {
         self.targets_where(run, evidence, |have_http, have_dht| !have_http || !have_dht)
     }
 
-    /// The final round's targets: with `exchange`, every other eligible validator, asked for
-    /// the reports and proofs it holds (and for whatever copy of its own is missing); without,
-    /// validators with no copy at all.
-    pub(crate) fn final_targets(&self, run: u64, exchange: bool) -> Vec<Target> {
-        let mut t = self.targets_where(run, exchange, |h, d| exchange || (!h && !d));
+    /// An exchange round's targets: every other eligible validator, asked for the reports and
+    /// proofs it holds (each round asks every peer again: one that answered may have learned
+    /// more since), and for whatever copy of its own report is missing.
+    pub(crate) fn exchange_targets(&self, run: u64) -> Vec<Target> {
+        let mut t = self.targets_where(run, true, |_, _| true);
         for x in &mut t {
-            x.relay = exchange;
+            x.relay = true;
         }
         t
     }
@@ -130,18 +146,21 @@ impl Machine {
         let me = self.key.hotkey();
         // relayed reports become copies of their signer's report (one per signer per answer)
         let mut fetched = fetched;
-        // exchange rounds: peers with an API that did not answer with what they hold were not
-        // reached, so they are asked again (a peer with no axon on chain has nothing to ask)
-        let reachable: std::collections::BTreeSet<Hotkey> = members
+        // exchange rounds: the peers that answered with the list of what they hold (a missing
+        // entry is a peer not reached)
+        let answered: std::collections::BTreeSet<Hotkey> = fetched
             .iter()
-            .filter(|m| !m.axon.is_empty())
-            .map(|m| m.hotkey)
-            .collect();
-        let silent: Vec<Hotkey> = fetched
-            .iter()
-            .filter(|f| !f.exchanged && reachable.contains(&f.hotkey))
+            .filter(|f| f.exchanged)
             .map(|f| f.hotkey)
             .collect();
+        // with its own stake, do the peers that answered hold a quorum of the eligible stake?
+        let total: u128 = members.iter().map(|m| m.stake as u128).sum();
+        let heard: u128 = members
+            .iter()
+            .filter(|m| m.hotkey == me || answered.contains(&m.hotkey))
+            .map(|m| m.stake as u128)
+            .sum();
+        let counts = self.cfg.params.quorum.is_met_by(heard, total);
         let mut relays: Vec<Fetched> = Vec::new();
         for f in &mut fetched {
             for w in std::mem::take(&mut f.relayed)
@@ -305,11 +324,18 @@ impl Machine {
         if is_final {
             if let Some(a) = st.agg.as_mut() {
                 a.fetch_req = None;
-                if silent.is_empty() || a.exchange_rounds >= MAX_EXCHANGE_ROUNDS {
+                // quiet: every peer with an API answered and nothing new came in
+                let quiet = !added && a.asked.iter().all(|k| answered.contains(k));
+                if counts {
+                    a.counted_rounds += 1;
+                }
+                if quiet && a.exchange_rounds >= MIN_EXCHANGE_ROUNDS
+                    || a.counted_rounds >= MAX_EXCHANGE_ROUNDS
+                    || a.exchange_rounds >= EXCHANGE_ROUND_CAP
+                {
                     a.fetched = true;
                 } else {
-                    // ask the silent ones again on the next head
-                    a.unreached = Some(silent);
+                    // another round, every peer again, on the next head
                     return;
                 }
             }

@@ -49,6 +49,10 @@ pub(crate) struct RunState {
     pub exec: Option<Vec<(Hotkey, tally_core::Score)>>,
     /// Miner-hosted mode's state.
     pub hosted: crate::hosted::HostedRun,
+    /// Read back from the store after a restart, not done: what was collected for it is gone.
+    pub restored: bool,
+    /// It sits the run out (see `Machine::sits_out`) and said so to peers.
+    pub sat_out: bool,
 }
 
 /// A validator's state machine. See the crate documentation.
@@ -59,6 +63,8 @@ pub struct Machine {
     pub(crate) head: Option<Head>,
     pub(crate) snap: Option<ChainSnapshot>,
     pub(crate) snap_req: Option<u64>,
+    /// The first head this machine saw (after a restart: the block it resumed at).
+    pub(crate) resumed_at: Option<u64>,
     next_req: u64,
     pub(crate) runs: BTreeMap<u64, RunState>,
     pub(crate) divergence: Option<DivergenceTracker>,
@@ -78,6 +84,7 @@ impl Machine {
             head: None,
             snap: None,
             snap_req: None,
+            resumed_at: None,
             next_req: 1,
             runs: BTreeMap::new(),
             divergence: None,
@@ -126,6 +133,20 @@ impl Machine {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether this node sits `run` out: it restarted and resumed (saw its first head) at or
+    /// after the run's reveal-close block. The reports it collected lived in memory and are
+    /// gone, and peers may have finished the exchange without it: what it would fetch now,
+    /// first-hand, could differ from what they decided on, and its own report would count for it
+    /// alone if no peer had fetched it in time. It neither exchanges nor aggregates the run (no
+    /// outcome, no weights for it: the last weights hold), and tells peers it holds nothing.
+    pub(crate) fn sits_out(&self, run: u64) -> bool {
+        let (Some(clock), Some(at)) = (self.clock(), self.resumed_at) else {
+            return false;
+        };
+        let close = tally_protocol::rules::reveal_close_block(&clock, &self.cfg.windows, run);
+        self.runs.get(&run).is_some_and(|s| s.restored) && at >= close
     }
 
     /// Handles one input.
@@ -181,6 +202,7 @@ impl Machine {
             st.wire = report.as_ref().and(r.own_report.clone());
             st.report = report;
             st.members = r.members;
+            st.restored = st.step != Some(Step::Done);
             st.hosted.challenge_sent = r.challenge_sent;
             st.hosted.verdicts = r.hosted;
             if let Some(c) = r.hoster_commits {
@@ -208,6 +230,7 @@ impl Machine {
             return; // a stale head (reordered answers): ignore
         }
         self.head = Some(h);
+        self.resumed_at.get_or_insert(h.number);
         if let Some(s) = &self.snap {
             out.push(Effect::Time(ChainTime {
                 block: h.number,

@@ -327,12 +327,38 @@ fn aggregate(peer3_commit_block: u64) -> RunOutcome {
         })
         .expect("an evidence round");
     assert_eq!(targets.len(), 2);
-    assert!(targets.iter().all(|t| t.evidence));
+    assert!(targets.iter().all(|t| t.evidence && t.relay));
+    // both peers answer with what they hold, nothing new: a quiet round, but the exchange always
+    // asks a second time, a head later
+    let quiet = || {
+        [2u8, 3]
+            .map(|i| Fetched {
+                exchanged: true,
+                ..Fetched::empty(key(i).hotkey())
+            })
+            .to_vec()
+    };
     assert!(m
         .handle(Input::Reports {
             req,
             run: 0,
-            fetched: vec![]
+            fetched: quiet()
+        })
+        .is_empty());
+    let out = head(&mut m, 31);
+    let (req, targets) = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::FetchReports { req, targets, .. } => Some((*req, targets.clone())),
+            _ => None,
+        })
+        .expect("a second exchange round");
+    assert_eq!(targets.len(), 2);
+    assert!(m
+        .handle(Input::Reports {
+            req,
+            run: 0,
+            fetched: quiet()
         })
         .is_empty());
     m.handle(Input::Commitments {
@@ -573,83 +599,159 @@ thread_local! {
     static NO_API: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// A peer's answer to an exchange round: nothing new, and whether it answered with its list.
+fn answer(i: u8, exchanged: bool) -> Fetched {
+    Fetched {
+        exchanged,
+        ..Fetched::empty(key(i).hotkey())
+    }
+}
+
+/// The exchange round among `out`.
+fn round(out: &[Effect]) -> Option<(u64, Vec<Target>)> {
+    out.iter().find_map(|e| match e {
+        Effect::FetchReports { req, targets, .. } => Some((*req, targets.clone())),
+        _ => None,
+    })
+}
+
 /// Run 0 committed, collected (validators 2 and 3 from both sources, validator 4 with no API
-/// from neither), then the reveal window closes; the exchange is answered with `exchanged`
-/// per peer (2, 3, 4). Returns the machine and what it does at the next head.
-fn exchange_answered(exchanged: [bool; 3]) -> (Vec<Target>, Vec<Effect>) {
+/// from neither), then the reveal window closes; the first exchange round is answered with
+/// `exchanged` per peer (2, 3, 4). Returns the machine, that round's targets and what it does
+/// at the next head.
+fn exchange_answered(exchanged: [bool; 3]) -> (Machine, Vec<Target>, Vec<Effect>) {
     NO_API.with(|c| c.set(true));
     let (mut m, _) = committed();
     head(&mut m, 20);
     let out = head(&mut m, 23);
-    let collect = out
-        .iter()
-        .find_map(|e| match e {
-            Effect::FetchReports { req, .. } => Some(*req),
-            _ => None,
-        })
-        .unwrap();
+    let (collect, _) = round(&out).unwrap();
     let (w2, _) = peer_report(2, 110_000_000);
     let (w3, _) = peer_report(3, 120_000_000);
-    let got = |i: u8, w: Option<&Vec<u8>>, x: bool| Fetched {
-        hotkey: key(i).hotkey(),
+    let got = |i: u8, w: Option<&Vec<u8>>| Fetched {
         http: w.cloned(),
         dht: w.cloned(),
-        evidence: vec![],
-        relayed: vec![],
-        exchanged: x,
+        ..Fetched::empty(key(i).hotkey())
     };
     m.handle(Input::Reports {
         req: collect,
         run: 0,
-        fetched: vec![
-            got(2, Some(&w2), false),
-            got(3, Some(&w3), false),
-            got(4, None, false),
-        ],
+        fetched: vec![got(2, Some(&w2)), got(3, Some(&w3)), got(4, None)],
     });
-    let out = head(&mut m, 30);
-    let (req, targets) = out
-        .iter()
-        .find_map(|e| match e {
-            Effect::FetchReports { req, targets, .. } => Some((*req, targets.clone())),
-            _ => None,
-        })
-        .expect("the exchange at reveal close");
+    let (req, targets) = round(&head(&mut m, 30)).expect("the exchange at reveal close");
     m.handle(Input::Reports {
         req,
         run: 0,
-        fetched: vec![
-            got(2, Some(&w2), exchanged[0]),
-            got(3, Some(&w3), exchanged[1]),
-            got(4, None, exchanged[2]),
-        ],
+        fetched: (2..=4)
+            .map(|i| answer(i, exchanged[i as usize - 2]))
+            .collect(),
     });
-    (targets, head(&mut m, 31))
+    let next = head(&mut m, 31);
+    (m, targets, next)
 }
 
 #[test]
-fn the_exchange_asks_again_only_peers_with_an_api_on_chain() {
+fn the_exchange_ends_at_a_quiet_round_and_waits_only_for_peers_with_an_api() {
     // every peer is in the exchange; the one with no API only through the DHT
-    let (targets, next) = exchange_answered([true, true, false]);
+    let (mut m, targets, next) = exchange_answered([true, true, false]);
     assert_eq!(targets.len(), 3);
     let no_api = targets
         .iter()
         .find(|t| t.hotkey == key(4).hotkey())
         .unwrap();
     assert!(!no_api.http && no_api.dht);
-    // a validator with no API on chain cannot answer an exchange: it is not asked again (it
-    // would cost every honest node a round per head, up to the limit, at every run)
-    assert!(!has(&next, is_fetch), "{next:?}");
-    // a peer with an API that did not answer is asked again, alone
-    let (_, next) = exchange_answered([true, false, false]);
-    let again: Vec<Hotkey> = next
-        .iter()
-        .find_map(|e| match e {
-            Effect::FetchReports { targets, .. } => {
-                Some(targets.iter().map(|t| t.hotkey).collect())
-            }
-            _ => None,
-        })
-        .expect("a second round");
-    assert_eq!(again, vec![key(3).hotkey()]);
+    // a quiet first round is followed by a second, a head later, asking every peer again (a
+    // peer may have learned more since it answered)
+    let (req, again) = round(&next).expect("a second round");
+    assert_eq!(again.len(), 3);
+    // a validator with no API on chain cannot answer an exchange: it does not keep the
+    // exchange going (it would cost every honest node a round per head, up to the limit)
+    m.handle(Input::Reports {
+        req,
+        run: 0,
+        fetched: vec![answer(2, true), answer(3, true), answer(4, false)],
+    });
+    assert!(round(&head(&mut m, 32)).is_none());
+    // a peer with an API that did not answer keeps the exchange going, every peer asked again
+    let (mut m, _, next) = exchange_answered([true, false, false]);
+    let (req, again) = round(&next).expect("a second round");
+    assert_eq!(again.len(), 3);
+    m.handle(Input::Reports {
+        req,
+        run: 0,
+        fetched: vec![answer(2, true), answer(3, false), answer(4, false)],
+    });
+    assert!(round(&head(&mut m, 32)).is_some(), "a third round");
+}
+
+#[test]
+fn a_restart_after_the_reveal_close_sits_the_run_out() {
+    // the node revealed run 0, collected, crashed, and is back at the close block: what it
+    // collected is gone and can no longer be fetched first-hand, and its own report would count
+    // for it alone if no peer had fetched it; it tells peers it holds nothing and decides nothing
+    let (_, wire) = scored();
+    let mut m = restored(Some(Step::Revealed), &wire);
+    let out = head(&mut m, 30);
+    assert!(
+        out.contains(&Effect::ServeHeld {
+            run: 0,
+            reports: vec![],
+            proofs: vec![]
+        }),
+        "{out:?}"
+    );
+    assert!(
+        !has(&out, is_fetch) && !has(&out, is_commitments),
+        "{out:?}"
+    );
+    for n in 31..40 {
+        let out = head(&mut m, n);
+        assert!(!has(&out, is_fetch), "{out:?}");
+        assert!(!has(&out, |e| matches!(
+            e,
+            Effect::SetWeights { .. } | Effect::Persist(Persist::Finish { .. })
+        )));
+    }
+    // back before the close, it collects again and takes part
+    let mut m = restored(Some(Step::Revealed), &wire);
+    let out = head(&mut m, 29);
+    assert!(has(&out, is_fetch) && has(&out, is_commitments), "{out:?}");
+    let out = head(&mut m, 30);
+    assert!(
+        !has(&out, |e| matches!(e, Effect::ServeHeld { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn exchange_rounds_nobody_answered_do_not_count() {
+    // cut off from every peer at the close: rounds no quorum answered do not end the exchange
+    // after `MAX_EXCHANGE_ROUNDS`; it goes on, a round per head (here until run 0's epoch of
+    // aggregation ends at block 40, before `EXCHANGE_ROUND_CAP`), and decides nothing alone
+    let (mut m, _, mut next) = exchange_answered([false, false, false]);
+    let mut rounds = 1;
+    while let Some((req, _)) = round(&next) {
+        rounds += 1;
+        let out = m.handle(Input::Reports {
+            req,
+            run: 0,
+            fetched: vec![answer(2, false), answer(3, false), answer(4, false)],
+        });
+        assert!(!has(&out, |e| matches!(e, Effect::SetWeights { .. })));
+        next = head(&mut m, 30 + rounds as u64);
+    }
+    assert!(rounds > collect::MAX_EXCHANGE_ROUNDS, "{rounds}");
+    assert!(rounds <= collect::EXCHANGE_ROUND_CAP, "{rounds}");
+    // answered by peers holding a quorum, the same rounds count: it ends after the limit
+    let (mut m, _, mut next) = exchange_answered([true, false, false]);
+    let mut rounds = 1;
+    while let Some((req, _)) = round(&next) {
+        rounds += 1;
+        m.handle(Input::Reports {
+            req,
+            run: 0,
+            fetched: vec![answer(2, true), answer(3, false), answer(4, false)],
+        });
+        next = head(&mut m, 30 + rounds as u64);
+    }
+    assert_eq!(rounds, collect::MAX_EXCHANGE_ROUNDS);
 }
