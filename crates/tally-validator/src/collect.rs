@@ -17,7 +17,8 @@
 //! after a restart); the exchange ends at the first quiet round — every peer with an API
 //! answered and nothing new came in — from the [`MIN_EXCHANGE_ROUNDS`]th on, or after
 //! [`MAX_EXCHANGE_ROUNDS`] rounds answered by peers holding a quorum (a node cut off from most
-//! peers keeps asking). A node that restarted and resumed only at or after the close sits the
+//! peers keeps asking, until [`exchange_deadline_block`]: peers that are offline for good must
+//! not keep a quorum miss from being decided). A node that restarted and resumed only at or after the close sits the
 //! run out (`Machine::sits_out`). What is exchanged is bounded: at most
 //! [`MAX_RELAYED_PER_PEER`] relayed reports and [`MAX_PROOFS_PER_PEER`] proofs from each peer,
 //! and in the honest case no report at all, only the lists.
@@ -46,6 +47,17 @@ pub const MIN_EXCHANGE_ROUNDS: u8 = 2;
 pub const MAX_EXCHANGE_ROUNDS: u8 = 6;
 /// Most exchange rounds in all, counted or not.
 pub const EXCHANGE_ROUND_CAP: u8 = 3 * MAX_EXCHANGE_ROUNDS;
+
+/// The block by which the exchange of `run` ends whatever its rounds gave: three eighths of an
+/// epoch after the reveal close (the run is scheduled only until its next epoch ends, an
+/// eighth of an epoch later; the decision and the weights call need the rest).
+pub fn exchange_deadline_block(
+    clock: &tally_protocol::EpochClock,
+    windows: &tally_protocol::PhaseWindows,
+    run: u64,
+) -> u64 {
+    reveal_close_block(clock, windows, run) + (clock.length.max(1) * 3 / 8).max(1)
+}
 
 impl Machine {
     /// The first block at which reports of `run` are collected.
@@ -161,6 +173,12 @@ impl Machine {
             .map(|m| m.stake as u128)
             .sum();
         let counts = self.cfg.params.quorum.is_met_by(heard, total);
+        // however the rounds went, the exchange ends by this block, so the run is decided in the
+        // epoch that schedules it (a quorum miss is a decision too: the incumbent holds)
+        let out_of_time = match (self.clock(), self.head) {
+            (Some(c), Some(h)) => h.number >= exchange_deadline_block(&c, &self.cfg.windows, run),
+            _ => false,
+        };
         let mut relays: Vec<Fetched> = Vec::new();
         for f in &mut fetched {
             for w in std::mem::take(&mut f.relayed)
@@ -332,6 +350,7 @@ impl Machine {
                 if quiet && a.exchange_rounds >= MIN_EXCHANGE_ROUNDS
                     || a.counted_rounds >= MAX_EXCHANGE_ROUNDS
                     || a.exchange_rounds >= EXCHANGE_ROUND_CAP
+                    || out_of_time
                 {
                     a.fetched = true;
                 } else {
