@@ -25,7 +25,7 @@ use std::time::Duration;
 use tally_chain::Chain;
 use tally_core::Keypair;
 use tally_exec::inference::{Inference, Mlp};
-use tally_net::{system_clock, Dht, DhtConfig};
+use tally_net::system_clock;
 use tally_node::hoster::{HosterDriver, HosterDriverConfig, HosterPorts, MlpModel};
 use tally_node::hoster_store::HosterStore;
 use tally_protocol::Role;
@@ -322,43 +322,16 @@ pub async fn run_hoster_with(
         ),
         Some(_) => {}
     }
-    let view = tally_validator::view_of(
+    let dht = crate::validator_cmd::start_dht(
         s.netuid,
-        tally_protocol::PhaseWindows::default(),
         &snap,
-        // the time this node saw the head, as the driver passes it
-        tally_validator::Head {
-            number: head.number,
-            timestamp_ms: (system_clock())(),
-        },
-    );
-    let limits = tally_net::store::StoreLimits::sized_for(
-        snap.members.len().max(tally_net::store::DEFAULT_NEURONS),
-        snap.members
-            .iter()
-            .filter(|m| m.validator_permit)
-            .count()
-            .max(tally_net::store::DEFAULT_VALIDATORS),
-    );
-    let dht = Dht::start(
-        DhtConfig {
-            listen: s.dht_listen.clone(),
-            bootstrap: s.bootstrap.clone(),
-            limits,
-            ..DhtConfig::default()
-        },
+        head.number,
+        &s.dht_listen,
+        &s.bootstrap,
+        &s.key,
         identity,
-        s.key.clone(),
-        view,
-        system_clock(),
     )
-    .await
-    .map_err(|e| anyhow!("cannot start the DHT on {}: {e}", s.dht_listen))?;
-    for b in &s.bootstrap {
-        if let Err(e) = dht.dial(b.clone()).await {
-            warn!(peer = %b, "cannot dial the bootstrap peer: {e}");
-        }
-    }
+    .await?;
     let heartbeats = tally_net::heartbeat::spawn_heartbeats(
         dht.clone(),
         Role::Hoster,

@@ -217,6 +217,59 @@ pub(crate) fn required<T>(name: &str, v: Option<T>) -> Result<T, Failure> {
     })
 }
 
+/// Starts the node's DHT on `listen` with the view of `snap` at head `head` (seen now, as the
+/// drivers pass heads), store quotas that hold every record an honest publisher of the subnet
+/// may store (whatever it grows to within the usual 256 uids and 64 validator permits), and
+/// dials the bootstrap peers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn start_dht(
+    netuid: u16,
+    snap: &tally_validator::ChainSnapshot,
+    head: u64,
+    listen: &libp2p::Multiaddr,
+    bootstrap: &[libp2p::Multiaddr],
+    key: &Keypair,
+    identity: libp2p::identity::Keypair,
+) -> Result<Dht, Failure> {
+    let view = tally_validator::view_of(
+        netuid,
+        tally_protocol::PhaseWindows::default(),
+        snap,
+        tally_validator::Head {
+            number: head,
+            timestamp_ms: (system_clock())(),
+        },
+    );
+    let limits = tally_net::store::StoreLimits::sized_for(
+        snap.members.len().max(tally_net::store::DEFAULT_NEURONS),
+        snap.members
+            .iter()
+            .filter(|m| m.validator_permit)
+            .count()
+            .max(tally_net::store::DEFAULT_VALIDATORS),
+    );
+    let dht = Dht::start(
+        DhtConfig {
+            listen: listen.clone(),
+            bootstrap: bootstrap.to_vec(),
+            limits,
+            ..DhtConfig::default()
+        },
+        identity,
+        key.clone(),
+        view,
+        system_clock(),
+    )
+    .await
+    .map_err(|e| anyhow!("cannot start the DHT on {listen}: {e}"))?;
+    for b in bootstrap {
+        if let Err(e) = dht.dial(b.clone()).await {
+            tracing::warn!(peer = %b, "cannot dial the bootstrap peer: {e}");
+        }
+    }
+    Ok(dht)
+}
+
 /// The config file at `path` (TOML, at most 1 MiB), or the defaults without one.
 pub(crate) fn read_config<T: serde::de::DeserializeOwned + Default>(
     path: Option<&std::path::Path>,
@@ -556,44 +609,16 @@ pub fn serve(s: Settings, byzantine: Option<tally_sim::Strategy>) -> Result<u8, 
         if let Some((axon, given)) = s.axon {
             publish_axon(&chain, &s, axon, given).await?;
         }
-        let view = tally_validator::view_of(
+        let dht = start_dht(
             s.netuid,
-            tally_protocol::PhaseWindows::default(),
             &snap.0,
-            // the time this node saw the head, as the driver passes it
-            tally_validator::Head {
-                number: snap.1.number,
-                timestamp_ms: (system_clock())(),
-            },
-        );
-        // quotas that hold every record an honest publisher of this subnet may store, whatever
-        // it grows to within the usual 256 uids and 64 validator permits
-        let members = &snap.0.members;
-        let limits = tally_net::store::StoreLimits::sized_for(
-            members.len().max(tally_net::store::DEFAULT_NEURONS),
-            members
-                .iter()
-                .filter(|m| m.validator_permit)
-                .count()
-                .max(tally_net::store::DEFAULT_VALIDATORS),
-        );
-        let dht = Dht::start(
-            DhtConfig {
-                listen: s.dht_listen.clone(),
-                bootstrap: s.bootstrap.clone(),
-                limits,
-                ..DhtConfig::default()
-            },
+            snap.1.number,
+            &s.dht_listen,
+            &s.bootstrap,
+            &s.key,
             identity,
-            s.key.clone(),
-            view,
-            system_clock(),
         )
-        .await
-        .map_err(|e| anyhow!("cannot start the DHT on {}: {e}", s.dht_listen))?;
-        for b in &s.bootstrap {
-            let _ = dht.dial(b.clone()).await;
-        }
+        .await?;
         let state = Arc::new(ApiState::new(
             store.clone(),
             s.key.clone(),
