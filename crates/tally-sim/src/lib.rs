@@ -1,9 +1,10 @@
-//! Deterministic simulation of Tally's validators, and the byzantine actors.
+//! Deterministic simulation of Tally's validators and hosters, and the byzantine actors.
 //!
 //! * [`world`]: the seeded world (virtual clock, event queue, one RNG), the embedded chain on an
 //!   in-memory backend driven by virtual time, an in-memory DHT under the real predicate,
 //!   simulated HTTP links with latency, loss and partitions, crashes and restarts from
-//!   persisted state. The validators are the production `tally_validator::Machine`.
+//!   persisted state. The validators are the production `tally_validator::Machine`, the
+//!   hosters the production `tally_validator::hoster::Hoster` (`SimConfig::hosters`).
 //! * [`byzantine`]: adversaries that wrap an honest machine and rewrite its effects (inflate,
 //!   equivocate, copy, withhold, forge, commit late, split view, go silent). The devnet uses the
 //!   same actors; no production service contains them.
@@ -12,7 +13,8 @@
 //!   too.
 //! * [`invariants`]: what every run must keep (identical honest weights, consensus within the
 //!   honest range, no report without an in-window commitment, equivocations proven and
-//!   excluded, quorum misses hold).
+//!   excluded, quorum misses hold, split views converge, no copycat or late hoster record
+//!   accepted and no cheat scored, every hoster scored alike by honest validators).
 //! * [`toy_model`]: the stand-in reference model simulated hosters run and validators score.
 //! * [`sweep`]: many seeds mixing strategies and faults, with one trace hash over all.
 #![forbid(unsafe_code)]
@@ -27,4 +29,4 @@ pub mod world;
 pub use byzantine::{Byzantine, Strategy};
 pub use hoster::{ByzantineHoster, HosterStrategy};
 pub use sweep::{sweep, SweepConfig, SweepResult};
-pub use world::{Faults, SimConfig, SimResult, World};
+pub use world::{Faults, HosterSummary, SimConfig, SimResult, World};
