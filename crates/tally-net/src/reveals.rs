@@ -81,7 +81,7 @@ pub async fn fetch_reveals(
         let r = match res {
             Err(e) => Err(RevealFailure::Dht(e)),
             Ok(None) => Err(RevealFailure::NotFound),
-            Ok(Some(v)) => match v.payload.reveal_commitment() {
+            Ok(Some(v)) => match v.payload.reveal_commitment(&p, epoch) {
                 None => Err(RevealFailure::NotFound),
                 Some(h) => book
                     .check_reveal(commit_kind, epoch, &p, &h, onchain.get(&p))

@@ -169,8 +169,8 @@ async fn wait_for(mut f: impl AsyncFnMut() -> bool, what: &str) {
     }
 }
 
-fn commit_payload(salt: [u8; 32], out: &Tensor) -> Vec<u8> {
-    Commit(hoster_commitment(&salt, out)).encode()
+fn commit_payload(by: &Keypair, epoch: u64, salt: [u8; 32], out: &Tensor) -> Vec<u8> {
+    Commit(hoster_commitment(&by.hotkey(), epoch, &salt, out)).encode()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +179,12 @@ async fn published_record_is_found_by_every_node() {
     let out = Tensor::f32(&[2], &[0.25, 0.5]).unwrap();
     let publisher = &net.nodes[5];
     publisher
-        .publish(Kind::HosterCommit, 2, commit_payload([7; 32], &out), TTL)
+        .publish(
+            Kind::HosterCommit,
+            2,
+            commit_payload(&net.keys[5], 2, [7; 32], &out),
+            TTL,
+        )
         .await
         .unwrap();
     for (i, n) in net.nodes.iter().enumerate() {
@@ -190,7 +195,7 @@ async fn published_record_is_found_by_every_node() {
         let v = got.unwrap_or_else(|| panic!("node {i} did not find the record"));
         assert_eq!(
             v.payload,
-            Payload::Commit(hoster_commitment(&[7; 32], &out))
+            Payload::Commit(hoster_commitment(&net.keys[5].hotkey(), 2, &[7; 32], &out))
         );
     }
     // re-replicating an identical, accepted record is not refused
@@ -213,7 +218,12 @@ async fn published_record_is_found_by_every_node() {
     // conflict anywhere, so no peer keeps evidence against an honest node
     let conflicts = net.count(Reject::Conflict);
     publisher
-        .publish(Kind::HosterCommit, 2, commit_payload([7; 32], &out), TTL)
+        .publish(
+            Kind::HosterCommit,
+            2,
+            commit_payload(&net.keys[5], 2, [7; 32], &out),
+            TTL,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -221,7 +231,12 @@ async fn published_record_is_found_by_every_node() {
     assert_eq!(publisher.held(slot).await.unwrap().unwrap(), bytes);
     // a different payload for the same slot is still refused, at home first
     assert!(publisher
-        .publish(Kind::HosterCommit, 2, commit_payload([8; 32], &out), TTL)
+        .publish(
+            Kind::HosterCommit,
+            2,
+            commit_payload(&net.keys[5], 2, [8; 32], &out),
+            TTL
+        )
         .await
         .is_err());
     // many at once, with absent publishers reported as absent
@@ -282,7 +297,7 @@ async fn every_reject_reason_keeps_the_record_out() {
     let now = (system_clock())();
     let later = now + 60_000;
     let out = Tensor::f32(&[1], &[1.0]).unwrap();
-    let commit = commit_payload([1; 32], &out);
+    let commit = commit_payload(&net.keys[5], 2, [1; 32], &out);
     let adv = &net.adv_key;
     let stranger = Keypair::from_seed(&[99; 32]);
     let hoster = &net.keys[4];
@@ -435,7 +450,7 @@ async fn every_reject_reason_keeps_the_record_out() {
                 Kind::HosterCommit,
                 2,
                 adv,
-                commit_payload([2; 32], &out),
+                commit_payload(&net.adv_key, 2, [2; 32], &out),
                 later,
             )
             .to_bytes(),
@@ -524,7 +539,7 @@ async fn replaced_commit_after_reveals_is_refused_and_mismatched_reveal_rejected
         .publish(
             Kind::HosterCommit,
             2,
-            commit_payload([4; 32], &honest_out),
+            commit_payload(&net.keys[4], 2, [4; 32], &honest_out),
             TTL,
         )
         .await
@@ -533,7 +548,7 @@ async fn replaced_commit_after_reveals_is_refused_and_mismatched_reveal_rejected
         .publish(
             Kind::HosterCommit,
             2,
-            commit_payload([5; 32], &cheat_out),
+            commit_payload(&net.keys[5], 2, [5; 32], &cheat_out),
             TTL,
         )
         .await
@@ -574,7 +589,7 @@ async fn replaced_commit_after_reveals_is_refused_and_mismatched_reveal_rejected
         Kind::HosterCommit,
         2,
         &net.keys[5],
-        commit_payload([6; 32], &honest_out),
+        commit_payload(&net.keys[5], 2, [6; 32], &honest_out),
         (system_clock())() + 60_000,
     );
     let before = net.count(Reject::Conflict);
@@ -664,7 +679,7 @@ async fn a_flooding_hoster_cannot_crowd_out_a_validators_commit() {
             Kind::HosterCommit,
             e,
             adv,
-            commit_payload([e as u8; 32], &out),
+            commit_payload(&net.adv_key, e, [e as u8; 32], &out),
             long,
         );
         net.adversary.put_raw(r.key(), r.to_bytes()).await.unwrap();
@@ -721,7 +736,7 @@ async fn a_flooding_hoster_cannot_crowd_out_a_validators_commit() {
 async fn a_restarted_hoster_republishes_its_commit_as_a_replica() {
     let net = start(220).await; // epoch 2 hoster-commit window
     let out = Tensor::f32(&[2], &[1.0, 2.0]).unwrap();
-    let payload = commit_payload([6; 32], &out);
+    let payload = commit_payload(&net.keys[6], 2, [6; 32], &out);
     let expires = (system_clock())() + 600_000;
     let slot = record_key(NET, Kind::HosterCommit, 2, &net.keys[6].hotkey());
     net.nodes[6]

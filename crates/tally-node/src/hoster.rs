@@ -541,7 +541,7 @@ mod tests {
             panic!("wrong payloads")
         };
         assert_eq!(r.output, want);
-        assert_eq!(hoster_commitment(&r.salt, &r.output), c);
+        assert_eq!(hoster_commitment(&hkey.hotkey(), 1, &r.salt, &r.output), c);
         assert_eq!(r.salt, e1.salt);
         stop.send(true).unwrap();
         task.await.unwrap();

@@ -103,7 +103,7 @@ pub fn judge_reveal(
             _ => Err(HostedMiss::NoReveal),
         };
     };
-    let revealed = hoster_commitment(&r.salt, &r.output);
+    let revealed = hoster_commitment(hoster, epoch, &r.salt, &r.output);
     match book.check_reveal(Kind::HosterCommit, epoch, hoster, &revealed, None) {
         Err(RevealError::NoSnapshot) => return Err(HostedMiss::NoSnapshot),
         Err(RevealError::NoCommit) => return Err(HostedMiss::NoCommit),
@@ -193,7 +193,7 @@ mod tests {
             judge_reveal(&none, 7, &honest, Some(&reveal), &[16]),
             Err(HostedMiss::NoSnapshot)
         );
-        let c = hoster_commitment(&reveal.salt, &output);
+        let c = hoster_commitment(&honest, 7, &reveal.salt, &output);
         book.snapshot(
             Kind::HosterCommit,
             7,
@@ -206,6 +206,12 @@ mod tests {
         assert_eq!(
             judge_reveal(&book, 7, &silent, None, &[16]),
             Err(HostedMiss::NoReveal)
+        );
+        // `silent` copied the honest hoster's commit hash in the commit window; revealing the
+        // honest salt and output as its own does not match: the commitment binds the hotkey
+        assert_eq!(
+            judge_reveal(&book, 7, &silent, Some(&reveal), &[16]),
+            Err(HostedMiss::Mismatch)
         );
         assert_eq!(
             judge_reveal(&book, 7, &liar, Some(&reveal), &[16]),

@@ -16,7 +16,7 @@ use crate::record::RecordBody;
 use parity_scale_codec::{Decode, Encode};
 use tally_core::codec::decode_bounded;
 use tally_core::hash::{tagged_sha256, Hash32};
-use tally_core::{BoundedBytes, BoundedVec, ScoreReport};
+use tally_core::{BoundedBytes, BoundedVec, Hotkey, ScoreReport};
 
 /// Most elements a tensor may hold.
 pub const MAX_TENSOR_ELEMENTS: usize = 16 * 1024;
@@ -157,10 +157,15 @@ pub fn element_count(shape: &[u32]) -> Result<usize, String> {
         .ok_or_else(|| format!("tensor has more than {MAX_TENSOR_ELEMENTS} elements"))
 }
 
-/// The commitment to a hoster's output: `tagged_sha256("tally/hoster-output/v1", [salt,
-/// SCALE(output)])`.
-pub fn hoster_commitment(salt: &[u8; 32], output: &Tensor) -> Hash32 {
-    tagged_sha256(b"tally/hoster-output/v1", &[salt, &output.encode()])
+/// The commitment of `hoster` to its output for `epoch`: `tagged_sha256("tally/hoster-output/v2",
+/// [hotkey, SCALE(epoch), salt, SCALE(output)])`. The hotkey and epoch are bound in: a hoster
+/// that copies another's commit hash (visible in the commit window) cannot later reveal the
+/// other's salt and output as its own, nor reuse a commit of another epoch.
+pub fn hoster_commitment(hoster: &Hotkey, epoch: u64, salt: &[u8; 32], output: &Tensor) -> Hash32 {
+    tagged_sha256(
+        b"tally/hoster-output/v2",
+        &[&hoster.0, &epoch.encode(), salt, &output.encode()],
+    )
 }
 
 /// A payload that passed its schema.
@@ -179,10 +184,13 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// The hash a reveal must match in the commit book, if this is a reveal.
-    pub fn reveal_commitment(&self) -> Option<Hash32> {
+    /// The hash a reveal by `publisher` for `epoch` must match in the commit book, if this is a
+    /// reveal.
+    pub fn reveal_commitment(&self, publisher: &Hotkey, epoch: u64) -> Option<Hash32> {
         match self {
-            Payload::HosterReveal(r) => Some(hoster_commitment(&r.salt, &r.output)),
+            Payload::HosterReveal(r) => {
+                Some(hoster_commitment(publisher, epoch, &r.salt, &r.output))
+            }
             Payload::ValidatorReveal(r) => Some(r.commitment()),
             _ => None,
         }

@@ -277,7 +277,10 @@ impl ByzantineHoster {
             .entry(epoch)
             .map_or(u64::MAX / 2, |e| e.reveal_expires_at_ms);
         let commit = tally_protocol::payload::Commit(tally_protocol::payload::hoster_commitment(
-            &r.salt, &r.output,
+            &self.inner.hotkey(),
+            epoch,
+            &r.salt,
+            &r.output,
         ));
         vec![
             // the commit window has closed: sent anyway, every store refuses it

@@ -91,13 +91,13 @@ pub struct HosterEntry {
 }
 
 impl HosterEntry {
-    /// The commitment to the output.
-    pub fn commitment(&self) -> Hash32 {
-        hoster_commitment(&self.salt, &self.output)
+    /// The commitment of `hoster` to the output.
+    pub fn commitment(&self, hoster: &Hotkey) -> Hash32 {
+        hoster_commitment(hoster, self.epoch, &self.salt, &self.output)
     }
-    /// The `hoster-commit` payload.
-    pub fn commit_payload(&self) -> Vec<u8> {
-        Commit(self.commitment()).encode()
+    /// The `hoster-commit` payload of `hoster`.
+    pub fn commit_payload(&self, hoster: &Hotkey) -> Vec<u8> {
+        Commit(self.commitment(hoster)).encode()
     }
     /// The `hoster-reveal` payload.
     pub fn reveal_payload(&self) -> Vec<u8> {
@@ -618,6 +618,7 @@ impl Hoster {
         out: &mut Vec<HosterEffect>,
     ) {
         let w = self.cfg.windows;
+        let me = self.key.hotkey();
         let Some(st) = self.epochs.get_mut(&epoch) else {
             return;
         };
@@ -628,7 +629,7 @@ impl Hoster {
             out.push(HosterEffect::Publish {
                 kind: Kind::HosterCommit,
                 epoch,
-                payload: entry.commit_payload(),
+                payload: entry.commit_payload(&me),
                 expires_at_ms: entry.commit_expires_at_ms,
                 raw: false,
             });
@@ -637,10 +638,13 @@ impl Hoster {
         // the skew): a reveal seen while a store still takes commits could be copied into one
         let commits_closed =
             block >= window_closed_block(&w.hoster_commit, clock, w.skew_mb, epoch);
+        // through the window's end block: stores take reveals until its end plus the skew, so
+        // a hoster that missed the head at the window's first block still gets one in
         if !st.revealed
             && st.may_reveal
             && commits_closed
-            && inside(&w.hoster_reveal, clock, epoch, block)
+            && block >= w.hoster_reveal.first_block(clock, epoch)
+            && block <= w.hoster_reveal.end_block(clock, epoch)
         {
             st.revealed = true;
             out.push(HosterEffect::Publish {

@@ -117,6 +117,13 @@ impl Machine {
         };
         let mut merged: std::collections::BTreeMap<Hotkey, Score> = exec.into_iter().collect();
         for v in hosted {
+            // both families: a member that committed nothing is not hosting this epoch; its 0
+            // would override an abstention of the executed scorer (a miner it did not reach)
+            if execution.executes()
+                && v.reason.as_deref() == Some(tally_protocol::hosted::HostedMiss::NoCommit.name())
+            {
+                continue;
+            }
             let e = merged.entry(v.hoster).or_insert(v.score);
             *e = (*e).max(v.score);
         }

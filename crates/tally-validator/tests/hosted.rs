@@ -130,8 +130,9 @@ fn reveal(salt: u8, v: f32) -> HosterReveal {
     }
 }
 
-fn commit_of(r: &HosterReveal) -> tally_core::hash::Hash32 {
-    hoster_commitment(&r.salt, &r.output)
+/// Hoster `i`'s commitment to `r` for run 0.
+fn commit_of(i: u8, r: &HosterReveal) -> tally_core::hash::Hash32 {
+    hoster_commitment(&hoster(i), 0, &r.salt, &r.output)
 }
 
 fn commits_req(out: &[Effect]) -> Option<(u64, Vec<Hotkey>)> {
@@ -166,10 +167,10 @@ fn verdicts(out: &[Effect]) -> Option<Vec<HostedVerdict>> {
 /// (reveals hoster 0's salt and output with no commit of its own), 4 lazy (zeros).
 fn the_commits() -> Vec<(Hotkey, tally_core::hash::Hash32)> {
     vec![
-        (hoster(0), commit_of(&reveal(1, 0.5))),
-        (hoster(1), commit_of(&reveal(2, 0.5))),
-        (hoster(2), commit_of(&reveal(3, 0.5))),
-        (hoster(4), commit_of(&reveal(5, 0.0))),
+        (hoster(0), commit_of(0, &reveal(1, 0.5))),
+        (hoster(1), commit_of(1, &reveal(2, 0.5))),
+        (hoster(2), commit_of(2, &reveal(3, 0.5))),
+        (hoster(4), commit_of(4, &reveal(5, 0.0))),
     ]
 }
 
@@ -349,7 +350,7 @@ fn a_commit_read_after_the_snapshot_never_counts() {
     let out = m.handle(Input::HosterCommits {
         req,
         run: 0,
-        result: Ok(vec![(hoster(3), commit_of(&reveal(1, 0.5)))]),
+        result: Ok(vec![(hoster(3), commit_of(3, &reveal(1, 0.5)))]),
     });
     assert!(out.is_empty());
     let out = m.handle(Input::Hosted {
@@ -470,6 +471,9 @@ fn both_mode_takes_the_higher_of_the_executed_and_hosted_scores() {
     assert!(s.contains(&(hoster(0), half)), "{s:?}");
     assert!(s.contains(&(hoster(1), seven)), "{s:?}");
     assert!(s.contains(&(hoster(2), Score::ZERO)), "{s:?}");
+    // hoster 3 committed nothing and the executed scorer did not reach it: no score at all,
+    // not a hosted 0 over the abstention
+    assert!(!s.iter().any(|x| x.0 == hoster(3)), "{s:?}");
 }
 
 #[test]
@@ -538,4 +542,52 @@ fn both_mode_still_reports_the_hosters_when_execution_fails() {
     });
     assert!(own_report(&out).is_none());
     assert_eq!(v.step(0), None);
+}
+
+#[test]
+fn a_hoster_that_copied_another_commit_hash_gets_a_mismatch() {
+    // hoster 3 read hoster 0's commit in the commit window and published the same hash as its
+    // own; after hoster 0 revealed, it reveals hoster 0's salt and output: the commitment
+    // binds the hotkey, so the copy does not match
+    let mut m = machine(1, Execution::Hosted);
+    head(&mut m, 0);
+    for b in 1..11 {
+        head(&mut m, b);
+    }
+    let (req, _) = commits_req(&head(&mut m, 11)).unwrap();
+    let honest = commit_of(0, &reveal(1, 0.5));
+    m.handle(Input::HosterCommits {
+        req,
+        run: 0,
+        result: Ok(vec![(hoster(0), honest), (hoster(3), honest)]),
+    });
+    head(&mut m, 12);
+    let req = hosted_req(&head(&mut m, 13)).unwrap();
+    let out = m.handle(Input::Hosted {
+        req,
+        run: 0,
+        challenge: None,
+        reveals: vec![(hoster(0), reveal(1, 0.5)), (hoster(3), reveal(1, 0.5))],
+    });
+    let outputs = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::ScoreHosted { outputs, .. } => Some(outputs.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        outputs.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![hoster(0)]
+    );
+    let out = m.handle(Input::HostedScored {
+        run: 0,
+        result: Ok(vec![(hoster(0), Score::ONE)]),
+    });
+    let v = verdicts(&out).unwrap();
+    let three = v.iter().find(|x| x.hoster == hoster(3)).unwrap();
+    assert_eq!(
+        (three.score, three.reason.as_deref()),
+        (Score::ZERO, Some("mismatch"))
+    );
 }

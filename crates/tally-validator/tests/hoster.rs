@@ -249,7 +249,10 @@ fn commit_only_in_its_window_reveal_only_in_its_window_and_the_reveal_opens_the_
         (1, entry.reveal_expires_at_ms, false)
     );
     let reveal = HosterReveal::decode(&mut &payload[..]).unwrap();
-    assert_eq!(hoster_commitment(&reveal.salt, &reveal.output), committed);
+    assert_eq!(
+        hoster_commitment(&key(10).hotkey(), 1, &reveal.salt, &reveal.output),
+        committed
+    );
     assert_eq!(reveal.output, output(0.25));
     assert_eq!(reveal.salt, entry.salt);
     // once, and never after the window
@@ -289,7 +292,10 @@ fn an_output_known_before_the_commit_window_waits_for_it() {
     let e = r.head(115);
     let c = publishes(&e, Kind::HosterCommit);
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].1, r.h.entry(1).unwrap().commit_payload());
+    assert_eq!(
+        c[0].1,
+        r.h.entry(1).unwrap().commit_payload(&key(10).hotkey())
+    );
 }
 
 #[test]
@@ -405,6 +411,15 @@ fn a_restart_reveals_the_same_bytes_with_the_same_expiry() {
     assert_eq!(publishes(&e, Kind::HosterCommit), first_commit);
     assert!(infers(&e).is_none() && reads_challenge(&e).is_none());
     assert_eq!(publishes(&r3.head(151), Kind::HosterReveal), first_reveal);
+
+    // back only at the reveal window's end block (160; stores take reveals until 160.5): it
+    // still reveals; one block later it does not
+    let mut r4 = Rig::new(5, true);
+    r4.h.handle(HosterInput::Restore(vec![r.h.entry(1).unwrap().clone()]));
+    assert_eq!(publishes(&r4.head(160), Kind::HosterReveal), first_reveal);
+    let mut r5 = Rig::new(6, true);
+    r5.h.handle(HosterInput::Restore(vec![r.h.entry(1).unwrap().clone()]));
+    assert!(publishes(&r5.head(161), Kind::HosterReveal).is_empty());
 }
 
 #[test]

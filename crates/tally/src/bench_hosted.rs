@@ -162,7 +162,7 @@ pub fn hosted(validators: usize, hosters: usize, json_out: bool) -> Result<u8, F
                 let out = Tensor::f32(&[y.len() as u32], &y)?;
                 let mut salt = [0u8; 32];
                 salt[..4].copy_from_slice(&(i as u32).to_le_bytes());
-                let c = hoster_commitment(&salt, &out);
+                let c = hoster_commitment(&d.hotkey(), EPOCH_NO, &salt, &out);
                 d.publish(Kind::HosterCommit, EPOCH_NO, Commit(c).encode(), Duration::from_secs(3600))
                     .await
                     .map_err(|e| e.to_string())?;
