@@ -488,7 +488,10 @@ fn replaced_commit_is_a_conflict_even_after_the_window() {
             netuid: NET,
             epoch: 2,
             publisher: k.hoster.hotkey(),
-            payload: BoundedBytes::new(Commit(hoster_commitment(&k.hoster.hotkey(), 2, &salt, &out)).encode()).unwrap(),
+            payload: BoundedBytes::new(
+                Commit(hoster_commitment(&k.hoster.hotkey(), 2, &salt, &out)).encode(),
+            )
+            .unwrap(),
             expires_at_ms: 900_000,
         };
         SignedRecord::sign(body, &k.hoster).unwrap()
