@@ -133,6 +133,9 @@ impl Machine {
         {
             return;
         }
+        if !has_snapshot && st.hosted.commits_req.is_some() {
+            return; // the commit read (asked for at the close) is still out: wait for it
+        }
         if !has_snapshot {
             // not running when the commit window closed: abstain on every hoster
             st.hosted.verdicts = Some(Vec::new());

@@ -591,3 +591,28 @@ fn a_hoster_that_copied_another_commit_hash_gets_a_mismatch() {
         (Score::ZERO, Some("mismatch"))
     );
 }
+
+#[test]
+fn a_slow_commit_read_is_waited_for_not_abstained_on() {
+    let mut m = machine(1, Execution::Hosted);
+    for b in 0..11 {
+        head(&mut m, b);
+    }
+    let (req, _) = commits_req(&head(&mut m, 11)).unwrap();
+    // the read asked for at the close is still out when the reveal window closes
+    let out = head(&mut m, 13);
+    assert!(
+        hosted_req(&out).is_none() && own_report(&out).is_none(),
+        "{out:?}"
+    );
+    assert!(commits_req(&out).is_none(), "not asked twice");
+    m.handle(Input::HosterCommits {
+        req,
+        run: 0,
+        result: Ok(the_commits()),
+    });
+    assert!(
+        hosted_req(&head(&mut m, 14)).is_some(),
+        "judged once the snapshot is in"
+    );
+}
