@@ -215,20 +215,11 @@ fn input_name(i: &Input) -> &'static str {
 async fn next_refusal(
     rx: &mut Option<tokio::sync::broadcast::Receiver<tally_net::dht::Rejection>>,
 ) -> Option<Input> {
-    use tally_protocol::predicate::Reject;
     let Some(r) = rx.as_mut() else {
         return std::future::pending().await;
     };
     match r.recv().await {
-        Ok(x) => match (x.kind, x.publisher, x.epoch, x.reason) {
-            (
-                Some(tally_protocol::Kind::HosterReveal),
-                Some(hoster),
-                Some(run),
-                Reject::OutsideWindow | Reject::WrongEpoch,
-            ) => Some(Input::LateReveal { run, hoster }),
-            _ => None,
-        },
+        Ok(x) => tally_validator::hosted::late_reveal(x.kind, x.publisher, x.epoch, x.reason),
         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
             *rx = None;

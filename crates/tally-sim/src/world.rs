@@ -1050,20 +1050,23 @@ impl World {
                 let unchecked = raw && self.cfg.broken_hoster_store;
                 let body = record_body(&key, kind, epoch, payload, expires_at_ms);
                 let verdict = self.publish_as(&format!("h{j}"), &key, body, unchecked);
-                if kind == Kind::HosterReveal
-                    && matches!(
-                        verdict,
-                        Some(Err(Reject::OutsideWindow | Reject::WrongEpoch))
-                    )
-                {
+                let late = match verdict {
+                    Some(Err(reason)) => tally_validator::hosted::late_reveal(
+                        Some(kind),
+                        Some(key.hotkey()),
+                        Some(epoch),
+                        reason,
+                    ),
+                    _ => None,
+                };
+                if let Some(input) = late {
                     // every validator's DHT refused it as late: its driver tells the machine
-                    let hoster = key.hotkey();
                     for i in 0..self.nodes.len() {
                         if self.nodes[i].down_until.is_some() {
                             continue;
                         }
                         let d = self.latency(10, 300);
-                        self.answer(i, d, Input::LateReveal { run: epoch, hoster });
+                        self.answer(i, d, input.clone());
                     }
                 }
             }

@@ -54,6 +54,27 @@ pub(crate) struct HostedRun {
     pub challenge_sent: bool,
 }
 
+/// The input a refusal by this node's DHT makes, if it names a late hoster reveal: a
+/// `hoster-reveal` refused as outside its window or of the wrong epoch. The one rule the tokio
+/// driver and the simulator apply to what their DHT refused.
+pub fn late_reveal(
+    kind: Option<Kind>,
+    publisher: Option<Hotkey>,
+    epoch: Option<u64>,
+    reason: tally_protocol::Reject,
+) -> Option<Input> {
+    use tally_protocol::Reject;
+    match (kind, publisher, epoch, reason) {
+        (
+            Some(Kind::HosterReveal),
+            Some(hoster),
+            Some(run),
+            Reject::OutsideWindow | Reject::WrongEpoch,
+        ) => Some(Input::LateReveal { run, hoster }),
+        _ => None,
+    }
+}
+
 impl Machine {
     /// The hosters of `run`: its members without a validator permit, but the burn uid.
     pub(crate) fn hosters(&self, run: u64) -> Vec<Hotkey> {

@@ -371,10 +371,7 @@ impl Hoster {
                 block_ms: s.params.block_ms,
             }));
         }
-        let fresh = match (&self.snap, self.clock()) {
-            (Some(s), Some(c)) => c.epoch_of(h.number).is_none_or(|e| e == s.epoch),
-            _ => false,
-        };
+        let fresh = self.snap.as_ref().is_some_and(|s| s.covers(h.number));
         if !fresh {
             if self.snap_req.is_none() {
                 let req = self.next_req;
@@ -395,19 +392,11 @@ impl Hoster {
     }
 
     fn clock(&self) -> Option<EpochClock> {
-        self.snap.as_ref().map(|s| EpochClock {
-            length: s.params.epoch_length,
-            offset: s.params.epoch_offset,
-        })
+        self.snap.as_ref().map(ChainSnapshot::clock)
     }
 
     fn seed(&self, epoch: u64) -> Option<Hash32> {
-        self.snap
-            .as_ref()?
-            .seeds
-            .iter()
-            .find(|(e, _)| *e == epoch)
-            .map(|x| x.1)
+        self.snap.as_ref()?.seed(epoch)
     }
 
     /// Whatever is due at head `h` (the snapshot is the head's epoch's).

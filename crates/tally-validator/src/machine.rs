@@ -108,10 +108,7 @@ impl Machine {
     }
 
     pub(crate) fn clock(&self) -> Option<EpochClock> {
-        self.snap.as_ref().map(|s| EpochClock {
-            length: s.params.epoch_length,
-            offset: s.params.epoch_offset,
-        })
+        self.snap.as_ref().map(ChainSnapshot::clock)
     }
 
     /// Eligible validators of `run` (its metagraph, the current minimum stake).
@@ -238,10 +235,7 @@ impl Machine {
                 block_ms: s.params.block_ms,
             }));
         }
-        let fresh = match (&self.snap, self.clock()) {
-            (Some(s), Some(c)) => c.epoch_of(h.number).is_none_or(|e| e == s.epoch),
-            _ => false,
-        };
+        let fresh = self.snap.as_ref().is_some_and(|s| s.covers(h.number));
         if !fresh {
             if self.snap_req.is_none() {
                 let req = self.req();
@@ -319,12 +313,7 @@ impl Machine {
 
     /// The seed of `epoch` in the current snapshot.
     pub(crate) fn seed(&self, epoch: u64) -> Option<Hash32> {
-        self.snap
-            .as_ref()?
-            .seeds
-            .iter()
-            .find(|(e, _)| *e == epoch)
-            .map(|x| x.1)
+        self.snap.as_ref()?.seed(epoch)
     }
 }
 
@@ -342,10 +331,7 @@ pub fn view_of(netuid: u16, windows: PhaseWindows, s: &ChainSnapshot, h: Head) -
     });
     let mut v = ChainView::new(
         netuid,
-        EpochClock {
-            length: s.params.epoch_length,
-            offset: s.params.epoch_offset,
-        },
+        s.clock(),
         windows,
         ChainTime {
             block: h.number,

@@ -68,6 +68,25 @@ pub struct ChainSnapshot {
     pub seeds: Vec<(u64, Hash32)>,
 }
 
+impl ChainSnapshot {
+    /// The subnet's epoch clock.
+    pub fn clock(&self) -> tally_protocol::EpochClock {
+        tally_protocol::EpochClock {
+            length: self.params.epoch_length,
+            offset: self.params.epoch_offset,
+        }
+    }
+    /// Whether this snapshot is the one for `block`'s epoch (a block before the first epoch
+    /// has none, and any snapshot does for it): a node reads the chain again when it is not.
+    pub fn covers(&self, block: u64) -> bool {
+        self.clock().epoch_of(block).is_none_or(|e| e == self.epoch)
+    }
+    /// The challenge seed of `epoch`, if the snapshot holds it.
+    pub fn seed(&self, epoch: u64) -> Option<Hash32> {
+        self.seeds.iter().find(|(e, _)| *e == epoch).map(|x| x.1)
+    }
+}
+
 /// How far a run has got, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]

@@ -23,48 +23,23 @@ use tally_node::hosted_scorer::{HostedScorer, MlpHostedScorer};
 use tally_protocol::hosted::{fallback_input, judge_reveal, resolve_challenge};
 use tally_protocol::payload::{hoster_commitment, Commit, HosterReveal, Payload, Tensor};
 use tally_protocol::view::challenge_seed;
-use tally_protocol::{
-    ChainTime, ChainView, CommitBook, EpochClock, Kind, Metagraph, Neuron, PhaseWindows,
-};
+use tally_protocol::{CommitBook, Kind, Metagraph, Neuron};
 
-const NET: u16 = 1;
-/// Blocks per epoch of the bench's view (windows fall on whole blocks).
+use crate::bench_net::{percentile, view, NET};
+
+/// Blocks per epoch of the bench's view (`bench_net::view`: windows fall on whole blocks).
 const EPOCH: u64 = 100;
 const EPOCH_NO: u64 = 3;
 
-fn view(mg: &Metagraph, block: u64, now_ms: u64) -> ChainView {
-    let mut v = ChainView::new(
-        NET,
-        EpochClock {
-            length: EPOCH,
-            offset: 0,
-        },
-        PhaseWindows::default(),
-        ChainTime {
-            block,
-            at_ms: now_ms,
-            block_ms: 1000,
-        },
-        mg.clone(),
-        1_000,
-    );
-    v.set_seed(EPOCH_NO, seed());
-    v
-}
-
+/// The seed `bench_net::view` holds for the bench's epoch.
 fn seed() -> Hash32 {
-    challenge_seed(&[7; 32], NET, EPOCH_NO)
+    challenge_seed(&[EPOCH_NO as u8; 32], NET, EPOCH_NO)
 }
 
 fn key(role: u8, i: u32) -> Keypair {
     let mut s = [role; 32];
     s[..4].copy_from_slice(&i.to_le_bytes());
     Keypair::from_seed(&s)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Sets every node's view to `block` of the epoch.
@@ -264,10 +239,10 @@ pub fn hosted(validators: usize, hosters: usize, json_out: bool) -> Result<u8, F
             bytes[vi] += by;
             ms.push(t.as_secs_f64() * 1e3);
         }
-        let rec_med = median(&mut records.iter().map(|x| *x as f64).collect::<Vec<_>>());
-        let bytes_med = median(&mut bytes.iter().map(|x| *x as f64).collect::<Vec<_>>());
+        let rec_med = percentile(&mut records.iter().map(|x| *x as f64).collect::<Vec<_>>(), 0.5);
+        let bytes_med = percentile(&mut bytes.iter().map(|x| *x as f64).collect::<Vec<_>>(), 0.5);
         let max_ms = ms.iter().copied().fold(0.0, f64::max);
-        let p50 = median(&mut ms);
+        let p50 = percentile(&mut ms, 0.5);
         eprintln!(
             "{validators} validators, {hosters} hosters, one epoch: each validator read {rec_med:.0} DHT records \
              ({bytes_med:.0} bytes, median); reveal close to all hosters scored: median {p50:.1} ms, max {max_ms:.1} ms"

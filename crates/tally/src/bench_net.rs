@@ -16,7 +16,7 @@ use tally_protocol::{
     SignedRecord,
 };
 
-const NET: u16 = 1;
+pub(crate) const NET: u16 = 1;
 
 fn metagraph(keys: &[Hotkey]) -> Metagraph {
     let ns = keys.iter().enumerate().map(|(i, k)| {
@@ -32,8 +32,9 @@ fn metagraph(keys: &[Hotkey]) -> Metagraph {
     Metagraph::new(ns).unwrap_or_default()
 }
 
-/// A view whose chain position at `now_ms` is `block` (epochs of 100 one-second blocks).
-fn view(mg: &Metagraph, block: u64, now_ms: u64) -> ChainView {
+/// A view whose chain position at `now_ms` is `block` (epochs of 100 one-second blocks), with
+/// the seed of epoch `e` (< 64) `challenge_seed([e; 32], NET, e)`.
+pub(crate) fn view(mg: &Metagraph, block: u64, now_ms: u64) -> ChainView {
     let mut v = ChainView::new(
         NET,
         EpochClock {
@@ -60,7 +61,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return 0.0;
